@@ -1,0 +1,126 @@
+"""Command line: parse, call the package, map errors to the documented exit codes (docs/cli.md)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mmcompress.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, MMCompressError
+
+
+def _fail(err: MMCompressError) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def _load(recipe_path: str):
+    from mmcompress import preflight, recipe
+
+    r = recipe.load(recipe_path)
+    preflight.check(r, recipe_path)
+    return r
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mmcompress")
+def cli() -> None:
+    """Compress a teacher model for the edge and check the result against it.
+
+    Exit codes: 0 all budgets met; 1 a budget missed; 2 recipe or usage error; 3 a stage failed;
+    4 a backend the recipe needs is missing.
+    """
+
+
+@cli.command()
+@click.argument("recipe_path", metavar="RECIPE.yaml")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Where artifacts go (default: runs/<name>).")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
+def run(recipe_path: str, run_dir: str | None, as_json: bool) -> None:
+    """Run every stage of RECIPE.yaml, check the artifacts against the teacher, write the report."""
+    from mmcompress import pipeline
+    from mmcompress.progress import console
+    from mmcompress.report.table import render
+
+    try:
+        r = _load(recipe_path)
+        report = pipeline.execute(r, Path(recipe_path), Path(run_dir) if run_dir else None)
+    except MMCompressError as e:
+        _fail(e)
+    out = Path(run_dir or Path("runs") / r.name)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        from rich.console import Console
+
+        Console(width=max(160, console.width)).print(render(report))
+    console.print(f"report: {out / 'report.json'}  ({report['seconds']:.0f} s)")
+    if not report["passed"]:
+        for line in report["failures"]:
+            click.echo(f"budget missed: {line}", err=True)
+        sys.exit(EXIT_CHECK_FAILED)
+    sys.exit(EXIT_OK)
+
+
+@cli.command()
+@click.argument("recipe_path", metavar="RECIPE.yaml")
+def validate(recipe_path: str) -> None:
+    """Check RECIPE.yaml (keys, types, choices, cross-field rules, backends) without running anything."""
+    try:
+        r = _load(recipe_path)
+    except MMCompressError as e:
+        _fail(e)
+    click.echo(f"{recipe_path}: ok ({r.name}: {len(r.export.variants)} variants, teacher "
+               f"zoo:{r.teacher.zoo}, data {r.data.source})")
+
+
+@cli.group()
+def zoo() -> None:
+    """Built-in teachers."""
+
+
+@zoo.command("list")
+def zoo_list() -> None:
+    """Built-in teachers, and whether each is already trained in the cache."""
+    from mmcompress.models import zoo as z
+
+    for name, entry in z.REGISTRY.items():
+        state = f"built: {z.cache_dir(entry)}" if z.is_built(entry) else "not built (trains on first use)"
+        click.echo(f"{name:<18} {entry.description}\n{'':<18} {state}")
+
+
+@zoo.command("build")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Retrain even if a cached copy exists.")
+def zoo_build(name: str, force: bool) -> None:
+    """Train (or reuse) the zoo teacher NAME and print its directory."""
+    from mmcompress.models import zoo as z
+    from mmcompress.progress import bar
+
+    if name not in z.REGISTRY:
+        click.echo(f"error: {name!r} is not a zoo teacher; choose one of {', '.join(z.REGISTRY)}", err=True)
+        sys.exit(EXIT_USAGE)
+    with bar(f"training {name}") as update:
+        path = z.build(name, lambda s, n, loss: update(s, n, f"loss {loss:.3f}"), force=force)
+    click.echo(str(path))
+
+
+@cli.command("list")
+def list_backends() -> None:
+    """Backends available on this machine, and the machine's int8 instruction sets."""
+    from mmcompress import preflight
+    from mmcompress.machine import fingerprint
+
+    fp = fingerprint()
+    click.echo(f"cpu: {fp['cpu']} ({fp['cores']} cores); int8: {fp['int8_path']}; isa: {', '.join(fp['isa'])}")
+    for mod, ok in preflight.available().items():
+        click.echo(f"{mod:<14} {'installed' if ok else 'missing'}")
+
+
+def main() -> None:
+    cli(prog_name="mmcompress")
+
+
+if __name__ == "__main__":
+    main()

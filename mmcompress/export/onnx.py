@@ -1,0 +1,104 @@
+"""One ONNX graph per tower, dynamic batch (and sequence for text), parity-checked against PyTorch."""
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmcompress.errors import StageError
+from mmcompress.models.bundle import TowerSpec
+
+OUTPUT_NAME = "embeddings"
+
+
+def _example(spec: TowerSpec, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    # batch 2 so that the exporter does not specialise the batch axis to 1
+    return tuple(torch.from_numpy(np.ascontiguousarray(feeds[name][:2])) for name in spec.inputs)
+
+
+def export_tower(module: torch.nn.Module, spec: TowerSpec, feeds: dict[str, np.ndarray], out: Path, *, opset: int,
+                 exporter: str) -> None:
+    """Write module as ONNX to `out`. feeds: real preprocessed inputs (N >= 2) used as the example."""
+    args = _example(spec, feeds)
+    names = list(spec.inputs)
+    module.eval()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            dynamic_shapes = {n: {ax: torch.export.Dim.DYNAMIC for ax in axes} for n, axes in spec.inputs.items()}
+            prog = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=names,
+                                     output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, verbose=False)
+            prog.save(str(out))
+        else:
+            dynamic_axes = {n: dict(axes) for n, axes in spec.inputs.items()}
+            dynamic_axes[OUTPUT_NAME] = {0: "batch"}
+            torch.onnx.export(module, args, str(out), dynamo=False, opset_version=opset, input_names=names,
+                              output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes)
+
+
+def input_spec(path: Path) -> dict:
+    """{input name: {'dtype': ..., 'shape': [dim or axis name]}} read back from the graph."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    out = {}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        t = vi.type.tensor_type
+        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+        out[vi.name] = {"dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims}
+    return out
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine between (N, D) arrays, computed in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def parity(candidate: np.ndarray, reference: np.ndarray, *, max_abs: float, min_cosine: float, what: str) -> dict:
+    """Compare ONNX outputs with PyTorch's on the same inputs; raise StageError beyond tolerance."""
+    diff = float(np.abs(candidate - reference).max())
+    cos = cosine_rows(candidate, reference)
+    facts = {"max_abs_diff": diff, "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+             "samples": int(len(cos))}
+    if not np.isfinite(diff) or diff > max_abs or cos.min() < min_cosine:
+        raise StageError(f"{what}: ONNX output does not match PyTorch: max |diff| {diff:.3g} (allowed "
+                         f"{max_abs:g}), min cosine {cos.min():.6f} (allowed {min_cosine:g}). Try "
+                         f"export.onnx.exporter: torchscript, or report the model to the mmcompress issue tracker.")
+    return facts
+
+
+def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path, parity_rows: int = 256) -> tuple[dict, dict]:
+    """Export every tower of the bundle into folder/<tower>.onnx and check parity on real eval inputs.
+
+    cfg: recipe.OnnxConfig; teacher_emb: the teacher's embeddings of the same eval inputs.
+    """
+    from mmcompress.artifact import atomic_path
+    from mmcompress.checks.evaluate import tower_inputs
+    from mmcompress.runtimes.base import run_batched
+    from mmcompress.runtimes.onnxruntime import OrtSession
+
+    files = {}
+    for tower, module in bundle.towers.items():
+        feeds = {k: v[:parity_rows] for k, v in tower_inputs(inputs, tower).items()}
+        out = folder / f"{tower}.onnx"
+        with atomic_path(out) as tmp:
+            try:
+                export_tower(module, bundle.specs[tower], feeds, tmp, opset=cfg.opset, exporter=cfg.exporter)
+            except Exception as e:
+                raise StageError(f"export-onnx: the {tower} tower did not export with the {cfg.exporter} exporter: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. Try export.onnx.exporter: "
+                                 f"{'torchscript' if cfg.exporter == 'dynamo' else 'dynamo'}") from e
+            got = run_batched(OrtSession(tmp, threads=1), feeds)
+            facts = parity(got, teacher_emb[tower][:parity_rows], max_abs=cfg.parity_max_abs,
+                           min_cosine=cfg.parity_min_cosine, what=f"export-onnx {tower} tower")
+        pre = bundle.preprocess(tower)
+        files[out.name] = {"tower": tower, "format": "onnx", "precision": "fp32", "io": input_spec(out),
+                           "parity": facts, "preprocess": pre.to_dict() if pre else None}
+    return files, {"exporter": cfg.exporter, "opset": cfg.opset, "teacher": bundle.source}

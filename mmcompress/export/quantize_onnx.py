@@ -1,0 +1,122 @@
+"""int8 (dynamic, static QDQ) and fp16 conversions of the exported fp32 graphs, with ONNX Runtime's tools.
+
+Defaults come from measurements (docs/quantization.md): U8S8 QDQ on MatMul/Gemm only, per-channel weights.
+ORT's own static defaults (S8S8 on every op) were slower than fp32 and cost accuracy on ViT towers.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mmcompress.recipe import DynamicVariant, Fp16Variant, StaticVariant
+
+_QTYPE = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
+def _quiet():
+    logging.getLogger().setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    return redirect_stdout(io.StringIO())
+
+
+def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
+
+    with warnings.catch_warnings(), _quiet():
+        ort_quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, op_types_to_quantize=cfg.op_types,
+                             weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]))
+    return {"method": "ort.quantize_dynamic", "op_types": cfg.op_types, "per_channel": cfg.per_channel}
+
+
+class _Reader:
+    """Feeds the calibration rows to ORT in batches of 32, reporting progress."""
+
+    def __init__(self, feeds: dict[str, np.ndarray], progress: Callable[[int], None] | None, batch: int = 32):
+        self.feeds, self.progress, self.batch = feeds, progress, batch
+        self.n = len(next(iter(feeds.values())))
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= self.n:
+            return None
+        out = {k: v[self.i:self.i + self.batch] for k, v in self.feeds.items()}
+        self.i += self.batch
+        if self.progress:
+            self.progress(min(self.i, self.n))
+        return out
+
+    def rewind(self):
+        self.i = 0
+
+
+def quantize_static(src: Path, dst: Path, cfg: StaticVariant, feeds: dict[str, np.ndarray],
+                    progress: Callable[[int], None] | None = None) -> dict:
+    """QDQ int8 calibrated on `feeds` (preprocessed calibration rows)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[cfg.calibration.method]
+    extra = {"CalibPercentile": cfg.calibration.percentile} if cfg.calibration.method == "percentile" else {}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet():
+        model_in = src
+        if cfg.preprocess:
+            model_in = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+        ort_quantize_static(str(model_in), str(dst), _Reader(feeds, progress), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel,
+                            activation_type=getattr(QuantType, _QTYPE[cfg.activation_type]),
+                            weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]), calibrate_method=method,
+                            extra_options=extra)
+    n = len(next(iter(feeds.values())))
+    return {"method": "ort.quantize_static", "format": "QDQ", "op_types": cfg.op_types,
+            "per_channel": cfg.per_channel, "activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
+            "calibration": {"method": cfg.calibration.method, "samples": n,
+                            **({"percentile": cfg.calibration.percentile} if extra else {})}}
+
+
+def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant) -> dict:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings(), _quiet():
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=cfg.keep_io_types)
+        onnx.save(model, str(dst))
+    return {"method": "onnxruntime.transformers.float16", "keep_io_types": cfg.keep_io_types}
+
+
+def stage(variant, src_dir: Path, inputs, folder: Path) -> tuple[dict, dict]:
+    """Convert each tower the variant names from src_dir/<tower>.onnx into folder/<tower>.onnx."""
+    from mmcompress.artifact import atomic_path
+    from mmcompress.export.onnx import input_spec
+    from mmcompress.progress import bar
+
+    files = {}
+    if variant.quantize == "none":
+        return files, {"note": "fp32: the export-onnx graphs, unchanged"}
+    for tower in variant.towers:
+        src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
+        if not src.exists():
+            continue
+        with atomic_path(out) as tmp:
+            if variant.quantize == "static":
+                feeds = inputs.calib_image if tower == "image" else inputs.calib_text
+                n = variant.calibration.samples or len(next(iter(feeds.values())))
+                feeds = {k: v[:n] for k, v in feeds.items()}
+                with bar(f"calibrating {tower} tower", n) as update:
+                    facts = quantize_static(src, tmp, variant, feeds, update)
+            else:
+                facts = CONVERTERS[type(variant)](src, tmp, variant)
+        files[out.name] = {"tower": tower, "format": "onnx", "precision": variant.quantize, "io": input_spec(out),
+                           "parent": f"export-onnx/{tower}.onnx", "quantizer": facts}
+    return files, {}
+
+
+CONVERTERS = {DynamicVariant: quantize_dynamic, Fp16Variant: convert_fp16}

@@ -1,0 +1,179 @@
+"""The demo teacher: a small CLIPModel (conv stem, 4+4 layers, hidden 192) trained from scratch on shapes.
+
+Training is seeded and runs a fixed number of steps, so every machine gets the same weights for the same
+config (same thread count). The result is saved like a Hugging Face directory (config.json, safetensors,
+tokenizer files) plus mmcompress_zoo.json, which says how to rebuild the conv stem.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmcompress.data import shapes
+
+SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3; eos must not be 2 (HF CLIP's legacy argmax pooling)
+WORDS = ["a", "small", "large", *shapes.COLOURS, *shapes.SHAPES,
+         "handwritten", "digit", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+         "photo", "of", "the", "an", "image", "shape"]
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ShapesClipConfig:
+    """Model and training settings; the zoo cache key is a hash of these plus CODE_VERSION."""
+
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 768
+    projection: int = 128
+    image_size: int = 64
+    max_length: int = 8
+    steps: int = 1000
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 10
+    weight_decay: float = 0.1
+    train_images: int = 20000
+    seed: int = 0
+
+
+CODE_VERSION = 1  # bump when a change here changes the trained weights
+
+
+class ConvStem(nn.Module):
+    """(N, 3, 64, 64) -> (N, hidden, 8, 8): three stride-2 3x3 convs in place of the 8x8 patch embedding.
+
+    HF CLIPVisionEmbeddings reads patch_embedding.weight.dtype, hence the `weight` property.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        c1, c2 = hidden // 4, hidden // 2
+        self.net = nn.Sequential(nn.Conv2d(3, c1, 3, 2, 1), nn.GELU(), nn.Conv2d(c1, c2, 3, 2, 1), nn.GELU(),
+                                 nn.Conv2d(c2, hidden, 3, 2, 1))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.net[0].weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def make_tokenizer(max_length: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]",
+                                   eos_token="[EOS]", model_max_length=max_length)
+
+
+def build_model(cfg: ShapesClipConfig, vocab_size: int) -> nn.Module:
+    from transformers import CLIPConfig, CLIPModel
+
+    common = dict(hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                  intermediate_size=cfg.intermediate, projection_dim=cfg.projection)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, max_position_embeddings=cfg.max_length, pad_token_id=0,
+                         bos_token_id=2, eos_token_id=3, **common),
+        vision_config=dict(image_size=cfg.image_size, patch_size=8, **common),
+        projection_dim=cfg.projection,
+    )
+    config._attn_implementation = "sdpa"
+    model = CLIPModel(config)
+    model.vision_model.embeddings.patch_embedding = ConvStem(cfg.hidden)
+    return model
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | None = None):
+    """Contrastive training. Returns (model, tokenizer, log).
+
+    Captions repeat within a batch (60 distinct), so every step encodes all 60 captions: image->caption is
+    a 60-way cross-entropy; caption->image spreads its target over the images that carry that caption.
+    """
+    torch.manual_seed(cfg.seed)
+    tokenizer = make_tokenizer(cfg.max_length)
+    model = build_model(cfg, len(tokenizer))
+    model.train()
+    data = shapes.generate(cfg.train_images, seed=cfg.seed + 1000, size=cfg.image_size)
+    caps = shapes.captions()
+    cap_index = {c: i for i, c in enumerate(caps)}
+    targets = torch.tensor([cap_index[t] for t in data.texts])
+    enc = tokenizer(caps, padding="max_length", max_length=cfg.max_length, return_tensors="pt")
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    pixels = torch.from_numpy(data.images)  # (N, H, W, 3) uint8; normalised per batch to save memory
+
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(pixels), (cfg.batch,), generator=gen)
+        x = (pixels[idx].permute(0, 3, 1, 2).float() / 255.0 - mean) / std  # (B, 3, H, W)
+        img = nn.functional.normalize(model.get_image_features(pixel_values=x).pooler_output, dim=-1)  # (B, D)
+        txt = nn.functional.normalize(model.get_text_features(**enc).pooler_output, dim=-1)  # (60, D)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # (B, 60)
+        y = targets[idx]
+        loss_i = nn.functional.cross_entropy(logits, y)
+        onehot = nn.functional.one_hot(y, len(caps)).float().T  # (60, B)
+        present = onehot.sum(1) > 0
+        soft = onehot[present] / onehot[present].sum(1, keepdim=True)
+        loss_t = -(soft * logits.T[present].log_softmax(-1)).sum(1).mean()
+        loss = (loss_i + loss_t) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - t0, 1)})
+        if progress:
+            progress(step + 1, cfg.steps, loss.item())
+    model.eval()
+    return model, tokenizer, log
+
+
+def save(model: nn.Module, tokenizer, cfg: ShapesClipConfig, out: Path, extra: dict) -> None:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "mmcompress_zoo.json").write_text(json.dumps({"zoo": "shapes-clip", "config": asdict(cfg),
+                                                         "code_version": CODE_VERSION, **extra}, indent=2))
+
+
+def load(path: Path):
+    """Rebuild the model from a saved zoo directory: CLIPModel + conv stem, then the saved weights."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    meta = json.loads((path / "mmcompress_zoo.json").read_text())
+    cfg = ShapesClipConfig(**meta["config"])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = build_model(cfg, len(tokenizer))
+    missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.eval()
+    return model, tokenizer, cfg

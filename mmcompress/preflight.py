@@ -1,0 +1,32 @@
+"""Everything a run needs that the schema cannot see: installed backends. `mmcompress validate` and
+`mmcompress run` both call it before any stage runs."""
+from __future__ import annotations
+
+import importlib.util
+
+from mmcompress.errors import BackendMissing
+from mmcompress.recipe import Recipe
+
+# import name -> (pip name, what needs it)
+CORE = {"torch": ("torch", "the teacher"), "transformers": ("transformers", "the teacher's towers"),
+        "onnx": ("onnx", "export.onnx"), "onnxruntime": ("onnxruntime", "export.variants and checks")}
+
+
+def needed(recipe: Recipe) -> dict[str, tuple[str, str]]:
+    need = dict(CORE)
+    if recipe.export.onnx.exporter == "dynamo":
+        need["onnxscript"] = ("onnxscript", "export.onnx.exporter: dynamo")
+    return need
+
+
+def available() -> dict[str, bool]:
+    names = {**CORE, "onnxscript": None, "sklearn": None, "tensorrt": None}
+    return {n: importlib.util.find_spec(n) is not None for n in names}
+
+
+def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
+    missing = [(mod, pip, why) for mod, (pip, why) in needed(recipe).items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        lines = [f"{recipe_path}: backend '{mod}' is not installed; {why} needs it. Install it: pip install {pip}"
+                 for mod, pip, why in missing]
+        raise BackendMissing("\n".join(lines))

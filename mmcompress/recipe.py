@@ -1,0 +1,344 @@
+"""The recipe schema (the single source of truth for recipe keys) and its loader.
+
+Every field has a description; docs/recipe.md is generated from these models (`make docs`) and a test
+keeps it in step. Unknown keys are errors (extra="forbid"). Errors name file:line and the key path.
+"""
+from __future__ import annotations
+
+import difflib
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmcompress import _yaml
+from mmcompress.errors import RecipeError
+
+TowerName = Literal["image", "text"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _CrossFieldError(ValueError):
+    def __init__(self, path: tuple, message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+# ---- teacher ---------------------------------------------------------------------------------------------
+class TeacherConfig(Strict):
+    zoo: str = Field(description="Name of a built-in teacher (`mmcompress zoo list`). `shapes-clip` is the demo "
+                                 "CLIP-style dual encoder, trained on first use and cached in the user cache dir.")
+
+    @field_validator("zoo")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from mmcompress.models.zoo import REGISTRY
+
+        if name not in REGISTRY:
+            close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see `mmcompress zoo list`"
+            raise ValueError(f"{name!r} is not a zoo teacher ({', '.join(REGISTRY)}); {hint}")
+        return name
+
+
+# ---- data ------------------------------------------------------------------------------------------------
+class SplitsConfig(Strict):
+    train: int = Field(0, ge=0, description="Images for torch-side stages that train (distillation, recovery). "
+                                            "Unused when the recipe has no such stage.")
+    calibration: int = Field(256, ge=0, description="Images for static int8 calibration.")
+    eval: int = Field(1000, ge=1, description="Held-out image/caption pairs every check runs on.")
+
+
+class PromptsConfig(Strict):
+    templates: list[str] | None = Field(
+        None, description="Zero-shot prompt templates with the source's placeholders (shapes: `{colour}`, `{shape}`; "
+                          "digits: `{digit}`). Default: the wording the source's captions use. Use the teacher's "
+                          "training wording: prompts that drop words the teacher always saw cost tens of points.")
+    ensemble: Literal["max", "mean"] = Field(
+        "max", description="How a class's prompts are combined: `max` of the similarities or `mean` of the "
+                           "normalised prompt embeddings.")
+
+
+PLACEHOLDERS = {"shapes": {"colour", "shape"}, "digits": {"digit"}}
+DIGITS_IMAGES = 1797  # scikit-learn's load_digits()
+
+
+class DataConfig(Strict):
+    source: Literal["shapes", "digits"] = Field(
+        description="`shapes`: procedurally drawn coloured shapes with captions (seeded). `digits`: scikit-learn's "
+                    "bundled handwritten digits, upscaled, captioned 'a handwritten digit seven'.")
+    splits: SplitsConfig = Field(default_factory=SplitsConfig, description="Split sizes; splits never overlap.")
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="Zero-shot class prompts.")
+
+    @model_validator(mode="after")
+    def _fits_source(self):
+        allowed = PLACEHOLDERS[self.source]
+        for i, t in enumerate(self.prompts.templates or []):
+            used = {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
+            if used - allowed or not used:
+                raise _CrossFieldError(("data", "prompts", "templates", i),
+                                       f"template {t!r} must use {', '.join('{' + a + '}' for a in sorted(allowed))} "
+                                       f"and nothing else for data.source {self.source}")
+        total = self.splits.train + self.splits.calibration + self.splits.eval
+        if self.source == "digits" and total > DIGITS_IMAGES:
+            raise _CrossFieldError(("data", "splits"), f"digits has {DIGITS_IMAGES} images but the splits ask for "
+                                                       f"{total}; make train + calibration + eval <= {DIGITS_IMAGES}")
+        return self
+
+
+# ---- export ----------------------------------------------------------------------------------------------
+class OnnxConfig(Strict):
+    opset: int = Field(18, ge=17, le=21, description="ONNX opset of the exported graphs.")
+    exporter: Literal["dynamo", "torchscript"] = Field(
+        "dynamo", description="`torch.onnx.export` path. `dynamo` (default) gave faster ORT graphs in measurements; "
+                              "`torchscript` is the legacy exporter.")
+    parity_max_abs: float = Field(1e-3, gt=0, description="Largest allowed |ONNX - PyTorch| over the eval inputs; "
+                                                          "beyond it the export stage fails.")
+    parity_min_cosine: float = Field(0.9999, gt=0, le=1, description="Smallest allowed per-sample cosine between "
+                                                                     "ONNX and PyTorch embeddings.")
+
+
+class Budgets(Strict):
+    max_accuracy_drop: float | None = Field(None, ge=0, description="Largest allowed drop in zero-shot top-1, in "
+                                                                      "points, against the teacher in the same run.")
+    min_cosine: float | None = Field(None, gt=-1, le=1, description="Smallest allowed per-sample embedding cosine to "
+                                                                    "the teacher, per tower (the minimum over eval).")
+    min_speedup: float | None = Field(None, gt=0, description="Smallest allowed teacher-median / candidate-median "
+                                                              "latency, per tower and batch size.")
+    max_latency_ms: dict[TowerName, dict[int, float]] | None = Field(
+        None, description="Largest allowed median latency in ms, per tower and batch size: "
+                          "`{image: {1: 5.0, 16: 40}}`.")
+    max_size_mb: float | None = Field(None, gt=0, description="Largest allowed total size of the artifact's files.")
+
+    def merged(self, override: "Budgets | None") -> "Budgets":
+        """This budget with every field the override sets explicitly (null included) replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
+class _Variant(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Artifact name: folder and report row.")
+    towers: list[TowerName] = Field(["image", "text"], min_length=1,
+                                    description="Towers this variant converts; the others stay ONNX fp32.")
+    budgets: Budgets | None = Field(None, description="Per-variant budgets; each key set here replaces "
+                                                      "`checks.budgets`' (null switches a budget off).")
+
+
+class Fp32Variant(_Variant):
+    quantize: Literal["none"] = Field(description="No conversion: the exported fp32 ONNX graphs.")
+
+
+class DynamicVariant(_Variant):
+    quantize: Literal["dynamic"] = Field(description="ONNX Runtime `quantize_dynamic`: int8 weights, activations "
+                                                     "quantized at run time. No calibration.")
+    per_channel: bool = Field(False, description="Per-output-channel weight scales.")
+    weight_type: Literal["int8", "uint8"] = Field("int8", description="Weight integer type.")
+    op_types: list[str] = Field(["MatMul", "Gemm"], min_length=1, description="ONNX op types to quantize.")
+
+
+class CalibrationConfig(Strict):
+    method: Literal["minmax", "percentile"] = Field(
+        "minmax", description="Activation range estimator (ORT calibrators). `entropy` is not offered: through "
+                              "`quantize_static` it gives the same ranges as minmax (its bin counts cannot be set). See docs/quantization.md for the "
+                              "measured comparison.")
+    percentile: float = Field(99.999, gt=90, le=100, description="With `percentile`: the kept percentile.")
+    samples: int | None = Field(None, ge=1, description="Calibration images/texts to use; default: the whole "
+                                                        "calibration split.")
+
+
+class StaticVariant(_Variant):
+    quantize: Literal["static"] = Field(description="ONNX Runtime `quantize_static`, QDQ format, activation ranges "
+                                                    "calibrated on the calibration split.")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig, description="Calibration settings.")
+    per_channel: bool = Field(True, description="Per-output-channel weight scales.")
+    activation_type: Literal["uint8", "int8"] = Field(
+        "uint8", description="Activation integer type. uint8 (U8S8) is the fast path on x86; ORT's default int8 "
+                             "(S8S8) on every op was slower than fp32 and lost accuracy in measurements.")
+    weight_type: Literal["int8", "uint8"] = Field("int8", description="Weight integer type.")
+    op_types: list[str] = Field(["MatMul", "Gemm"], min_length=1,
+                                description="ONNX op types to quantize; others stay float.")
+    preprocess: bool = Field(True, description="Run ORT's `quant_pre_process` (shape inference, graph "
+                                               "optimisation) before quantizing.")
+
+
+class Fp16Variant(_Variant):
+    quantize: Literal["fp16"] = Field(description="Weights and compute in float16 (`onnxruntime.transformers."
+                                                  "float16`). Half the size; slower than fp32 on most CPUs: meant "
+                                                  "for GPU targets.")
+    keep_io_types: bool = Field(True, description="Keep float32 inputs and outputs (casts inside the graph).")
+
+
+Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant], Field(discriminator="quantize")]
+
+
+class ExportConfig(Strict):
+    onnx: OnnxConfig = Field(default_factory=OnnxConfig, description="ONNX export of each tower.")
+    variants: list[Variant] = Field(min_length=1, description="Artifacts made from the ONNX export; every one is "
+                                                              "checked against the teacher.")
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variant names must be unique; {', '.join(dup)} appears more than once")
+        return self
+
+
+# ---- checks ----------------------------------------------------------------------------------------------
+class ChecksConfig(Strict):
+    runtime: Literal["onnxruntime"] = Field("onnxruntime", description="Runtime the artifacts are checked on.")
+    batch_sizes: list[int] = Field([1, 16], min_length=1, description="Batch sizes latency is measured at.")
+    threads: int | None = Field(None, ge=1, description="Threads for PyTorch and ONNX Runtime alike; default: "
+                                                        "the number of cores.")
+    rounds: int = Field(30, ge=5, description="Interleaved timing rounds per (tower, batch); the median and p90 "
+                                              "are over these.")
+    warmup: int = Field(5, ge=0, description="Untimed calls per session before timing.")
+    recall_k: list[int] = Field([1, 5], min_length=1, description="k for image->text and text->image recall@k.")
+    budgets: Budgets = Field(default_factory=Budgets, description="Budgets every variant must meet unless it "
+                                                                  "overrides them.")
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name; the run directory is "
+                                                                             "`runs/<name>` unless `--run-dir` says.")
+    seed: int = Field(0, description="Seed for data splits and anything random in the stages.")
+    teacher: TeacherConfig = Field(description="The model to compress.")
+    data: DataConfig = Field(description="Where training, calibration and evaluation data come from.")
+    export: ExportConfig = Field(description="ONNX export and the variants made from it.")
+    checks: ChecksConfig = Field(default_factory=ChecksConfig, description="What is measured and the budgets.")
+
+    @model_validator(mode="after")
+    def _cross_field(self):
+        for i, v in enumerate(self.export.variants):
+            if isinstance(v, StaticVariant) and self.data.splits.calibration == 0:
+                raise _CrossFieldError(("export", "variants", i, "quantize"),
+                                       f"static int8 needs calibration data but data.splits.calibration is 0; "
+                                       f"set data.splits.calibration (256 is a good start) or use quantize: dynamic")
+            if isinstance(v, StaticVariant) and v.calibration.samples and v.calibration.samples > self.data.splits.calibration:
+                raise _CrossFieldError(("export", "variants", i, "calibration", "samples"),
+                                       f"{v.calibration.samples} samples asked but data.splits.calibration is "
+                                       f"{self.data.splits.calibration}; lower samples or raise the split")
+        for j, budgets in self._all_budgets():
+            if budgets and budgets.max_latency_ms:
+                for tower, per_batch in budgets.max_latency_ms.items():
+                    for b in per_batch:
+                        if b not in self.checks.batch_sizes:
+                            raise _CrossFieldError(j + ("max_latency_ms", tower, b),
+                                                   f"batch size {b} is not measured; add it to checks.batch_sizes "
+                                                   f"({self.checks.batch_sizes}) or use one of those")
+        return self
+
+    def _all_budgets(self):
+        yield ("checks", "budgets"), self.checks.budgets
+        for i, v in enumerate(self.export.variants):
+            yield ("export", "variants", i, "budgets"), v.budgets
+
+    def budgets_for(self, variant: _Variant) -> Budgets:
+        return self.checks.budgets.merged(variant.budgets)
+
+
+# ---- loading ---------------------------------------------------------------------------------------------
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    """The schema model that holds the key at `path` (for 'did you mean' hints)."""
+    model: Any = Recipe
+    for part in path[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _data_path(loc: tuple, data: Any) -> tuple:
+    """pydantic's loc with union tags dropped: walk the data, keeping only parts that exist in it."""
+    out: tuple = ()
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+            out += (part,)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+            out += (part,)
+        elif isinstance(cur, dict) and isinstance(part, str) and part not in cur and loc[-1] == part:
+            out += (part,)  # a missing or extra key: name it
+    return out
+
+
+def _line_for(path: tuple, lines: dict) -> int | None:
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return None
+
+
+def _explain(err: dict, path: tuple, data: Any) -> str:
+    kind, msg = err["type"], err["msg"]
+    value = err.get("input")
+    key = path[-1] if path else None
+    if kind == "extra_forbidden":
+        model = _model_at(path)
+        names = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(names)}"
+        return f"unknown key '{key}'; {hint}"
+    if kind == "missing":
+        return "required key is missing; add it (see docs/recipe.md)"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{value!r} is not one of {expected.replace(' or ', ', ')}"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"missing the key '{err.get('ctx', {}).get('discriminator', '').strip(chr(39))}' that says which kind this is"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return f"{msg.lower() if msg[:1].isupper() else msg} (got {shown})"
+
+
+def parse(data: Any, lines: dict, filename: str) -> Recipe:
+    """Validate parsed YAML; raise RecipeError listing every problem as `file:line key.path: what; fix`."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{filename}:1: a recipe is a YAML mapping with keys name, teacher, data, export, checks")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            ctx_err = err.get("ctx", {}).get("error")
+            if isinstance(ctx_err, _CrossFieldError):
+                path = _data_path(ctx_err.path, data) or ctx_err.path
+                text = ctx_err.message
+            else:
+                path = _data_path(tuple(err["loc"]), data)
+                text = _explain(err, path, data)
+            line = _line_for(path, lines)
+            where = f"{filename}:{line}" if line else filename
+            problems.append(f"{where} {_yaml.format_path(path) or '(top level)'}: {text}")
+        raise RecipeError("\n".join(dict.fromkeys(problems))) from None
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    data, lines = _yaml.load_file(path)
+    return parse(data, lines, str(path))
