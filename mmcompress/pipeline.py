@@ -126,13 +126,17 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
         parents = {"export-onnx": export_m["cache_key"], **({"data": inputs.key} if v.quantize == "static" else {})}
         m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
                       lambda d, v=v: quantize_onnx.stage(v, run_dir / "export-onnx", inputs, d))
-        artifacts[v.name] = {"variant": v, "manifest": m,
-                             "towers": {t: (folder if t in v.towers and v.quantize != "none" else run_dir / "export-onnx") / f
-                                        for t, f in TOWER_FILES.items() if t in bundle.towers}}
+        towers, shas = {}, {}
+        for t in bundle.towers:
+            own = t in v.towers and v.quantize != "none"
+            towers[t] = (folder if own else run_dir / "export-onnx") / TOWER_FILES[t]
+            shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
+        artifacts[v.name] = {"variant": v, "manifest": m, "towers": towers, "sha256": shas}
     for name, a in artifacts.items():
         folder = run_dir / "checks" / name
+        # keyed by the towers' content: a graph rebuilt bit for bit keeps its evaluation
         run.stage(f"evaluate {name}", folder, {"config": {"artifact": name},
-                                              "parents": {"artifact": a["manifest"]["cache_key"], "data": inputs.key}},
+                                              "parents": {"towers": a["sha256"], "data": inputs.key}},
                   lambda d, a=a: checks.embed_artifact(a["towers"], inputs, threads, d))
         a["embeddings"] = load_npz(folder / "embeddings.npz")
 

@@ -27,6 +27,6 @@ def available() -> dict[str, bool]:
 def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
     missing = [(mod, pip, why) for mod, (pip, why) in needed(recipe).items() if importlib.util.find_spec(mod) is None]
     if missing:
-        lines = [f"{recipe_path}: backend '{mod}' is not installed; {why} needs it. Install it: pip install {pip}"
+        lines = [f"{recipe_path}: backend '{mod}' is not installed (needed by {why}); install it: pip install {pip}"
                  for mod, pip, why in missing]
         raise BackendMissing("\n".join(lines))

@@ -187,7 +187,8 @@ class ExportConfig(Strict):
         names = [v.name for v in self.variants]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"variant names must be unique; {', '.join(dup)} appears more than once")
+            raise _CrossFieldError(("export", "variants"),
+                                   f"variant names must be unique; {', '.join(dup)} appears more than once")
         return self
 
 
@@ -245,27 +246,42 @@ class Recipe(Strict):
 
 
 # ---- loading ---------------------------------------------------------------------------------------------
-def _model_at(path: tuple) -> type[BaseModel] | None:
-    """The schema model that holds the key at `path` (for 'did you mean' hints)."""
+def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
+    """The schema model that holds the key at `path` (for 'did you mean' hints); unions are resolved by the
+    data's discriminator value (e.g. `quantize: static` -> StaticVariant)."""
     model: Any = Recipe
+    ann: Any = None
+    cur = data
     for part in path[:-1]:
-        if isinstance(part, int) or model is None:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+        if isinstance(part, int):
+            model = _inner_model(ann, cur)
             continue
-        field = model.model_fields.get(part)
+        field = model.model_fields.get(part) if model else None
         if field is None:
             return None
-        model = _inner_model(field.annotation)
+        ann = field.annotation
+        model = _inner_model(ann, cur)
     return model
 
 
-def _inner_model(ann: Any) -> type[BaseModel] | None:
+def _inner_model(ann: Any, value: Any) -> type[BaseModel] | None:
+    """The BaseModel inside an annotation (through list/Optional/Annotated/Union) that fits `value`."""
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
+    found = []
     for arg in getattr(ann, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
+        m = _inner_model(arg, value)
+        if m is not None:
+            found.append(m)
+    for m in found:
+        tag = m.model_fields.get("quantize")
+        if tag is not None and isinstance(value, dict) and value.get("quantize") in getattr(tag.annotation, "__args__", ()):
+            return m
+    return found[0] if found else None
 
 
 def _data_path(loc: tuple, data: Any) -> tuple:
@@ -296,7 +312,7 @@ def _explain(err: dict, path: tuple, data: Any) -> str:
     value = err.get("input")
     key = path[-1] if path else None
     if kind == "extra_forbidden":
-        model = _model_at(path)
+        model = _model_at(path, data)
         names = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(key), names, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(names)}"
@@ -331,12 +347,16 @@ def parse(data: Any, lines: dict, filename: str) -> Recipe:
                 path = _data_path(ctx_err.path, data) or ctx_err.path
                 text = ctx_err.message
             else:
-                path = _data_path(tuple(err["loc"]), data)
+                loc = tuple(err["loc"])
+                if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                    loc += (err["ctx"]["discriminator"].strip("'"),)
+                path = _data_path(loc, data)
                 text = _explain(err, path, data)
             line = _line_for(path, lines)
             where = f"{filename}:{line}" if line else filename
-            problems.append(f"{where} {_yaml.format_path(path) or '(top level)'}: {text}")
-        raise RecipeError("\n".join(dict.fromkeys(problems))) from None
+            problems.append((line or 0, f"{where} {_yaml.format_path(path) or '(top level)'}: {text}"))
+        problems.sort(key=lambda p: p[0])
+        raise RecipeError("\n".join(dict.fromkeys(text for _, text in problems))) from None
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -38,7 +38,7 @@ class ShapesClipConfig:
     projection: int = 128
     image_size: int = 64
     max_length: int = 8
-    steps: int = 1000
+    steps: int = 400
     batch: int = 64
     lr: float = 5e-4
     warmup: int = 10

@@ -1,0 +1,48 @@
+"""Shared fixtures. The zoo cache goes to a per-session temp dir, so tests never touch the user's cache and the
+tiny teacher (shapes-clip-tiny, registered like the real one) is trained once per session."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "recipes" / "clip-shapes-tiny.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _zoo_cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("zoo-cache")
+    old = os.environ.get("MMCOMPRESS_CACHE")
+    os.environ["MMCOMPRESS_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MMCOMPRESS_CACHE", None)
+    else:
+        os.environ["MMCOMPRESS_CACHE"] = old
+
+
+def invoke(*args: str):
+    from mmcompress.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny recipe run once: (result, run_dir, report)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    result = invoke("run", str(TINY), "--run-dir", str(run_dir))
+    return result, run_dir, json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path):
+    """A private copy of the tiny run directory, for tests that damage or rerun it."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run[1], dst)
+    return dst

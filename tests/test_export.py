@@ -1,0 +1,77 @@
+"""Export and quantization on a real (tiny) CLIP tower through ONNX Runtime."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from mmcompress.errors import StageError
+from mmcompress.export import onnx as onnx_export
+from mmcompress.export import quantize_onnx
+from mmcompress.recipe import DynamicVariant, Fp16Variant, StaticVariant
+from mmcompress.runtimes.onnxruntime import OrtSession
+from mmcompress.runtimes.torch import TorchSession
+
+
+@pytest.fixture(scope="module")
+def towers(tmp_path_factory):
+    from mmcompress.models import clip, shapes_clip
+    from mmcompress.models.zoo import REGISTRY
+
+    import torch
+
+    torch.manual_seed(0)
+    cfg = REGISTRY["shapes-clip-tiny"].config
+    tok = shapes_clip.make_tokenizer(cfg.max_length)
+    model = shapes_clip.build_model(cfg, len(tok)).eval()
+    mods, specs = clip.split_towers(model)
+    rng = np.random.default_rng(0)
+    feeds = {"image": {"pixel_values": rng.standard_normal((6, 3, 64, 64)).astype(np.float32)},
+             "text": {k: v.astype(np.int64) for k, v in tok(["a small red circle", "a large blue bar"] * 3,
+                                                             padding="max_length", max_length=8, return_tensors="np").items()
+                      if k in ("input_ids", "attention_mask")}}
+    out = tmp_path_factory.mktemp("export")
+    for t in mods:
+        onnx_export.export_tower(mods[t], specs[t], feeds[t], out / f"{t}.onnx", opset=18, exporter="dynamo")
+    return mods, specs, feeds, out
+
+
+@pytest.mark.parametrize("tower", ["image", "text"])
+def test_export_matches_pytorch_at_other_batch_size(towers, tower):
+    mods, specs, feeds, out = towers
+    f = {k: np.concatenate([v, v[:1]]) for k, v in feeds[tower].items()}  # batch 7, exported with batch 2
+    ref = TorchSession(mods[tower], list(specs[tower].inputs)).run(f)
+    got = OrtSession(out / f"{tower}.onnx", threads=1).run(f)
+    facts = onnx_export.parity(got, ref, max_abs=1e-4, min_cosine=0.99999, what=tower)
+    assert facts["samples"] == 7 and facts["max_abs_diff"] < 1e-4
+
+
+def test_parity_failure_is_a_stage_error():
+    a = np.ones((2, 4), np.float32)
+    with pytest.raises(StageError, match="max \\|diff\\| 1 .*Try export.onnx.exporter: torchscript"):
+        onnx_export.parity(a, a + np.array([[1, 0, 0, 0], [0, 0, 0, 0]]), max_abs=1e-3, min_cosine=0.999, what="image")
+
+
+def _ops(path):
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_dynamic_static_fp16_graphs(towers, tmp_path):
+    mods, specs, feeds, out = towers
+    src = out / "image.onnx"
+    quantize_onnx.quantize_dynamic(src, tmp_path / "dyn.onnx", DynamicVariant(name="d", quantize="dynamic"))
+    assert "DynamicQuantizeLinear" in _ops(tmp_path / "dyn.onnx") or "MatMulInteger" in _ops(tmp_path / "dyn.onnx")
+    done = []
+    static = StaticVariant(name="s", quantize="static")
+    facts = quantize_onnx.quantize_static(src, tmp_path / "qdq.onnx", static, feeds["image"], done.append)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(tmp_path / "qdq.onnx")
+    assert facts["calibration"] == {"method": "minmax", "samples": 6} and done[-1] == 6
+    quantize_onnx.convert_fp16(src, tmp_path / "fp16.onnx", Fp16Variant(name="h", quantize="fp16"))
+    model = onnx.load(str(tmp_path / "fp16.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # io kept fp32
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    ref = OrtSession(src, 1).run(feeds["image"])
+    for name in ["dyn", "qdq", "fp16"]:
+        got = OrtSession(tmp_path / f"{name}.onnx", 1).run(feeds["image"])
+        cos = onnx_export.cosine_rows(got, ref)
+        assert cos.min() > 0.9, name

@@ -1,0 +1,115 @@
+"""End to end on the tiny recipe: exit codes, report contents, cache reuse, recomputation after damage."""
+from __future__ import annotations
+
+import json
+
+from conftest import TINY, invoke
+
+
+def test_tiny_run_exits_0_with_every_artifact_checked(tiny_run):
+    result, run_dir, report = tiny_run
+    assert result.exit_code == 0, result.output
+    assert report["schema_version"] == 1 and report["passed"] is True
+    arts = report["artifacts"]
+    assert list(arts) == ["teacher", "fp32", "int8-dynamic", "int8-static", "fp16"]
+    for name, e in arts.items():
+        assert set(e["latency"]) == {"image", "text"}
+        assert set(e["latency"]["image"]) == {"1", "4"}
+        if name != "teacher":
+            assert e["latency"]["image"]["1"]["speedup"] > 0
+            assert -1 <= e["fidelity"]["image"]["min"] <= 1.0000001
+            assert {"image_only", "text_only"} <= set(e["accuracy"]["mixed"])
+    # the fp32 export reproduces the teacher: same predictions, cosine ~1
+    assert arts["fp32"]["accuracy"]["delta_top1"] == 0.0
+    assert arts["fp32"]["fidelity"]["image"]["min"] > 0.9999
+    assert arts["int8-dynamic"]["towers"]["image"]["bytes"] < arts["fp32"]["towers"]["image"]["bytes"]
+    assert report["machine"]["threads"] >= 1 and "isa" in report["machine"]
+
+
+def test_run_dir_layout_and_manifests(tiny_run):
+    _, run_dir, _ = tiny_run
+    m = json.loads((run_dir / "export-onnx" / "manifest.json").read_text())
+    image = m["files"]["image.onnx"]
+    assert image["io"]["pixel_values"]["dtype"] == "float32"
+    assert isinstance(image["io"]["pixel_values"]["shape"][0], str)  # dynamic batch
+    assert image["parity"]["max_abs_diff"] < 1e-3
+    assert len(image["sha256"]) == 64 and m["versions"]["onnxruntime"]
+    text = m["files"]["text.onnx"]["io"]["input_ids"]["shape"]
+    assert isinstance(text[0], str) and isinstance(text[1], str)  # dynamic batch and sequence
+    q = json.loads((run_dir / "variants" / "int8-static" / "manifest.json").read_text())
+    assert q["files"]["image.onnx"]["quantizer"]["calibration"]["samples"] == 32
+    assert q["parents"]["export-onnx"] == m["cache_key"]
+
+
+def test_rerun_reuses_every_stage_and_reports_same_accuracy(tiny_run, tiny_copy):
+    _, _, first = tiny_run
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    second = json.loads((tiny_copy / "report.json").read_text())
+    assert {s["status"] for s in second["stages"]} == {"cached"}
+    for name in first["artifacts"]:
+        assert second["artifacts"][name]["accuracy"] == first["artifacts"][name]["accuracy"]
+
+
+def test_damaged_artifact_is_recomputed_not_reused(tiny_copy):
+    onnx = tiny_copy / "variants" / "int8-dynamic" / "image.onnx"
+    good = onnx.read_bytes()
+    onnx.write_bytes(good[: len(good) // 2])  # a write cut short
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tiny_copy / "report.json").read_text())
+    status = {s["name"]: s["status"] for s in report["stages"]}
+    assert status["variant int8-dynamic"] == "ran" and onnx.read_bytes() == good
+    assert status["export-onnx"] == "cached" and status["variant int8-static"] == "cached"
+    # the evaluation is keyed by the graph's content: rebuilt bit for bit, it stays valid
+    assert status["evaluate int8-dynamic"] == "cached"
+
+
+def test_damaged_evaluation_is_recomputed(tiny_copy):
+    emb = tiny_copy / "checks" / "int8-static" / "embeddings.npz"
+    emb.write_bytes(b"garbage")
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    status = {s["name"]: s["status"] for s in json.loads((tiny_copy / "report.json").read_text())["stages"]}
+    assert status["evaluate int8-static"] == "ran" and status["evaluate fp16"] == "cached"
+
+
+def test_stage_killed_before_manifest_is_recomputed(tiny_copy):
+    folder = tiny_copy / "variants" / "int8-static"
+    (folder / "manifest.json").unlink()  # killed after writing the graph, before the manifest
+    (folder / ".image.onnx.abc.tmp").write_bytes(b"partial")
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    status = {s["name"]: s["status"] for s in json.loads((tiny_copy / "report.json").read_text())["stages"]}
+    assert status["variant int8-static"] == "ran"
+    assert not (folder / ".image.onnx.abc.tmp").exists()
+
+
+def test_changed_config_recomputes_from_first_changed_stage(tiny_copy, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY.read_text().replace("{name: int8-static, quantize: static}",
+                                               "{name: int8-static, quantize: static, per_channel: false}"))
+    result = invoke("run", str(recipe), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    status = {s["name"]: s["status"] for s in json.loads((tiny_copy / "report.json").read_text())["stages"]}
+    assert status["variant int8-static"] == "ran" and status["variant int8-dynamic"] == "cached"
+    assert status["export-onnx"] == "cached"
+
+
+def test_impossible_budget_exits_1_and_names_it(tiny_copy, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY.read_text().replace("{name: fp16, quantize: fp16}",
+                                               "{name: fp16, quantize: fp16, budgets: {min_speedup: 1000}}"))
+    result = invoke("run", str(recipe), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 1
+    assert "budget missed: fp16 image tower at batch 1: min_speedup" in result.output
+    report = json.loads((tiny_copy / "report.json").read_text())
+    assert report["passed"] is False and report["artifacts"]["fp16"]["verdict"] == "fail"
+    assert report["artifacts"]["int8-dynamic"]["verdict"] == "pass"
+
+
+def test_json_output_is_the_report(tiny_copy):
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy), "--json")
+    assert result.exit_code == 0
+    start = result.stdout.index("{")
+    assert json.loads(result.stdout[start:result.stdout.rindex("}") + 1])["name"] == "clip-shapes-tiny"
