@@ -60,9 +60,7 @@ class Run:
         except MMCompressError:
             raise
         except Exception as e:  # a failure inside a backend: keep the traceback, name the stage
-            log = self.run_dir / "error.log"
-            log.write_text(traceback.format_exc())
-            raise StageError(f"stage {name} failed: {type(e).__name__}: {e}\n(traceback in {log})") from e
+            raise stage_failure(self.run_dir, name, e) from e
         seconds = time.perf_counter() - t0
         manifest = art.write_manifest(folder, stage=name, cache_key=key, files=files,
                                       config=key_obj.get("config"), parents=key_obj.get("parents", {}),
@@ -71,6 +69,13 @@ class Run:
         self.stages.append({"name": name, "status": "ran", "seconds": round(seconds, 2),
                             "dir": str(folder.relative_to(self.run_dir))})
         return manifest
+
+
+def stage_failure(run_dir: Path, name: str, e: Exception) -> StageError:
+    """A StageError naming the stage; the traceback goes to run_dir/error.log (call inside `except`)."""
+    log = run_dir / "error.log"
+    log.write_text(traceback.format_exc())
+    return StageError(f"stage {name} failed: {type(e).__name__}: {e}\n(traceback in {log})")
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -105,12 +110,20 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
     console.print(f"[bold]mmcompress[/bold] {recipe.name} -> {run_dir}  ({threads} threads, {fingerprint()['int8_path']})")
 
     t0 = time.perf_counter()
-    with bar("training teacher (first use)") as update:
-        bundle = load_teacher(recipe.teacher, lambda step, total, loss: update(step, total, f"loss {loss:.3f}"))
-    stage_line("teacher", "done", f"{bundle.source.get('name', '')} {time.perf_counter() - t0:.1f} s")
+    try:
+        with bar("training teacher (first use)") as update:
+            bundle = load_teacher(recipe.teacher, lambda step, total, loss: update(step, total, f"loss {loss:.3f}"))
+    except MMCompressError:
+        raise
+    except Exception as e:
+        raise stage_failure(run_dir, "teacher", e) from e
+    src = bundle.source
+    stage_line("teacher", "done" if src.get("trained_now") else "cached", f"{src['kind']}:{src.get('name', '')} "
+               f"{time.perf_counter() - t0:.1f} s")
+    teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
     dataset = load_data(recipe.data, recipe.seed)
     inputs = checks.prepare_inputs(bundle, dataset)
-    teacher_key = {"teacher": bundle.source, "data": inputs.key}
+    teacher_key = {"teacher": teacher_source, "data": inputs.key}
 
     teacher_m = run.stage("teacher-outputs", run_dir / "teacher", {"config": teacher_key},
                           lambda d: checks.embed_teacher(bundle, inputs, d))

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True, highlight=False)
+QUIET_SECONDS = 3.0  # in a log, work shorter than this prints no progress lines
 
 
 @contextmanager
@@ -36,8 +37,8 @@ def _log_bar(description: str, total: int | None) -> Iterator[Callable[..., None
         if not state["total"]:
             return
         frac = done / state["total"]
-        if frac >= state["next"] and frac < 1:
-            elapsed = time.perf_counter() - state["t0"]
+        elapsed = time.perf_counter() - state["t0"]
+        if frac >= state["next"] and frac < 1 and elapsed >= QUIET_SECONDS:
             eta = elapsed / frac - elapsed
             console.print(f"  {description}: {done}/{state['total']} {info}  {elapsed:.0f} s, eta {eta:.0f} s")
             state["next"] = (int(frac * 5) + 1) / 5

@@ -113,3 +113,25 @@ def test_json_output_is_the_report(tiny_copy):
     assert result.exit_code == 0
     start = result.stdout.index("{")
     assert json.loads(result.stdout[start:result.stdout.rindex("}") + 1])["name"] == "clip-shapes-tiny"
+
+
+def test_digits_source_runs_end_to_end(tmp_path):
+    recipe = tmp_path / "digits.yaml"
+    recipe.write_text(TINY.read_text().replace("source: shapes", "source: digits")
+                      .replace("name: clip-shapes-tiny", "name: digits-tiny")
+                      .replace("    - {name: int8-static, quantize: static}\n    - {name: fp16, quantize: fp16}\n", ""))
+    result = invoke("run", str(recipe), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["data"]["classes"] == 10 and report["data"]["prompts"]["templates"] == ["a handwritten digit {digit}"]
+    assert list(report["artifacts"]) == ["teacher", "fp32", "int8-dynamic"]
+
+
+def test_parity_failure_exits_3_and_keeps_earlier_stages(tiny_copy, tmp_path):
+    recipe = tmp_path / "strict.yaml"
+    recipe.write_text(TINY.read_text().replace("export:\n", "export:\n  onnx: {parity_max_abs: 1.0e-12}\n"))
+    result = invoke("run", str(recipe), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 3
+    assert "export-onnx image tower: ONNX output does not match PyTorch: max |diff|" in result.output
+    assert (tiny_copy / "teacher" / "manifest.json").is_file()
+    assert not (tiny_copy / "export-onnx" / "manifest.json").exists()

@@ -35,6 +35,15 @@ def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant) -> dict:
     return {"method": "ort.quantize_dynamic", "op_types": cfg.op_types, "per_channel": cfg.per_channel}
 
 
+def activation_matmuls(path: Path) -> list[str]:
+    """Names of MatMul nodes with no weight (initializer) input: attention's Q.K^T and scores.V."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in weights for i in n.input)]
+
+
 class _Reader:
     """Feeds the calibration rows to ORT in batches of 32, reporting progress."""
 
@@ -70,14 +79,15 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, feeds: dict[str, n
         if cfg.preprocess:
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+        exclude = [] if cfg.activation_matmuls else activation_matmuls(model_in)
         ort_quantize_static(str(model_in), str(dst), _Reader(feeds, progress), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel,
+                            op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel, nodes_to_exclude=exclude,
                             activation_type=getattr(QuantType, _QTYPE[cfg.activation_type]),
                             weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]), calibrate_method=method,
                             extra_options=extra)
     n = len(next(iter(feeds.values())))
     return {"method": "ort.quantize_static", "format": "QDQ", "op_types": cfg.op_types,
-            "per_channel": cfg.per_channel, "activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
+            "excluded_nodes": len(exclude), "per_channel": cfg.per_channel, "activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
             "calibration": {"method": cfg.calibration.method, "samples": n,
                             **({"percentile": cfg.calibration.percentile} if extra else {})}}
 

@@ -66,7 +66,9 @@ def build(name: str, progress: Callable[[int, int, float], None] | None = None, 
     if is_built(entry) and not force:
         return out
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # save_pretrained's shard bar would break into our progress output
     out.parent.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     t0 = time.perf_counter()

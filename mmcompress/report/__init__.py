@@ -30,7 +30,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
     recipe = run.recipe
     ensemble, ks = recipe.data.prompts.ensemble, recipe.checks.recall_k
     t_acc, t_scores = _task_metrics(teacher_emb["image"], teacher_emb["text"], inputs, ensemble, ks)
-    teacher_size = sum(p.numel() * p.element_size() for p in bundle.towers["image"].model.parameters()) / 1e6
+    params = {id(p): p for tower in bundle.towers.values() for p in tower.parameters()}  # towers may share a model
+    teacher_size = sum(p.numel() * p.element_size() for p in params.values()) / 1e6
     rows = {"teacher": {"kind": "pytorch-fp32", "towers": {t: {"path": None, "converted": False} for t in bundle.towers},
                         "size_mb": teacher_size, "accuracy": t_acc,
                         "latency": {t: {b: timings[t][b]["teacher"] for b in timings[t]} for t in timings},
