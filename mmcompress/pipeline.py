@@ -107,21 +107,24 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
     threads = recipe.checks.threads or os.cpu_count() or 1
     latency.set_threads(threads)
     run = Run(recipe, recipe_path, run_dir, threads)
+    base = Path(recipe_path).resolve().parent  # relative paths in the recipe are relative to its file
     console.print(f"[bold]mmcompress[/bold] {recipe.name} -> {run_dir}  ({threads} threads, {fingerprint()['int8_path']})")
 
     t0 = time.perf_counter()
     try:
         with bar("training teacher (first use)") as update:
-            bundle = load_teacher(recipe.teacher, lambda step, total, loss: update(step, total, f"loss {loss:.3f}"))
+            bundle = load_teacher(recipe.teacher, base,
+                                  lambda step, total, loss: update(step, total, f"loss {loss:.3f}"))
     except MMCompressError:
         raise
     except Exception as e:
         raise stage_failure(run_dir, "teacher", e) from e
     src = bundle.source
-    stage_line("teacher", "done" if src.get("trained_now") else "cached", f"{src['kind']}:{src.get('name', '')} "
+    stage_line("teacher", "done" if src.get("trained_now") else "loaded",
+               f"{src['kind']}:{src.get('name') or src.get('path') or src.get('entrypoint')} {bundle.task} "
                f"{time.perf_counter() - t0:.1f} s")
     teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
-    dataset = load_data(recipe.data, recipe.seed)
+    dataset = load_data(recipe.data, recipe.seed, base)
     inputs = checks.prepare_inputs(bundle, dataset)
     teacher_key = {"teacher": teacher_source, "data": inputs.key}
 

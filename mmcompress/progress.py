@@ -52,5 +52,5 @@ def bar(description: str, total: int | None = None):
 
 
 def stage_line(name: str, status: str, detail: str = "") -> None:
-    style = {"cached": "dim", "done": "green", "failed": "red"}.get(status, "")
+    style = {"cached": "dim", "loaded": "dim", "done": "green", "failed": "red"}.get(status, "bold")
     console.print(f"  [{style}]{status:>6}[/{style}]  {name}" + (f"  [dim]{detail}[/dim]" if detail else ""))

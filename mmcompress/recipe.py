@@ -31,19 +31,55 @@ class _CrossFieldError(ValueError):
 
 # ---- teacher ---------------------------------------------------------------------------------------------
 class TeacherConfig(Strict):
-    zoo: str = Field(description="Name of a built-in teacher (`mmcompress zoo list`). `shapes-clip` is the demo "
-                                 "CLIP-style dual encoder, trained on first use and cached in the user cache dir.")
+    """Exactly one of `zoo`, `hf`, `python`."""
+
+    zoo: str | None = Field(None, description="Name of a built-in teacher (`mmcompress zoo list`). `shapes-clip` is "
+                                              "the demo CLIP-style dual encoder, trained on first use and cached in "
+                                              "the user cache dir.")
+    hf: str | None = Field(None, description="A Hugging Face model directory (relative to the recipe), or a hub id "
+                                             "already in the local Hugging Face cache; nothing is downloaded. "
+                                             "CLIP/SigLIP become an image and a text tower; ViT-family models an "
+                                             "image tower; BERT-family models (and sentence-transformers "
+                                             "directories) a text tower.")
+    python: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                               description="`package.module:function` returning a `mmcompress.Bundle` (see "
+                                           "docs/teachers.md). The recipe's folder is put on `sys.path` first.")
+    towers: list[TowerName] | None = Field(None, min_length=1, description="Keep only these towers of a dual "
+                                                                             "encoder (default: all).")
+    pooling: Literal["cls", "mean", "pooler"] | None = Field(
+        None, description="Single-tower `hf` encoders: `cls` token, attention-masked `mean`, or the model's "
+                          "`pooler` output. Default: the sentence-transformers pooling config if there is one, "
+                          "else `mean` for text and `cls` for images.")
+    normalize: bool | None = Field(None, description="Single-tower `hf` encoders: L2-normalise the embedding. "
+                                                     "Default: true if the directory has a sentence-transformers "
+                                                     "Normalize module, else false.")
+    max_length: int | None = Field(None, ge=1, description="Text tokens per input (padding and truncation). "
+                                                           "Default: the model's own limit (sentence-transformers "
+                                                           "`max_seq_length`, the tokenizer's, the position "
+                                                           "embeddings'), at most 512.")
 
     @field_validator("zoo")
     @classmethod
-    def _known(cls, name: str) -> str:
+    def _known(cls, name: str | None) -> str | None:
         from mmcompress.models.zoo import REGISTRY
 
-        if name not in REGISTRY:
+        if name is not None and name not in REGISTRY:
             close = difflib.get_close_matches(name, list(REGISTRY), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see `mmcompress zoo list`"
             raise ValueError(f"{name!r} is not a zoo teacher ({', '.join(REGISTRY)}); {hint}")
         return name
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [k for k in ("zoo", "hf", "python") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise _CrossFieldError(("teacher",), "give exactly one of zoo, hf, python" +
+                                   (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("zoo", "hf", "python") if getattr(self, k) is not None)
 
 
 # ---- data ------------------------------------------------------------------------------------------------
@@ -57,21 +93,31 @@ class SplitsConfig(Strict):
 class PromptsConfig(Strict):
     templates: list[str] | None = Field(
         None, description="Zero-shot prompt templates with the source's placeholders (shapes: `{colour}`, `{shape}`; "
-                          "digits: `{digit}`). Default: the wording the source's captions use. Use the teacher's "
-                          "training wording: prompts that drop words the teacher always saw cost tens of points.")
+                          "digits: `{digit}`; jsonl and imagefolder: `{label}`). Default: the wording the source's "
+                          "captions use (jsonl, imagefolder: 'a photo of a {label}'; an image folder's captions use "
+                          "the first template). Use the teacher's training wording: prompts that drop words the "
+                          "teacher always saw cost tens of points.")
     ensemble: Literal["max", "mean"] = Field(
         "max", description="How a class's prompts are combined: `max` of the similarities or `mean` of the "
                            "normalised prompt embeddings.")
 
 
-PLACEHOLDERS = {"shapes": {"colour", "shape"}, "digits": {"digit"}}
+PLACEHOLDERS = {"shapes": {"colour", "shape"}, "digits": {"digit"}, "jsonl": {"label"}, "imagefolder": {"label"}}
 DIGITS_IMAGES = 1797  # scikit-learn's load_digits()
 
 
 class DataConfig(Strict):
-    source: Literal["shapes", "digits"] = Field(
+    source: Literal["shapes", "digits", "jsonl", "imagefolder"] = Field(
         description="`shapes`: procedurally drawn coloured shapes with captions (seeded). `digits`: scikit-learn's "
-                    "bundled handwritten digits, upscaled, captioned 'a handwritten digit seven'.")
+                    "bundled handwritten digits, upscaled, captioned 'a handwritten digit seven'. `jsonl`: your "
+                    "lines of {image, caption, label?} or {text, pair?, label?} (docs/data.md). `imagefolder`: "
+                    "one folder of images per class.")
+    path: str | None = Field(None, description="`jsonl`: the file; `imagefolder`: the root folder. Relative to "
+                                               "the recipe.")
+    classes: list[str] | None = Field(None, min_length=1, description="Class names, in order (default: the "
+                                                                      "sorted distinct labels of the data).")
+    classes_file: str | None = Field(None, description="A JSON list of class names, instead of `classes`. "
+                                                       "Relative to the recipe.")
     splits: SplitsConfig = Field(default_factory=SplitsConfig, description="Split sizes; splits never overlap.")
     prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="Zero-shot class prompts.")
 
@@ -84,6 +130,11 @@ class DataConfig(Strict):
                 raise _CrossFieldError(("data", "prompts", "templates", i),
                                        f"template {t!r} must use {', '.join('{' + a + '}' for a in sorted(allowed))} "
                                        f"and nothing else for data.source {self.source}")
+        if self.source in ("jsonl", "imagefolder") and not self.path:
+            raise _CrossFieldError(("data", "source"), f"data.source {self.source} needs data.path: the "
+                                                       f"{'JSONL file' if self.source == 'jsonl' else 'image folder'}")
+        if self.classes and self.classes_file:
+            raise _CrossFieldError(("data", "classes"), "give classes or classes_file, not both")
         total = self.splits.train + self.splits.calibration + self.splits.eval
         if self.source == "digits" and total > DIGITS_IMAGES:
             raise _CrossFieldError(("data", "splits"), f"digits has {DIGITS_IMAGES} images but the splits ask for "
@@ -205,7 +256,10 @@ class ChecksConfig(Strict):
     rounds: int = Field(30, ge=5, description="Interleaved timing rounds per (tower, batch); the median and p90 "
                                               "are over these.")
     warmup: int = Field(5, ge=0, description="Untimed calls per session before timing.")
-    recall_k: list[int] = Field([1, 5], min_length=1, description="k for image->text and text->image recall@k.")
+    recall_k: list[int] = Field([1, 5], min_length=1, description="k for retrieval recall@k (image<->text, "
+                                                                   "text<->pair).")
+    knn_k: int = Field(5, ge=1, description="Image encoders alone: neighbours for the leave-one-out k-NN "
+                                            "accuracy on the labelled eval split.")
     budgets: Budgets = Field(default_factory=Budgets, description="Budgets every variant must meet unless it "
                                                                   "overrides them.")
 

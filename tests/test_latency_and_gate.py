@@ -38,7 +38,7 @@ def test_summary_speedup_and_interval():
 def _entry(drop=0.5, cos=0.995, speedup=1.5, ms=3.0, mb=2.0):
     lat = {"1": {"median_ms": ms, "speedup": speedup}}
     return {"towers": {"image": {"converted": True}, "text": {"converted": False}},
-            "accuracy": {"delta_top1": -drop}, "fidelity": {"image": {"min": cos}, "text": {"min": 1.0}},
+            "accuracy": {"delta": -drop}, "fidelity": {"image": {"min": cos}, "text": {"min": 1.0}},
             "latency": {"image": lat, "text": lat}, "size_mb": mb}
 
 

@@ -45,3 +45,28 @@ def recall(image_emb: np.ndarray, caption_emb: np.ndarray, caption_of_image: np.
         hit_per_caption = (caption_of_image[t2i_rank[:, :k]] == np.arange(len(caption_emb))[:, None]).any(1)  # (M,)
         out[f"text_to_image@{k}"] = float(hit_per_caption[caption_of_image].mean() * 100)
     return out
+
+
+def knn(emb: np.ndarray, labels: np.ndarray, k: int) -> tuple[dict, np.ndarray]:
+    """Leave-one-out k-NN on (N, D) embeddings by cosine; majority vote (ties: the smaller class id).
+    Returns ({'top1', 'k', 'n'}, predictions (N,))."""
+    x = normalize(emb)
+    sim = x @ x.T  # (N, N)
+    np.fill_diagonal(sim, -np.inf)
+    k = min(k, len(x) - 1)
+    nn_idx = np.argsort(-sim, axis=1)[:, :k]  # (N, k)
+    n_classes = int(labels.max()) + 1
+    votes = np.stack([np.bincount(labels[row], minlength=n_classes) for row in nn_idx])  # (N, C)
+    pred = votes.argmax(1)
+    return {"top1": float((pred == labels).mean() * 100), "k": int(k), "n": int(len(x))}, pred
+
+
+def pair_recall(queries: np.ndarray, targets: np.ndarray, ks: list[int]) -> dict:
+    """Row i of queries belongs with row i of targets: text->pair and pair->text recall@k in %."""
+    sim = normalize(queries) @ normalize(targets).T  # (N, N)
+    truth = np.arange(len(sim))[:, None]
+    out = {}
+    for k in ks:
+        out[f"text_to_pair@{k}"] = float((np.argsort(-sim, axis=1)[:, :k] == truth).any(1).mean() * 100)
+        out[f"pair_to_text@{k}"] = float((np.argsort(-sim.T, axis=1)[:, :k] == truth).any(1).mean() * 100)
+    return out

@@ -1,12 +1,15 @@
 """Runs the teacher and each artifact over the eval inputs once (cached per stage) and times them interleaved.
 
-Text inputs are the distinct eval captions followed by every class prompt, so one text pass serves retrieval,
-zero-shot and text-tower fidelity.
+All text a check needs goes through the text tower in one pass, as named blocks of rows:
+  captions  distinct eval captions (dual encoders: retrieval)
+  texts     every eval text (text encoders)
+  pairs     every eval pair text (text encoders with pairs: retrieval)
+  prompts   class prompts, class-major, T templates per class (zero-shot / nearest class prompt)
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,41 +20,67 @@ from mmcompress.models.bundle import Bundle
 
 @dataclass
 class EvalInputs:
-    image: dict[str, np.ndarray]        # {'pixel_values': (N, 3, H, W)} preprocessed eval images
-    text: dict[str, np.ndarray]         # {'input_ids', 'attention_mask': (M + C*T, L)}
-    texts: list[str]                    # M distinct captions, then C*T prompts (class-major)
-    n_captions: int                     # M
-    caption_of_image: np.ndarray        # (N,) index into the M captions
-    labels: np.ndarray                  # (N,) class ids
-    n_classes: int                      # C
-    n_templates: int                    # T
-    calib_image: dict[str, np.ndarray]  # preprocessed calibration images
-    calib_text: dict[str, np.ndarray]   # tokenized calibration captions
-    key: str                            # hash of the raw data and preprocessing: part of cache keys
+    feeds: dict[str, dict[str, np.ndarray]]   # tower -> preprocessed eval inputs
+    calib: dict[str, dict[str, np.ndarray]]   # tower -> preprocessed calibration inputs
+    blocks: dict[str, tuple[int, int]]        # text rows: block name -> (start, stop)
+    labels: np.ndarray | None                 # (N,) class ids of the eval rows
+    caption_of_image: np.ndarray | None       # (N,) index into the 'captions' block
+    n_classes: int
+    n_templates: int
+    key: str                                  # hash of the raw data and preprocessing: part of cache keys
+    info: dict = field(default_factory=dict)
+
+
+def _text_blocks(bundle: Bundle, data: Dataset) -> tuple[list[str], dict[str, tuple[int, int]], np.ndarray | None]:
+    ev = data.split("eval")
+    texts: list[str] = []
+    blocks: dict[str, tuple[int, int]] = {}
+
+    def add(name: str, rows: list[str]) -> None:
+        blocks[name] = (len(texts), len(texts) + len(rows))
+        texts.extend(rows)
+
+    caption_of_image = None
+    if bundle.task == "dual-encoder":
+        captions = list(dict.fromkeys(ev.texts))
+        index = {c: i for i, c in enumerate(captions)}
+        caption_of_image = np.array([index[t] for t in ev.texts], dtype=np.int64)
+        add("captions", captions)
+    elif bundle.task == "text-encoder":
+        add("texts", list(ev.texts))
+        if ev.pairs is not None:
+            add("pairs", list(ev.pairs))
+    if data.has_labels and "text" in bundle.towers:
+        add("prompts", [p for prompts in data.class_prompts for p in prompts])
+    return texts, blocks, caption_of_image
 
 
 def prepare_inputs(bundle: Bundle, data: Dataset) -> EvalInputs:
+    from mmcompress.errors import RecipeError
+
     ev, cal = data.split("eval"), data.split("calibration")
-    captions = list(dict.fromkeys(ev.texts))
-    index = {c: i for i, c in enumerate(captions)}
-    n_templates = len(data.class_prompts[0])
-    texts = captions + [p for prompts in data.class_prompts for p in prompts]
+    if "image" in bundle.towers and ev.images is None:
+        raise RecipeError(f"data: the teacher has an image tower but data.source {data.name} has no images")
+    texts, blocks, caption_of_image = _text_blocks(bundle, data)
+    feeds, calib = {}, {}
     h = hashlib.sha256()
-    for arr in (ev.images, ev.labels, cal.images):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    h.update(repr((texts, cal.texts, bundle.image_preprocess.to_dict(), bundle.text_preprocess.to_dict())).encode())
-    return EvalInputs(
-        image={"pixel_values": bundle.image_preprocess(ev.images)},
-        text=bundle.text_preprocess(texts), texts=texts, n_captions=len(captions),
-        caption_of_image=np.array([index[t] for t in ev.texts], dtype=np.int64), labels=ev.labels,
-        n_classes=len(data.class_prompts), n_templates=n_templates,
-        calib_image={"pixel_values": bundle.image_preprocess(cal.images)} if len(cal) else {},
-        calib_text=bundle.text_preprocess(cal.texts) if len(cal) else {},
-        key=h.hexdigest()[:16])
-
-
-def tower_inputs(inputs: EvalInputs, tower: str) -> dict[str, np.ndarray]:
-    return inputs.image if tower == "image" else inputs.text
+    if "image" in bundle.towers:
+        feeds["image"] = {"pixel_values": bundle.image_preprocess(ev.images)}
+        if len(cal):
+            calib["image"] = {"pixel_values": bundle.image_preprocess(cal.images)}
+        h.update(feeds["image"]["pixel_values"].tobytes())
+        h.update(calib.get("image", {}).get("pixel_values", np.zeros(0)).tobytes())
+    if "text" in bundle.towers:
+        feeds["text"] = bundle.text_preprocess(texts)
+        if len(cal):
+            calib["text"] = bundle.text_preprocess(cal.texts)
+        for d in (feeds["text"], calib.get("text", {})):
+            for k in sorted(d):
+                h.update(d[k].tobytes())
+    h.update(repr((texts, blocks, None if ev.labels is None else ev.labels.tolist())).encode())
+    return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=ev.labels, caption_of_image=caption_of_image,
+                      n_classes=len(data.class_prompts), n_templates=len(data.class_prompts[0]) if data.class_prompts else 0,
+                      key=h.hexdigest()[:16])
 
 
 def _embed_all(sessions: dict, inputs: EvalInputs, label: str) -> dict[str, np.ndarray]:
@@ -59,34 +88,35 @@ def _embed_all(sessions: dict, inputs: EvalInputs, label: str) -> dict[str, np.n
     from mmcompress.runtimes.base import run_batched
 
     out = {}
-    total = sum(len(next(iter(tower_inputs(inputs, t).values()))) for t in sessions)
+    total = sum(len(next(iter(inputs.feeds[t].values()))) for t in sessions)
     with bar(f"evaluating {label}", total) as update:
         done = 0
         for tower, sess in sessions.items():
-            feeds = tower_inputs(inputs, tower)
+            feeds = inputs.feeds[tower]
             out[tower] = run_batched(sess, feeds, progress=lambda n, base=done: update(base + n))
             done += len(next(iter(feeds.values())))
     return out
 
 
-def embed_teacher(bundle: Bundle, inputs: EvalInputs, folder: Path) -> tuple[dict, dict]:
+def _save(emb: dict[str, np.ndarray], folder: Path) -> tuple[dict, dict]:
     from mmcompress.pipeline import save_npz
+
+    save_npz(folder / "embeddings.npz", **emb)
+    return {"embeddings.npz": {"arrays": {k: list(v.shape) for k, v in emb.items()}}}, {}
+
+
+def embed_teacher(bundle: Bundle, inputs: EvalInputs, folder: Path) -> tuple[dict, dict]:
     from mmcompress.runtimes.torch import TorchSession
 
     sessions = {t: TorchSession(m, list(bundle.specs[t].inputs), f"teacher-{t}") for t, m in bundle.towers.items()}
-    emb = _embed_all(sessions, inputs, "teacher (PyTorch fp32)")
-    save_npz(folder / "embeddings.npz", **emb)
-    return {"embeddings.npz": {"arrays": {k: list(v.shape) for k, v in emb.items()}}}, {}
+    return _save(_embed_all(sessions, inputs, "teacher (PyTorch fp32)"), folder)
 
 
 def embed_artifact(towers: dict[str, Path], inputs: EvalInputs, threads: int, folder: Path) -> tuple[dict, dict]:
-    from mmcompress.pipeline import save_npz
     from mmcompress.runtimes.onnxruntime import OrtSession
 
     sessions = {t: OrtSession(p, threads) for t, p in towers.items()}
-    emb = _embed_all(sessions, inputs, folder.name)
-    save_npz(folder / "embeddings.npz", **emb)
-    return {"embeddings.npz": {"arrays": {k: list(v.shape) for k, v in emb.items()}}}, {}
+    return _save(_embed_all(sessions, inputs, folder.name), folder)
 
 
 def _batch(feeds: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
@@ -112,7 +142,7 @@ def measure_latency(bundle: Bundle, artifacts: dict, inputs: EvalInputs, cfg, th
             sessions.update({f: OrtSession(Path(f), threads) for f in files})
             out[tower] = {}
             for b in cfg.batch_sizes:
-                feeds = _batch(tower_inputs(inputs, tower), b)
+                feeds = _batch(inputs.feeds[tower], b)
 
                 def tick():
                     nonlocal done

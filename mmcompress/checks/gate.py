@@ -15,9 +15,12 @@ def evaluate(artifact: dict, budgets: Budgets) -> list[dict]:
     rows = []
     converted = [t for t, info in artifact["towers"].items() if info["converted"]]
     if budgets.max_accuracy_drop is not None:
-        drop = artifact["accuracy"]["delta_top1"] * -1
-        rows.append(_row("max_accuracy_drop", round(drop, 3), budgets.max_accuracy_drop,
-                         drop <= budgets.max_accuracy_drop + 1e-9))
+        if artifact["accuracy"].get("delta") is None:  # no labels and no pairs: nothing to gate on
+            rows.append(_row("max_accuracy_drop", None, budgets.max_accuracy_drop, False))
+        else:
+            drop = -artifact["accuracy"]["delta"]
+            rows.append(_row("max_accuracy_drop", round(drop, 3), budgets.max_accuracy_drop,
+                             drop <= budgets.max_accuracy_drop + 1e-9))
     if budgets.min_cosine is not None:
         for tower in converted:
             v = artifact["fidelity"][tower]["min"]
@@ -41,4 +44,6 @@ def evaluate(artifact: dict, budgets: Budgets) -> list[dict]:
 def describe(name: str, row: dict) -> str:
     where = "".join([f" {row['tower']} tower" if row["tower"] else "", f" at batch {row['batch']}" if row["batch"] else ""])
     op = "<=" if row["budget"].startswith("max") else ">="
+    if row["value"] is None:
+        return f"{name}{where}: {row['budget']} cannot be checked: the eval data has no labels or pairs for an accuracy metric"
     return f"{name}{where}: {row['budget']} {row['value']:.4g} is not {op} {row['limit']:g}"

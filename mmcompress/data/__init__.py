@@ -1,6 +1,9 @@
 """Data sources by name -> Dataset with train / calibration / eval splits that never overlap."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from mmcompress.data.base import Dataset, Split
@@ -9,38 +12,94 @@ from mmcompress.errors import RecipeError
 SPLIT_ORDER = ["eval", "calibration", "train"]  # eval first: its content does not change when others grow
 
 
-def _shapes(cfg, seed: int) -> Dataset:
+def _shapes(cfg, seed: int, base: Path) -> Dataset:
     from mmcompress.data import shapes
 
     sizes = cfg.splits.model_dump()
     # one generator seed per split: distinct streams, and a split's content depends only on (seed, its size)
     splits = {name: shapes.generate(sizes[name], seed=seed * 100 + k) for k, name in enumerate(SPLIT_ORDER)}
-    return Dataset("shapes", splits, shapes.class_names(), shapes.class_prompts(cfg.prompts.templates),
+    return Dataset("shapes", "image-text", splits, shapes.class_names(), shapes.class_prompts(cfg.prompts.templates),
                    {"templates": cfg.prompts.templates or shapes.TEMPLATES})
 
 
-def _digits(cfg, seed: int) -> Dataset:
-    from mmcompress.data import digits
-
-    full = digits.load_all()
-    sizes = cfg.splits.model_dump()
+def split_rows(full: Split, sizes: dict[str, int], seed: int, what: str) -> dict[str, Split]:
+    """Seeded, disjoint splits drawn from one pool of rows."""
     need = sum(sizes.values())
     if need > len(full):
-        raise RecipeError(f"data.splits: digits has {len(full)} images but the splits ask for {need} "
-                          f"({sizes}); make them smaller")
+        raise RecipeError(f"data.splits: {what} has {len(full)} rows but the splits ask for {need} "
+                          f"({', '.join(f'{k} {v}' for k, v in sizes.items() if v)}); make them smaller")
     order = np.random.default_rng(seed).permutation(len(full))
-    splits, start = {}, 0
+    out, start = {}, 0
     for name in SPLIT_ORDER:
-        idx = order[start:start + sizes[name]]
-        splits[name] = Split(full.images[idx], [full.texts[i] for i in idx], full.labels[idx])
+        out[name] = full.select(order[start:start + sizes[name]])
         start += sizes[name]
-    return Dataset("digits", splits, digits.NAMES, digits.class_prompts(cfg.prompts.templates),
+    return out
+
+
+def _digits(cfg, seed: int, base: Path) -> Dataset:
+    from mmcompress.data import digits
+
+    splits = split_rows(digits.load_all(), cfg.splits.model_dump(), seed, "digits")
+    return Dataset("digits", "image-text", splits, digits.NAMES, digits.class_prompts(cfg.prompts.templates),
                    {"templates": cfg.prompts.templates or digits.TEMPLATES})
 
 
-SOURCES = {"shapes": _shapes, "digits": _digits}
+def _classes(cfg, base: Path, labels: list[str] | None) -> list[str]:
+    if cfg.classes_file:
+        path = base / cfg.classes_file
+        try:
+            classes = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise RecipeError(f"{path}: cannot read the classes file ({e}); it must be a JSON list of class names") from None
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise RecipeError(f"{path}: the classes file must be a JSON list of class names")
+    else:
+        classes = list(cfg.classes or sorted(set(labels or [])))
+    unknown = sorted(set(labels or []) - set(classes))
+    if unknown:
+        raise RecipeError(f"data: labels {unknown[:5]} are not among the classes {classes[:10]}; add them to "
+                          f"data.classes or fix the labels")
+    return classes
 
 
-def load_data(cfg, seed: int) -> Dataset:
-    """cfg: recipe.DataConfig."""
-    return SOURCES[cfg.source](cfg, seed)
+def _files(cfg, seed: int, base: Path, check_images: bool = True) -> Dataset:
+    from mmcompress.data import files
+
+    path = base / cfg.path
+    templates = cfg.prompts.templates or ["a photo of a {label}"]
+    rows = (files.read_jsonl(path, check_images) if cfg.source == "jsonl"
+            else files.read_imagefolder(path, templates[0], check_images))
+    classes = _classes(cfg, base, rows.labels)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = None if rows.labels is None else np.array([index[x] for x in rows.labels], dtype=np.int64)
+    full = Split(list(range(len(rows))) if rows.images is not None else None, rows.texts, labels, rows.pairs)
+    splits = split_rows(full, cfg.splits.model_dump(), seed, str(path))
+    if rows.images is not None:  # decode only the rows the splits use
+        for s in splits.values():
+            idx = s.images
+            s.images = files.decode([rows.images[i] for i in idx], [rows.origin[i] for i in idx])
+    prompts = [[t.format(label=c) for t in templates] for c in classes] if classes else []
+    kind = "image-text" if rows.kind == "image" else "text"
+    return Dataset(cfg.source, kind, splits, classes, prompts, {"templates": templates, "path": str(path)})
+
+
+SOURCES = {"shapes": _shapes, "digits": _digits, "jsonl": _files, "imagefolder": _files}
+
+
+def load_data(cfg, seed: int, base: Path | str = ".") -> Dataset:
+    """cfg: recipe.DataConfig; relative paths are resolved against `base` (the recipe's folder)."""
+    return SOURCES[cfg.source](cfg, seed, Path(base))
+
+
+def check_data(cfg, base: Path | str = ".") -> None:
+    """What `validate` can check without decoding: files, lines, keys, image headers, split sizes."""
+    if cfg.source in ("jsonl", "imagefolder"):
+        from mmcompress.data import files
+
+        path = Path(base) / cfg.path
+        templates = cfg.prompts.templates or ["a photo of a {label}"]
+        rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
+        _classes(cfg, Path(base), rows.labels)
+        need = sum(cfg.splits.model_dump().values())
+        if need > len(rows):
+            raise RecipeError(f"data.splits: {path} has {len(rows)} rows but the splits ask for {need}; make them smaller")

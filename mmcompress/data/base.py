@@ -1,4 +1,4 @@
-"""What every data source returns: image/caption/label splits plus the zero-shot classes and their prompts."""
+"""What every data source returns: splits of images / texts / pairs / labels, plus the classes and their prompts."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,29 +8,39 @@ import numpy as np
 
 @dataclass
 class Split:
-    """One split. images: (N, H, W, 3) uint8 RGB; texts: N captions; labels: (N,) int64 class ids."""
+    """One split.
 
-    images: np.ndarray
+    images: (N, H, W, 3) uint8 RGB array, or a list of N such arrays of differing sizes, or None (text data)
+    texts:  N captions (image data) or N texts (text data)
+    labels: (N,) int64 class ids, or None when the data has no labels
+    pairs:  N paired texts (text data with pairs), or None
+    """
+
+    images: np.ndarray | list | None
     texts: list[str]
-    labels: np.ndarray
+    labels: np.ndarray | None
+    pairs: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def take(self, n: int) -> "Split":
-        return Split(self.images[:n], self.texts[:n], self.labels[:n])
+    def select(self, idx) -> "Split":
+        pick = lambda seq: None if seq is None else (seq[idx] if isinstance(seq, np.ndarray) else [seq[i] for i in idx])
+        return Split(pick(self.images), [self.texts[i] for i in idx], pick(self.labels), pick(self.pairs))
 
 
 @dataclass
 class Dataset:
-    """Splits by name ('train', 'calibration', 'eval') and the zero-shot classes.
+    """Splits by name ('train', 'calibration', 'eval') and the classes.
 
-    class_prompts[c] holds one prompt per template for class c; the zero-shot check scores a class by
-    reducing its prompts' similarities ('max' or 'mean'), so templates should use the wording the
-    teacher was trained on.
+    kind: 'image-text' (images with captions), 'text' (texts, maybe pairs).
+    class_prompts[c] holds one prompt per template for class c (empty when the data has no labels); the
+    zero-shot check scores a class by reducing its prompts' similarities ('max' or 'mean'), so templates
+    should use the wording the teacher was trained on.
     """
 
     name: str
+    kind: str
     splits: dict[str, Split]
     class_names: list[str]
     class_prompts: list[list[str]]
@@ -38,3 +48,7 @@ class Dataset:
 
     def split(self, name: str) -> Split:
         return self.splits[name]
+
+    @property
+    def has_labels(self) -> bool:
+        return self.splits["eval"].labels is not None and bool(self.class_names)

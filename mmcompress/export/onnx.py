@@ -80,13 +80,12 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
     cfg: recipe.OnnxConfig; teacher_emb: the teacher's embeddings of the same eval inputs.
     """
     from mmcompress.artifact import atomic_path
-    from mmcompress.checks.evaluate import tower_inputs
     from mmcompress.runtimes.base import run_batched
     from mmcompress.runtimes.onnxruntime import OrtSession
 
     files = {}
     for tower, module in bundle.towers.items():
-        feeds = {k: v[:parity_rows] for k, v in tower_inputs(inputs, tower).items()}
+        feeds = {k: v[:parity_rows] for k, v in inputs.feeds[tower].items()}
         out = folder / f"{tower}.onnx"
         with atomic_path(out) as tmp:
             try:

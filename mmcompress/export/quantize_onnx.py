@@ -117,7 +117,7 @@ def stage(variant, src_dir: Path, inputs, folder: Path) -> tuple[dict, dict]:
             continue
         with atomic_path(out) as tmp:
             if variant.quantize == "static":
-                feeds = inputs.calib_image if tower == "image" else inputs.calib_text
+                feeds = inputs.calib[tower]
                 n = variant.calibration.samples or len(next(iter(feeds.values())))
                 feeds = {k: v[:n] for k, v in feeds.items()}
                 with bar(f"calibrating {tower} tower", n) as update:

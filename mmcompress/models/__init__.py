@@ -1,13 +1,14 @@
-"""Teachers by kind -> Bundle. Each loader takes the recipe's teacher config; new kinds (hf directories,
-python entrypoints) register here next to `zoo`."""
+"""Teachers by kind (zoo | hf | python) -> Bundle."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Callable
 
 from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess
 
 
-def _load_zoo(cfg, progress: Callable | None) -> Bundle:
+def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
     from mmcompress.models import clip, shapes_clip, zoo
 
     entry = zoo.REGISTRY[cfg.zoo]
@@ -15,20 +16,52 @@ def _load_zoo(cfg, progress: Callable | None) -> Bundle:
     path = zoo.build(cfg.zoo, progress)
     model, tokenizer, mcfg = shapes_clip.load(path)
     towers, specs = clip.split_towers(model)
+    if cfg.towers:
+        towers = {t: m for t, m in towers.items() if t in cfg.towers}
     return Bundle(towers=towers, specs=specs,
                   image_preprocess=ImagePreprocess(mcfg.image_size, shapes_clip.CLIP_MEAN, shapes_clip.CLIP_STD),
-                  text_preprocess=TextPreprocess(tokenizer, mcfg.max_length),
+                  text_preprocess=TextPreprocess(tokenizer, cfg.max_length or mcfg.max_length),
+                  task=Bundle.task_for(towers),
                   source={"kind": "zoo", "name": cfg.zoo, "path": str(path), "cache_key": zoo.cache_key(entry),
                           "trained_now": trained_now})
 
 
-LOADERS = {"zoo": _load_zoo}
+def _load_hf(cfg, base: Path, progress: Callable | None) -> Bundle:
+    from mmcompress.models import hf
+
+    return hf.load(cfg, base)
 
 
-def teacher_kind(cfg) -> str:
-    return next(k for k in LOADERS if getattr(cfg, k, None) is not None)
+def _load_python(cfg, base: Path, progress: Callable | None) -> Bundle:
+    from mmcompress.models import entrypoint
+
+    return entrypoint.load(cfg, base)
 
 
-def load_teacher(cfg, progress: Callable | None = None) -> Bundle:
-    """cfg: recipe.TeacherConfig. progress(step, total, loss) is called while a zoo teacher trains."""
-    return LOADERS[teacher_kind(cfg)](cfg, progress)
+LOADERS = {"zoo": _load_zoo, "hf": _load_hf, "python": _load_python}
+
+
+def weights_hash(bundle: Bundle) -> str:
+    """sha256 over every parameter and buffer of the towers (shared modules counted once): the teacher's
+    identity for cache keys when it has no zoo key."""
+    import torch
+
+    h = hashlib.sha256()
+    seen = set()
+    for tower in sorted(bundle.towers):
+        for name, t in list(bundle.towers[tower].state_dict(keep_vars=True).items()):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            h.update(f"{tower}.{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_teacher(cfg, base: Path | str = ".", progress: Callable | None = None) -> Bundle:
+    """cfg: recipe.TeacherConfig; relative paths against `base` (the recipe's folder). progress(step, total,
+    loss) is called while a zoo teacher trains."""
+    bundle = LOADERS[cfg.kind](cfg, Path(base), progress)
+    if "cache_key" not in bundle.source:
+        bundle.source["cache_key"] = weights_hash(bundle)
+    return bundle

@@ -9,23 +9,41 @@ import numpy as np
 
 @dataclass
 class ImagePreprocess:
-    """uint8 (N, H, W, 3) RGB -> float32 (N, 3, size, size), normalised as the teacher's processor does."""
+    """uint8 RGB images -> float32 (N, 3, H, W), as the teacher's image processor does it.
+
+    Resize to size x size, or (shortest_edge set) resize the short side to shortest_edge keeping the aspect
+    ratio and center-crop to size x size; then scale to [0, 1] and normalise with mean/std.
+    """
 
     size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    shortest_edge: int | None = None
+    resample: int = 3  # PIL.Image.BICUBIC
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        if images.shape[1] != self.size or images.shape[2] != self.size:
-            from PIL import Image
+    def _one(self, im: np.ndarray) -> np.ndarray:
+        from PIL import Image
 
-            images = np.stack([np.asarray(Image.fromarray(im).resize((self.size, self.size), Image.BICUBIC)) for im in images])
-        x = images.astype(np.float32) / 255.0
+        h, w = im.shape[:2]
+        if self.shortest_edge is None:
+            if (h, w) == (self.size, self.size):
+                return im
+            return np.asarray(Image.fromarray(im).resize((self.size, self.size), self.resample))
+        scale = self.shortest_edge / min(h, w)
+        nh, nw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
+        im = np.asarray(Image.fromarray(im).resize((nw, nh), self.resample)) if (nh, nw) != (h, w) else im
+        top, left = (nh - self.size) // 2, (nw - self.size) // 2
+        return im[top:top + self.size, left:left + self.size]
+
+    def __call__(self, images) -> np.ndarray:
+        """images: (N, H, W, 3) uint8 array or a list of (H_i, W_i, 3) arrays."""
+        x = np.stack([self._one(im) for im in images]).astype(np.float32) / 255.0  # (N, size, size, 3)
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "shortest_edge": self.shortest_edge, "resample": self.resample}
 
 
 @dataclass
@@ -45,9 +63,14 @@ class TextPreprocess:
 
 @dataclass
 class TowerSpec:
-    """How to call one tower: its ONNX/torch input names and the dynamic axes of each input."""
+    """How to call one tower: its input names (in forward() order) with the dynamic axes of each.
 
-    inputs: dict[str, dict[int, str]]  # input name -> {axis: axis name}
+    inputs: {name: {axis: axis name}}, e.g. {"pixel_values": {0: "batch"}}; the module's forward takes the
+    inputs positionally in this order and returns the (N, D) embedding. dtypes and shapes are recorded in the
+    manifest from the exported graph.
+    """
+
+    inputs: dict[str, dict[int, str]]
     output: str = "embeddings"
 
 
@@ -55,7 +78,8 @@ class TowerSpec:
 class Bundle:
     """Towers by name ('image', 'text'): torch modules mapping their inputs to (N, D) embeddings.
 
-    task 'dual-encoder' means the image and text embeddings live in one space (zero-shot, retrieval).
+    task: 'dual-encoder' (image and text embeddings in one space: zero-shot, retrieval), 'image-encoder' or
+    'text-encoder' (one tower); Bundle.task_for(towers) gives it.
     """
 
     towers: dict[str, Any]  # name -> torch.nn.Module
@@ -67,3 +91,9 @@ class Bundle:
 
     def preprocess(self, tower: str) -> Callable:
         return self.image_preprocess if tower == "image" else self.text_preprocess
+
+    @staticmethod
+    def task_for(towers) -> str:
+        names = set(towers)
+        return {frozenset({"image", "text"}): "dual-encoder", frozenset({"image"}): "image-encoder",
+                frozenset({"text"}): "text-encoder"}.get(frozenset(names), "unknown")

@@ -5,18 +5,9 @@ import datetime as dt
 
 import numpy as np
 
-from mmcompress.checks import accuracy, fidelity, gate
+from mmcompress.checks import fidelity, gate, tasks
 
 SCHEMA_VERSION = 1
-
-
-def _task_metrics(image_emb: np.ndarray, text_emb: np.ndarray, inputs, ensemble: str, ks: list[int]) -> tuple[dict, np.ndarray]:
-    m = inputs.n_captions
-    prompts = text_emb[m:].reshape(inputs.n_classes, inputs.n_templates, -1)  # (C, T, D)
-    scores = accuracy.zero_shot_scores(image_emb, prompts, ensemble)
-    out = {"zero_shot": accuracy.zero_shot(scores, inputs.labels),
-           "recall": accuracy.recall(image_emb, text_emb[:m], inputs.caption_of_image, ks)}
-    return out, scores
 
 
 def _size_mb(towers: dict) -> float:
@@ -24,12 +15,16 @@ def _size_mb(towers: dict) -> float:
 
 
 def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timings: dict, seconds: float) -> dict:
-    from mmcompress.machine import fingerprint
     from mmcompress.artifact import sha256_file
+    from mmcompress.machine import fingerprint
 
     recipe = run.recipe
-    ensemble, ks = recipe.data.prompts.ensemble, recipe.checks.recall_k
-    t_acc, t_scores = _task_metrics(teacher_emb["image"], teacher_emb["text"], inputs, ensemble, ks)
+    task, ensemble, ks = bundle.task, recipe.data.prompts.ensemble, recipe.checks.recall_k
+
+    def evaluate(emb: dict) -> tuple[dict, np.ndarray | None]:
+        return tasks.metrics(task, emb, inputs, ensemble, ks, recipe.checks.knn_k)
+
+    t_acc, t_pred = evaluate(teacher_emb)
     params = {id(p): p for tower in bundle.towers.values() for p in tower.parameters()}  # towers may share a model
     teacher_size = sum(p.numel() * p.element_size() for p in params.values()) / 1e6
     rows = {"teacher": {"kind": "pytorch-fp32", "towers": {t: {"path": None, "converted": False} for t in bundle.towers},
@@ -39,18 +34,17 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
     passed = True
     for name, a in artifacts.items():
         v, emb = a["variant"], a["embeddings"]
-        acc, scores = _task_metrics(emb["image"], emb["text"], inputs, ensemble, ks)
-        acc["delta_top1"] = acc["zero_shot"]["top1"] - t_acc["zero_shot"]["top1"]
-        # mixed pairs: one converted tower against the teacher's other tower
-        acc["mixed"] = {
-            "image_only": _task_metrics(emb["image"], teacher_emb["text"], inputs, ensemble, ks)[0]["zero_shot"],
-            "text_only": _task_metrics(teacher_emb["image"], emb["text"], inputs, ensemble, ks)[0]["zero_shot"]}
+        acc, pred = evaluate(emb)
+        acc["delta"] = acc["primary"]["value"] - t_acc["primary"]["value"] if acc["primary"] else None
+        if task == "dual-encoder":
+            acc["mixed"] = tasks.mixed(teacher_emb, emb, inputs, ensemble, ks)
         fid = {t: fidelity.cosine_to_teacher(emb[t], teacher_emb[t]) for t in a["towers"]}
-        fid["top1_agreement"] = fidelity.top1_agreement(scores, t_scores)
+        if pred is not None:
+            fid["top1_agreement"] = float((pred == t_pred).mean() * 100)
         entry = {"kind": f"onnxruntime-{v.quantize if v.quantize != 'none' else 'fp32'}",
                  "variant": v.model_dump(mode="json"),
                  "towers": {t: {"path": str(p.relative_to(run.run_dir)), "converted": t in v.towers and v.quantize != "none",
-                                "bytes": p.stat().st_size, "sha256": sha256_file(p)} for t, p in a["towers"].items()},
+                                "bytes": p.stat().st_size, "sha256": a["sha256"][t]} for t, p in a["towers"].items()},
                  "size_mb": _size_mb(a["towers"]), "accuracy": acc, "fidelity": fid,
                  "latency": {t: {b: timings[t][b][str(a["towers"][t])] for b in timings[t]} for t in timings}}
         entry["budgets"] = gate.evaluate(entry, recipe.budgets_for(v))
@@ -66,8 +60,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
         "seconds": round(seconds, 1),
         "recipe": {"path": str(run.recipe_path), "sha256": sha256_file(run.recipe_path) if run.recipe_path.is_file() else None},
         "machine": {**fp, "threads": run.threads},
-        "teacher": bundle.source,
-        "data": {"source": dataset.name, "splits": {k: len(s) for k, s in dataset.splits.items()},
+        "teacher": {**bundle.source, "task": task, "towers": list(bundle.towers)},
+        "data": {"source": dataset.name, "kind": dataset.kind, "splits": {k: len(s) for k, s in dataset.splits.items()},
                  "eval_key": inputs.key, "classes": len(dataset.class_names),
                  "prompts": {"templates": dataset.info.get("templates"), "ensemble": ensemble}},
         "checks": {"runtime": recipe.checks.runtime, "batch_sizes": recipe.checks.batch_sizes,

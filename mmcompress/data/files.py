@@ -1,0 +1,140 @@
+"""Users' own data: JSONL files and image folders. Errors name the file and line and say how to fix them.
+
+JSONL, one object per line, all lines of one kind:
+  image lines  {"image": "imgs/0001.png", "caption": "a photo of a cat", "label": "cat"}   (label optional)
+  text lines   {"text": "how do I reset it?", "pair": "Hold the button for 5 s.", "label": "support"}
+               (pair and label optional)
+Image paths are relative to the JSONL file. An image folder is root/<class name>/<image files>.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmcompress.errors import RecipeError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+IMAGE_KEYS, TEXT_KEYS = {"image", "caption", "label"}, {"text", "pair", "label"}
+
+
+@dataclass
+class Rows:
+    """What a file source holds before splitting. images: paths (decoded later); labels: class names or None."""
+
+    kind: str                      # 'image' or 'text'
+    images: list[Path] | None
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[str] | None
+    origin: list[str]              # 'file:line' per row, for errors found later (decoding)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _check_image(path: Path, where: str, shown: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise RecipeError(f"{where}: image '{shown}' not found (looked for {path}); image paths are relative to "
+                          f"the JSONL file")
+    try:
+        with Image.open(path) as im:
+            im.verify()  # reads the header and checks structure, without decoding all pixels
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise RecipeError(f"{where}: image '{shown}' cannot be decoded ({e}); replace the file or remove the line") from None
+
+
+def read_jsonl(path: Path, check_images: bool = True) -> Rows:
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such JSONL file; set data.path to a file with one JSON object per line")
+    kind = None
+    images, texts, pairs, labels, origin = [], [], [], [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecipeError(f"{where}: not JSON ({e.msg} at column {e.colno}); each line must be one object "
+                                  f'like {{"image": "a.png", "caption": "..."}} or {{"text": "..."}}') from None
+            if not isinstance(obj, dict):
+                raise RecipeError(f"{where}: a line must be a JSON object, got {type(obj).__name__}")
+            this = "image" if "image" in obj else "text" if "text" in obj else None
+            if this is None:
+                raise RecipeError(f"{where}: missing key 'image' or 'text'; image lines need \"image\" and "
+                                  f"\"caption\", text lines need \"text\"")
+            kind = kind or this
+            if this != kind:
+                raise RecipeError(f"{where}: a {this} line in a file of {kind} lines; keep one kind per file")
+            unknown = set(obj) - (IMAGE_KEYS if kind == "image" else TEXT_KEYS)
+            if unknown:
+                raise RecipeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; {kind} lines take "
+                                  f"{', '.join(sorted(IMAGE_KEYS if kind == 'image' else TEXT_KEYS))}")
+            if kind == "image":
+                if "caption" not in obj:
+                    raise RecipeError(f"{where}: missing key 'caption'; image lines need \"image\" and \"caption\"")
+                p = (path.parent / str(obj["image"])).resolve()
+                if check_images:
+                    _check_image(p, where, str(obj["image"]))
+                images.append(p)
+                texts.append(str(obj["caption"]))
+            else:
+                texts.append(str(obj["text"]))
+                if "pair" in obj:
+                    pairs.append(str(obj["pair"]))
+            labels.append(None if "label" not in obj else str(obj["label"]))
+            origin.append(where)
+    if kind is None:
+        raise RecipeError(f"{path}: the file has no lines; add one JSON object per line")
+    _all_or_none(labels, origin, "label")
+    if pairs and len(pairs) != len(texts):
+        raise RecipeError(f"{path}: some text lines have \"pair\" and some do not; give every line a pair or none")
+    return Rows(kind, images if kind == "image" else None, texts, pairs or None,
+                labels if labels[0] is not None else None, origin)
+
+
+def _all_or_none(values: list, origin: list[str], key: str) -> None:
+    have = [v is not None for v in values]
+    if any(have) and not all(have):
+        first = origin[have.index(False)] if have[0] else origin[have.index(True)]
+        raise RecipeError(f"{first}: '{key}' is given on some lines and not on others; give it on every line or none")
+
+
+def read_imagefolder(root: Path, template: str, check_images: bool = True) -> Rows:
+    if not root.is_dir():
+        raise RecipeError(f"{root}: no such directory; data.path for imagefolder is a folder with one sub-folder "
+                          f"of images per class")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise RecipeError(f"{root}: no class folders; put the images of each class in root/<class name>/")
+    images, labels = [], []
+    for c in classes:
+        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise RecipeError(f"{root / c}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}); remove the folder or "
+                              f"add images")
+        for p in files:
+            if check_images:
+                _check_image(p, str(p), p.name)
+            images.append(p)
+            labels.append(c)
+    return Rows("image", images, [template.format(label=c) for c in labels], None, labels, [str(p) for p in images])
+
+
+def decode(paths: list[Path], origin: list[str]) -> list[np.ndarray]:
+    from PIL import Image
+
+    out = []
+    for p, where in zip(paths, origin):
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except OSError as e:
+            raise RecipeError(f"{where}: image '{p}' cannot be decoded ({e}); replace the file or remove the line") from None
+    return out

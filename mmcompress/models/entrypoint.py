@@ -1,0 +1,64 @@
+"""`teacher: {python: package.module:function}`: the user's own code builds the Bundle.
+
+The contract (docs/teachers.md): function() -> mmcompress.models.bundle.Bundle with
+  towers   {'image': nn.Module, 'text': nn.Module} (one or both), each mapping its inputs to an (N, D) embedding
+  specs    {tower: TowerSpec(inputs={name: {axis: axis name}})}: input names in forward() order, dynamic axes
+  image_preprocess / text_preprocess for the towers present.
+The module is imported only because the recipe names it; the report records it.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from mmcompress.errors import RecipeError
+from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
+
+
+def _import(ref: str, base: Path):
+    module_name, func_name = ref.split(":")
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise RecipeError(f"teacher.python: cannot import {module_name} ({e}); put the module beside the recipe "
+                          f"({base}) or install its package") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise RecipeError(f"teacher.python: {module_name} has no function {func_name!r}")
+    return module, func
+
+
+def check(ref: str, base: Path) -> None:
+    """validate: the module imports and the function exists (importing runs the module's top level)."""
+    _import(ref, base)
+
+
+def load(cfg, base: Path) -> Bundle:
+    module, func = _import(cfg.python, base)
+    bundle = func()
+    where = f"teacher.python: {cfg.python}()"
+    if not isinstance(bundle, Bundle):
+        raise RecipeError(f"{where} returned {type(bundle).__name__}; it must return mmcompress.models.bundle.Bundle "
+                          f"(see docs/teachers.md)")
+    if not bundle.towers or set(bundle.towers) - {"image", "text"}:
+        raise RecipeError(f"{where}: towers must be 'image' and/or 'text', got {sorted(bundle.towers)}")
+    for tower, module_ in bundle.towers.items():
+        if not isinstance(module_, nn.Module):
+            raise RecipeError(f"{where}: towers['{tower}'] is a {type(module_).__name__}, not a torch.nn.Module")
+        if not isinstance(bundle.specs.get(tower), TowerSpec):
+            raise RecipeError(f"{where}: specs['{tower}'] must be a TowerSpec naming the inputs and dynamic axes")
+    if "image" in bundle.towers and not isinstance(bundle.image_preprocess, ImagePreprocess):
+        raise RecipeError(f"{where}: an image tower needs image_preprocess=ImagePreprocess(size, mean, std)")
+    if "text" in bundle.towers and not isinstance(bundle.text_preprocess, TextPreprocess):
+        raise RecipeError(f"{where}: a text tower needs text_preprocess=TextPreprocess(tokenizer, max_length)")
+    for m in bundle.towers.values():
+        m.eval()
+    bundle.task = Bundle.task_for(bundle.towers)
+    bundle.source = {"kind": "python", "entrypoint": cfg.python, "file": getattr(module, "__file__", None),
+                     "note": "imported because the recipe names it", **bundle.source}
+    return bundle

@@ -1,0 +1,171 @@
+"""Hugging Face model directories -> Bundle, offline.
+
+CLIP-like models (anything with get_image_features and get_text_features: CLIP, SigLIP, ...) become an image
+and a text tower; ViT-family models an image tower; BERT-family models a text tower, pooled as the
+sentence-transformers config says when the directory has one (modules.json, 1_Pooling/config.json).
+Preprocessing comes from the directory's preprocessor_config.json and tokenizer files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmcompress.errors import RecipeError
+from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
+from mmcompress.models.clip import IMAGE_SPEC, TEXT_SPEC, split_towers
+
+MAX_TEXT_LENGTH = 512
+
+
+def resolve(ref: str, base: Path) -> Path:
+    """A directory (relative to the recipe) or a hub id already in the local Hugging Face cache."""
+    path = (base / ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+            raise RecipeError(f"teacher.hf: {path} has no config.json; point it at a directory written by "
+                              f"save_pretrained (or a sentence-transformers model directory)")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(ref, local_files_only=True))
+    except Exception:
+        raise RecipeError(
+            f"teacher.hf: '{ref}' is not a directory (looked for {path}) and not in the local Hugging Face cache; "
+            f"mmcompress downloads nothing at run time. On a machine with access run `huggingface-cli download "
+            f"{ref} --local-dir DIR` (or `model.save_pretrained(DIR)` with its tokenizer/processor), bring DIR "
+            f"here and set teacher.hf: DIR") from None
+
+
+def _st_config(path: Path) -> tuple[Path, dict]:
+    """sentence-transformers layout -> (transformer dir, {'pooling', 'normalize', 'max_length'}) or (path, {})."""
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return path, {}
+    out: dict = {}
+    model_dir = path
+    for m in json.loads(modules_file.read_text()):
+        kind = m.get("type", "").rsplit(".", 1)[-1]
+        sub = path / m.get("path", "")
+        if kind == "Transformer":
+            model_dir = sub
+            cfg = sub / "sentence_bert_config.json"
+            cfg = cfg if cfg.is_file() else path / "sentence_bert_config.json"
+            if cfg.is_file():
+                out["max_length"] = json.loads(cfg.read_text()).get("max_seq_length")
+        elif kind == "Pooling":
+            pool = json.loads((sub / "config.json").read_text())
+            modes = [k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
+                     for k, v in pool.items() if k.startswith("pooling_mode_") and v]
+            if modes not in (["cls"], ["mean"]):
+                raise RecipeError(f"{sub / 'config.json'}: pooling {modes} is not supported; mmcompress follows "
+                                  f"cls or mean pooling (set teacher.pooling to override)")
+            out["pooling"] = modes[0]
+        elif kind == "Normalize":
+            out["normalize"] = True
+        else:
+            raise RecipeError(f"{modules_file}: module type {m.get('type')} is not supported (Transformer, Pooling, "
+                              f"Normalize are)")
+    return model_dir, out
+
+
+class PooledTextTower(nn.Module):
+    """input_ids, attention_mask (N, L) -> (N, D): cls / attention-masked mean / pooler, optionally L2-normalised."""
+
+    def __init__(self, model: nn.Module, pooling: str, normalize: bool):
+        super().__init__()
+        self.model, self.pooling, self.normalize = model, pooling, normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        h = out.last_hidden_state  # (N, L, D)
+        if self.pooling == "cls":
+            e = h[:, 0]
+        elif self.pooling == "pooler":
+            e = out.pooler_output
+        else:
+            m = attention_mask.unsqueeze(-1).to(h.dtype)  # (N, L, 1)
+            e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(e, dim=-1) if self.normalize else e
+
+
+class PooledImageTower(nn.Module):
+    """pixel_values (N, 3, H, W) -> (N, D): CLS token, mean of the patch tokens, or the pooler output."""
+
+    def __init__(self, model: nn.Module, pooling: str, normalize: bool):
+        super().__init__()
+        self.model, self.pooling, self.normalize = model, pooling, normalize
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values)
+        h = out.last_hidden_state  # (N, 1 + patches, D)
+        e = {"cls": lambda: h[:, 0], "mean": lambda: h[:, 1:].mean(1), "pooler": lambda: out.pooler_output}[self.pooling]()
+        return nn.functional.normalize(e, dim=-1) if self.normalize else e
+
+
+def image_preprocess(path: Path) -> ImagePreprocess:
+    cfg_file = path / "preprocessor_config.json"
+    if not cfg_file.is_file():
+        raise RecipeError(f"teacher.hf: {path} has no preprocessor_config.json; save the image processor with the "
+                          f"model (processor.save_pretrained(DIR))")
+    c = json.loads(cfg_file.read_text())
+    size, crop = c.get("size", 224), c.get("crop_size")
+    as_int = lambda v: v if isinstance(v, int) else v.get("height", v.get("shortest_edge"))
+    final = as_int(crop) if c.get("do_center_crop") and crop else (size if isinstance(size, int) else size.get("height", size.get("shortest_edge")))
+    shortest = size.get("shortest_edge") if isinstance(size, dict) else None
+    mean = c.get("image_mean", [0.5, 0.5, 0.5]) if c.get("do_normalize", True) else [0.0, 0.0, 0.0]
+    std = c.get("image_std", [0.5, 0.5, 0.5]) if c.get("do_normalize", True) else [1.0, 1.0, 1.0]
+    return ImagePreprocess(int(final), tuple(mean), tuple(std), shortest_edge=shortest, resample=int(c.get("resample", 3)))
+
+
+def _max_length(cfg_max: int | None, st: dict, tokenizer, config) -> int:
+    if cfg_max:
+        return cfg_max
+    candidates = [st.get("max_length"), getattr(tokenizer, "model_max_length", None),
+                  getattr(getattr(config, "text_config", config), "max_position_embeddings", None)]
+    for c in candidates:
+        if c and c < 100_000:
+            return min(int(c), MAX_TEXT_LENGTH)
+    return MAX_TEXT_LENGTH
+
+
+def load(cfg, base: Path) -> Bundle:
+    """cfg: recipe.TeacherConfig with hf set."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = resolve(cfg.hf, base)
+    model_dir, st = _st_config(path)
+    config = AutoConfig.from_pretrained(model_dir)
+    config._attn_implementation = "sdpa" if getattr(config, "_attn_implementation", None) is None else config._attn_implementation
+    model = AutoModel.from_pretrained(model_dir, config=config).eval()
+    source = {"kind": "hf", "path": str(path), "model_type": config.model_type,
+              "architecture": type(model).__name__}
+    if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
+        towers, specs = split_towers(model)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        image_pre = image_preprocess(path)
+        text_pre = TextPreprocess(tokenizer, _max_length(cfg.max_length, st, tokenizer, config))
+    elif hasattr(config, "vocab_size") and not hasattr(config, "image_size"):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir if (model_dir / "tokenizer_config.json").exists() else path)
+        pooling = cfg.pooling or st.get("pooling", "mean")
+        normalize = cfg.normalize if cfg.normalize is not None else st.get("normalize", False)
+        towers, specs = {"text": PooledTextTower(model, pooling, normalize).eval()}, {"text": TEXT_SPEC}
+        image_pre, text_pre = None, TextPreprocess(tokenizer, _max_length(cfg.max_length, st, tokenizer, config))
+        source.update(pooling=pooling, normalize=normalize, sentence_transformers=bool(st))
+    elif hasattr(config, "image_size"):
+        pooling = cfg.pooling or "cls"
+        normalize = bool(cfg.normalize)
+        towers, specs = {"image": PooledImageTower(model, pooling, normalize).eval()}, {"image": IMAGE_SPEC}
+        image_pre, text_pre = image_preprocess(path), None
+        source.update(pooling=pooling, normalize=normalize)
+    else:
+        raise RecipeError(f"teacher.hf: {path} holds a {config.model_type} model, which is neither a dual encoder "
+                          f"(get_image_features/get_text_features), a text encoder nor an image encoder")
+    if cfg.towers:
+        towers = {t: m for t, m in towers.items() if t in cfg.towers}
+        specs = {t: s for t, s in specs.items() if t in cfg.towers}
+    return Bundle(towers=towers, specs=specs, image_preprocess=image_pre if "image" in towers else None,
+                  text_preprocess=text_pre if "text" in towers else None, task=Bundle.task_for(towers), source=source)
