@@ -15,12 +15,16 @@ def _fail(err: MMCompressError) -> None:
     sys.exit(err.exit_code)
 
 
-def _load(recipe_path: str):
+def _load(recipe_path: str, overrides: tuple[str, ...] = ()):
     from mmcompress import preflight, recipe
 
-    r = recipe.load(recipe_path)
+    r = recipe.load(recipe_path, list(overrides))
     preflight.check(r, recipe_path)
     return r
+
+
+SET_HELP = ("Override a recipe key: --set teacher.hf=/models/clip --set export.variants[1].quantize=dynamic. "
+            "Values are YAML; validated like the file.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,15 +40,16 @@ def cli() -> None:
 @cli.command()
 @click.argument("recipe_path", metavar="RECIPE.yaml")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Where artifacts go (default: runs/<name>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
-def run(recipe_path: str, run_dir: str | None, as_json: bool) -> None:
+def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
     """Run every stage of RECIPE.yaml, check the artifacts against the teacher, write the report."""
     from mmcompress import pipeline
     from mmcompress.progress import console
     from mmcompress.report.table import render
 
     try:
-        r = _load(recipe_path)
+        r = _load(recipe_path, overrides)
         report = pipeline.execute(r, Path(recipe_path), Path(run_dir) if run_dir else None)
     except MMCompressError as e:
         _fail(e)
@@ -65,14 +70,30 @@ def run(recipe_path: str, run_dir: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("recipe_path", metavar="RECIPE.yaml")
-def validate(recipe_path: str) -> None:
-    """Check RECIPE.yaml (keys, types, choices, cross-field rules, backends) without running anything."""
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def validate(recipe_path: str, overrides: tuple[str, ...]) -> None:
+    """Check RECIPE.yaml without running anything: keys, types, choices, cross-field rules, backends, the
+    teacher's directory or module, every line of the data files and every image header."""
     try:
-        r = _load(recipe_path)
+        r = _load(recipe_path, overrides)
     except MMCompressError as e:
         _fail(e)
+    kind = r.teacher.kind
     click.echo(f"{recipe_path}: ok ({r.name}: {len(r.export.variants)} variants, teacher "
-               f"zoo:{r.teacher.zoo}, data {r.data.source})")
+               f"{kind}:{getattr(r.teacher, kind)}, data {r.data.source})")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+def examples(folder: str) -> None:
+    """Write tiny models (CLIP, SigLIP, ViT, BERT, sentence-transformers) and data sets (JSONL, image folder)
+    into FOLDER, for the bring-your-own recipes in recipes/ (they expect recipes/examples)."""
+    from mmcompress import examples as ex
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    for name, path in ex.write_all(Path(folder)).items():
+        click.echo(f"{name:<26} {path}")
 
 
 @cli.group()

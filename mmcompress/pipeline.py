@@ -107,7 +107,7 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
     threads = recipe.checks.threads or os.cpu_count() or 1
     latency.set_threads(threads)
     run = Run(recipe, recipe_path, run_dir, threads)
-    base = Path(recipe_path).resolve().parent  # relative paths in the recipe are relative to its file
+    base = recipe.base  # relative paths in the recipe are relative to its file
     console.print(f"[bold]mmcompress[/bold] {recipe.name} -> {run_dir}  ({threads} threads, {fingerprint()['int8_path']})")
 
     t0 = time.perf_counter()

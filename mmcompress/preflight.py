@@ -1,5 +1,6 @@
-"""Everything a run needs that the schema cannot see: installed backends. `mmcompress validate` and
-`mmcompress run` both call it before any stage runs."""
+"""Everything a run needs that the schema cannot see: installed backends, the teacher's files or module,
+the data files (every line parsed, every image header read). `mmcompress validate` and `mmcompress run`
+both call it before any stage runs."""
 from __future__ import annotations
 
 import importlib.util
@@ -30,3 +31,14 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
         lines = [f"{recipe_path}: backend '{mod}' is not installed (needed by {why}); install it: pip install {pip}"
                  for mod, pip, why in missing]
         raise BackendMissing("\n".join(lines))
+    if recipe.teacher.hf is not None:
+        from mmcompress.models import hf
+
+        hf.resolve(recipe.teacher.hf, recipe.base, recipe.where("teacher", "hf"))
+    if recipe.teacher.python is not None:
+        from mmcompress.models import entrypoint
+
+        entrypoint.check(recipe.teacher.python, recipe.base, recipe.where("teacher", "python"))
+    from mmcompress.data import check_data
+
+    check_data(recipe.data, recipe.base)

@@ -6,11 +6,13 @@ keeps it in step. Unknown keys are errors (extra="forbid"). Errors name file:lin
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mmcompress import _yaml
 from mmcompress.errors import RecipeError
@@ -302,6 +304,17 @@ class Recipe(Strict):
     def budgets_for(self, variant: _Variant) -> Budgets:
         return self.checks.budgets.merged(variant.budgets)
 
+    _origins: dict = PrivateAttr(default_factory=dict)  # key path -> 'file:line' or '--set ...'
+    _base: Path = PrivateAttr(default=Path("."))         # the recipe's folder: relative paths start here
+
+    @property
+    def base(self) -> Path:
+        return self._base
+
+    def where(self, *path) -> str:
+        """'recipe.yaml:12 teacher.hf' for error messages (falls back to the nearest parent key's line)."""
+        return f"{_where_for(tuple(path), self._origins) or 'recipe'} {_yaml.format_path(tuple(path))}"
+
 
 # ---- loading ---------------------------------------------------------------------------------------------
 def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
@@ -358,10 +371,10 @@ def _data_path(loc: tuple, data: Any) -> tuple:
     return out
 
 
-def _line_for(path: tuple, lines: dict) -> int | None:
+def _where_for(path: tuple, origins: dict) -> str | None:
     for n in range(len(path), -1, -1):
-        if path[:n] in lines:
-            return lines[path[:n]]
+        if path[:n] in origins:
+            return origins[path[:n]]
     return None
 
 
@@ -391,12 +404,14 @@ def _explain(err: dict, path: tuple, data: Any) -> str:
     return f"{msg.lower() if msg[:1].isupper() else msg} (got {shown})"
 
 
-def parse(data: Any, lines: dict, filename: str) -> Recipe:
-    """Validate parsed YAML; raise RecipeError listing every problem as `file:line key.path: what; fix`."""
+def parse(data: Any, origins: dict, filename: str) -> Recipe:
+    """Validate parsed YAML; raise RecipeError listing every problem as `file:line key.path: what; fix`.
+
+    origins: key path -> 'file:line' (or '--set key=value' for command-line overrides)."""
     if not isinstance(data, dict):
         raise RecipeError(f"{filename}:1: a recipe is a YAML mapping with keys name, teacher, data, export, checks")
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -410,13 +425,78 @@ def parse(data: Any, lines: dict, filename: str) -> Recipe:
                     loc += (err["ctx"]["discriminator"].strip("'"),)
                 path = _data_path(loc, data)
                 text = _explain(err, path, data)
-            line = _line_for(path, lines)
-            where = f"{filename}:{line}" if line else filename
-            problems.append((line or 0, f"{where} {_yaml.format_path(path) or '(top level)'}: {text}"))
+            where = _where_for(path, origins) or filename
+            problems.append((_sort_key(where), f"{where} {_yaml.format_path(path) or '(top level)'}: {text}"))
         problems.sort(key=lambda p: p[0])
         raise RecipeError("\n".join(dict.fromkeys(text for _, text in problems))) from None
+    recipe._origins = origins
+    return recipe
+
+
+def _sort_key(where: str) -> tuple:
+    line = where.rsplit(":", 1)[-1]
+    return (0, int(line)) if line.isdigit() else (1, 0)
+
+
+PATH_KEYS = {("teacher", "hf"), ("data", "path"), ("data", "classes_file")}
+_TOKEN = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def _override_path(key: str, arg: str) -> tuple:
+    parts, pos = [], 0
+    for m in _TOKEN.finditer(key):
+        if m.start() != pos and key[pos:m.start()] != ".":
+            break
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if pos != len(key) or not parts or not isinstance(parts[0], str):
+        raise RecipeError(f"--set {arg}: '{key}' is not a key path; write it like teacher.hf or "
+                          f"export.variants[1].quantize")
+    return tuple(parts)
+
+
+def apply_override(data: dict, origins: dict, arg: str) -> None:
+    """--set key.path=value: value is parsed as YAML (numbers, true/false, null, [lists], {maps})."""
+    if "=" not in arg:
+        raise RecipeError(f"--set {arg}: expected key.path=value, e.g. --set teacher.hf=/models/clip")
+    key, raw = arg.split("=", 1)
+    path = _override_path(key.strip(), arg)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise RecipeError(f"--set {arg}: the value is not valid YAML ({e})") from None
+    if path in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute() and Path(value).exists():
+        value = str(Path(value).resolve())  # a path typed on the command line is relative to where you are
+    cur = data
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(part, int):
+            if not isinstance(cur, list) or part >= len(cur):
+                raise RecipeError(f"--set {arg}: {_yaml.format_path(path[:i + 1])} does not exist in the recipe")
+            cur = cur[part]
+            continue
+        if not isinstance(cur, dict):
+            raise RecipeError(f"--set {arg}: {_yaml.format_path(path[:i])} is not a mapping")
+        cur = cur.setdefault(part, [] if isinstance(nxt, int) else {})
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(cur, list) or last >= len(cur):
+            raise RecipeError(f"--set {arg}: {_yaml.format_path(path)} does not exist in the recipe")
+    elif not isinstance(cur, dict):
+        raise RecipeError(f"--set {arg}: {_yaml.format_path(path[:-1])} is not a mapping")
+    cur[last] = value
+    for p in [p for p in origins if p[:len(path)] == path]:
+        del origins[p]
+    origins[path] = f"--set {arg}"
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     data, lines = _yaml.load_file(path)
-    return parse(data, lines, str(path))
+    origins = {p: f"{path}:{n}" for p, n in lines.items()}
+    for arg in overrides or []:
+        if not isinstance(data, dict):
+            break
+        apply_override(data, origins, arg)
+    recipe = parse(data, origins, str(path))
+    recipe._base = Path(path).resolve().parent
+    return recipe

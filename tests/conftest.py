@@ -40,6 +40,20 @@ def tiny_run(tmp_path_factory):
     return result, run_dir, json.loads((run_dir / "report.json").read_text())
 
 
+@pytest.fixture(scope="session")
+def recipes_dir(tmp_path_factory):
+    """A copy of recipes/ (with tiny_teacher.py) plus the tiny models and data that `mmcompress examples`
+    writes into its examples/ folder: the bring-your-own recipes run here exactly as a user would run them."""
+    from mmcompress import examples
+
+    dst = tmp_path_factory.mktemp("recipes")
+    for p in (ROOT / "recipes").iterdir():
+        if p.is_file():
+            shutil.copy(p, dst / p.name)
+    examples.write_all(dst / "examples")
+    return dst
+
+
 @pytest.fixture
 def tiny_copy(tiny_run, tmp_path):
     """A private copy of the tiny run directory, for tests that damage or rerun it."""

@@ -29,8 +29,9 @@ class ImagePreprocess:
             if (h, w) == (self.size, self.size):
                 return im
             return np.asarray(Image.fromarray(im).resize((self.size, self.size), self.resample))
-        scale = self.shortest_edge / min(h, w)
-        nh, nw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
+        short, long = (h, w) if h <= w else (w, h)
+        new_long = int(self.shortest_edge * long / short)  # as transformers' get_resize_output_image_size
+        nh, nw = (self.shortest_edge, new_long) if h <= w else (new_long, self.shortest_edge)
         im = np.asarray(Image.fromarray(im).resize((nw, nh), self.resample)) if (nh, nw) != (h, w) else im
         top, left = (nh - self.size) // 2, (nw - self.size) // 2
         return im[top:top + self.size, left:left + self.size]

@@ -18,24 +18,24 @@ from mmcompress.errors import RecipeError
 from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
 
 
-def _import(ref: str, base: Path):
+def _import(ref: str, base: Path, where: str = "teacher.python"):
     module_name, func_name = ref.split(":")
     if str(base) not in sys.path:
         sys.path.insert(0, str(base))
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise RecipeError(f"teacher.python: cannot import {module_name} ({e}); put the module beside the recipe "
+        raise RecipeError(f"{where}: cannot import {module_name} ({e}); put the module beside the recipe "
                           f"({base}) or install its package") from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise RecipeError(f"teacher.python: {module_name} has no function {func_name!r}")
+        raise RecipeError(f"{where}: {module_name} has no function {func_name!r}")
     return module, func
 
 
-def check(ref: str, base: Path) -> None:
+def check(ref: str, base: Path, where: str = "teacher.python") -> None:
     """validate: the module imports and the function exists (importing runs the module's top level)."""
-    _import(ref, base)
+    _import(ref, base, where)
 
 
 def load(cfg, base: Path) -> Bundle:

@@ -20,12 +20,13 @@ from mmcompress.models.clip import IMAGE_SPEC, TEXT_SPEC, split_towers
 MAX_TEXT_LENGTH = 512
 
 
-def resolve(ref: str, base: Path) -> Path:
-    """A directory (relative to the recipe) or a hub id already in the local Hugging Face cache."""
+def resolve(ref: str, base: Path, where: str = "teacher.hf") -> Path:
+    """A directory (relative to the recipe) or a hub id already in the local Hugging Face cache.
+    where: how errors name the recipe key ('recipe.yaml:4 teacher.hf')."""
     path = (base / ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-            raise RecipeError(f"teacher.hf: {path} has no config.json; point it at a directory written by "
+            raise RecipeError(f"{where}: {path} has no config.json; point it at a directory written by "
                               f"save_pretrained (or a sentence-transformers model directory)")
         return path
     try:
@@ -34,7 +35,7 @@ def resolve(ref: str, base: Path) -> Path:
         return Path(snapshot_download(ref, local_files_only=True))
     except Exception:
         raise RecipeError(
-            f"teacher.hf: '{ref}' is not a directory (looked for {path}) and not in the local Hugging Face cache; "
+            f"{where}: '{ref}' is not a directory (looked for {path}) and not in the local Hugging Face cache; "
             f"mmcompress downloads nothing at run time. On a machine with access run `huggingface-cli download "
             f"{ref} --local-dir DIR` (or `model.save_pretrained(DIR)` with its tokenizer/processor), bring DIR "
             f"here and set teacher.hf: DIR") from None
@@ -132,11 +133,11 @@ def _max_length(cfg_max: int | None, st: dict, tokenizer, config) -> int:
     return MAX_TEXT_LENGTH
 
 
-def load(cfg, base: Path) -> Bundle:
+def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
     """cfg: recipe.TeacherConfig with hf set."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    path = resolve(cfg.hf, base)
+    path = resolve(cfg.hf, base, where)
     model_dir, st = _st_config(path)
     config = AutoConfig.from_pretrained(model_dir)
     config._attn_implementation = "sdpa" if getattr(config, "_attn_implementation", None) is None else config._attn_implementation

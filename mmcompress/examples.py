@@ -1,0 +1,180 @@
+"""Tiny teachers and data sets written to disk, for trying the bring-your-own recipes and for the tests.
+
+    mmcompress examples recipes/examples      # then: mmcompress run recipes/hf-clip.yaml
+
+Models are randomly initialised, saved with save_pretrained and loaded back through the same code a real
+checkpoint uses; data are procedural shapes written as PNG files. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+WORDS = ["a", "photo", "of", "small", "large", "red", "green", "blue", "yellow", "purple", "orange", "circle",
+         "square", "triangle", "bar", "ring", "how", "do", "i", "reset", "the", "device", "hold", "button",
+         "for", "five", "seconds", "where", "is", "my", "order", "it", "ships", "in", "two", "days", "shape",
+         "question", "about", "shipping", "support"]
+
+
+def _word_tokenizer(max_length: int):
+    from mmcompress.models.shapes_clip import make_tokenizer
+
+    tok = make_tokenizer(max_length)
+    return tok
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _image_processor(out: Path, size: int, crop: bool, mean, std) -> None:
+    cfg = {"do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+           "image_mean": list(mean), "image_std": list(std), "resample": 3}
+    if crop:
+        cfg.update(size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_center_crop=True)
+    else:
+        cfg.update(size={"height": size, "width": size})
+    _write_json(out / "preprocessor_config.json", cfg)
+
+
+def tiny_clip(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    tok = _word_tokenizer(16)
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=0,
+                                      bos_token_id=2, eos_token_id=3, **common),
+                     vision_config=dict(image_size=32, patch_size=8, **common), projection_dim=24)
+    CLIPModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    _image_processor(out, 32, True, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+    return out
+
+
+def tiny_siglip(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import SiglipConfig, SiglipModel
+
+    torch.manual_seed(seed)
+    tok = _word_tokenizer(16)
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    cfg = SiglipConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=0,
+                                        bos_token_id=2, eos_token_id=3, **common),
+                       vision_config=dict(image_size=32, patch_size=8, **common))
+    SiglipModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    _image_processor(out, 32, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return out
+
+
+def tiny_vit(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(seed)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2)).save_pretrained(out)
+    _image_processor(out, 32, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return out
+
+
+def _bert_tokenizer(out: Path):
+    from transformers import BertTokenizerFast
+
+    vocab = out / "vocab.txt"
+    vocab.parent.mkdir(parents=True, exist_ok=True)
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(vocab), model_max_length=32)
+    tok.save_pretrained(out)
+    return tok
+
+
+def tiny_bert(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = _bert_tokenizer(out)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64)).save_pretrained(out)
+    return out
+
+
+def tiny_sentence_transformer(out: Path, seed: int = 0) -> Path:
+    """A BERT directory in the sentence-transformers layout: mean pooling, then Normalize."""
+    tiny_bert(out, seed)
+    _write_json(out / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}])
+    _write_json(out / "sentence_bert_config.json", {"max_seq_length": 24, "do_lower_case": False})
+    _write_json(out / "1_Pooling" / "config.json", {"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+                                                    "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+                                                    "pooling_mode_mean_sqrt_len_tokens": False})
+    (out / "2_Normalize").mkdir(exist_ok=True)
+    return out
+
+
+def shapes_jsonl(out: Path, n: int = 120, seed: int = 0) -> Path:
+    """n shape images as PNG files plus data.jsonl lines {image, caption, label}."""
+    from PIL import Image
+
+    from mmcompress.data import shapes
+
+    split = shapes.generate(n, seed=seed)
+    names = shapes.class_names()
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (im, text, label) in enumerate(zip(split.images, split.texts, split.labels)):
+        Image.fromarray(im).save(out / "images" / f"{i:04d}.png")
+        lines.append(json.dumps({"image": f"images/{i:04d}.png", "caption": text, "label": names[label]}))
+    (out / "data.jsonl").write_text("\n".join(lines) + "\n")
+    return out / "data.jsonl"
+
+
+def texts_jsonl(out: Path, n: int = 80, seed: int = 0) -> Path:
+    """n lines {text, pair, label}: questions paired with answers, labelled by topic."""
+    rng = np.random.default_rng(seed)
+    topics = {"support": ("how do i reset the {c} device", "hold the {c} button for five seconds"),
+              "shipping": ("where is my {c} order", "it ships in two days {c}")}
+    colours = ["red", "green", "blue", "yellow", "purple", "orange"]
+    lines = []
+    for _ in range(n):
+        label = ["support", "shipping"][int(rng.integers(2))]
+        c = colours[int(rng.integers(len(colours)))]
+        q, a = topics[label]
+        lines.append(json.dumps({"text": q.format(c=c), "pair": a.format(c=c), "label": label}))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "texts.jsonl").write_text("\n".join(lines) + "\n")
+    return out / "texts.jsonl"
+
+
+def imagefolder(out: Path, per_class: int = 12, seed: int = 0) -> Path:
+    from PIL import Image
+
+    from mmcompress.data import shapes
+
+    rng = np.random.default_rng(seed)
+    for shape in ["circle", "square", "triangle"]:
+        (out / shape).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            r = float(rng.uniform(8, 18))
+            cx, cy = rng.uniform(r + 2, 62 - r, size=2)
+            im = shapes.draw(shape, shapes.COLOURS["red"], r, float(cx), float(cy), 0.0, (10, 10, 10))
+            Image.fromarray(im).save(out / shape / f"{i:03d}.png")
+    return out
+
+
+MAKERS = {"tiny-clip": tiny_clip, "tiny-siglip": tiny_siglip, "tiny-vit": tiny_vit, "tiny-bert": tiny_bert,
+          "tiny-sentence-transformer": tiny_sentence_transformer, "shapes-jsonl": shapes_jsonl,
+          "texts-jsonl": texts_jsonl, "shapes-folder": imagefolder}
+
+
+def write_all(root: Path) -> dict[str, Path]:
+    root = Path(root)
+    return {name: make(root / name) for name, make in MAKERS.items()}

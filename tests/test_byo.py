@@ -1,0 +1,168 @@
+"""Bring your own teacher and data: tiny HF models saved with save_pretrained, a python entrypoint, JSONL and
+image-folder data, all through the same loading code a real checkpoint or data set uses."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import invoke
+from mmcompress.recipe import load
+
+
+def run(recipes_dir, name, *extra, run_dir):
+    result = invoke("run", str(recipes_dir / name), "--run-dir", str(run_dir), *extra)
+    report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").exists() else None
+    return result, report
+
+
+@pytest.mark.parametrize("recipe,arch", [("hf-clip.yaml", "CLIPModel"), ("hf-siglip.yaml", "SiglipModel")])
+def test_hf_dual_encoders_export_quantize_and_check(recipes_dir, tmp_path, recipe, arch):
+    result, report = run(recipes_dir, recipe, run_dir=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert report["teacher"]["kind"] == "hf" and report["teacher"]["architecture"] == arch
+    assert report["teacher"]["task"] == "dual-encoder" and report["teacher"]["towers"] == ["image", "text"]
+    static = report["artifacts"]["int8-static"]
+    assert static["fidelity"]["image"]["min"] > 0.95 and static["fidelity"]["text"]["min"] > 0.95
+    assert {"zero_shot", "recall", "mixed"} <= set(static["accuracy"])
+    assert report["data"]["source"] == "jsonl" and report["data"]["splits"]["eval"] == 64
+
+
+def test_hf_vit_image_encoder_on_image_folder(recipes_dir, tmp_path):
+    result, report = run(recipes_dir, "hf-vit-imagefolder.yaml", run_dir=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert report["teacher"]["task"] == "image-encoder" and report["teacher"]["pooling"] == "cls"
+    teacher = report["artifacts"]["teacher"]["accuracy"]
+    assert teacher["primary"]["metric"] == "knn_top1" and teacher["knn"]["k"] == 3
+    assert report["data"]["classes"] == 3
+    assert report["artifacts"]["int8-dynamic"]["fidelity"]["image"]["min"] > 0.95
+
+
+def test_sentence_transformer_text_encoder(recipes_dir, tmp_path):
+    result, report = run(recipes_dir, "hf-sentence-transformer.yaml", run_dir=tmp_path)
+    assert result.exit_code == 0, result.output
+    t = report["teacher"]
+    assert (t["task"], t["pooling"], t["normalize"], t["sentence_transformers"]) == ("text-encoder", "mean", True, True)
+    acc = report["artifacts"]["int8-dynamic"]["accuracy"]
+    assert {"recall", "class_prompts"} <= set(acc) and "text_to_pair@1" in acc["recall"]
+    assert report["artifacts"]["int8-dynamic"]["fidelity"]["text"]["min"] >= 0.99
+    assert report["artifacts"]["int8-static"]["fidelity"]["text"]["min"] >= 0.99
+
+
+def test_sentence_transformer_pooling_matches_the_reference_formula(recipes_dir):
+    from transformers import AutoModel, AutoTokenizer
+
+    from mmcompress.models import load_teacher
+
+    r = load(recipes_dir / "hf-sentence-transformer.yaml")
+    bundle = load_teacher(r.teacher, r.base)
+    texts = ["how do i reset the red device", "where is my order"]
+    feeds = bundle.text_preprocess(texts)
+    assert bundle.text_preprocess.max_length == 24  # sentence_bert_config.json max_seq_length
+    with torch.no_grad():
+        ours = bundle.towers["text"](*(torch.from_numpy(feeds[k]) for k in ("input_ids", "attention_mask")))
+        path = recipes_dir / "examples" / "tiny-sentence-transformer"
+        model = AutoModel.from_pretrained(path).eval()
+        enc = AutoTokenizer.from_pretrained(path)(texts, padding=True, return_tensors="pt")
+        h = model(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        ref = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_plain_bert_directory_uses_mean_pooling_without_normalize(recipes_dir, tmp_path):
+    result, report = run(recipes_dir, "hf-sentence-transformer.yaml", "--set", "teacher.hf=examples/tiny-bert",
+                         run_dir=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (report["teacher"]["pooling"], report["teacher"]["normalize"]) == ("mean", False)
+    assert report["teacher"]["sentence_transformers"] is False
+
+
+def test_python_entrypoint_dual_encoder(recipes_dir, tmp_path):
+    result, report = run(recipes_dir, "python-entrypoint.yaml", run_dir=tmp_path)
+    assert result.exit_code == 0, result.output
+    t = report["teacher"]
+    assert t["kind"] == "python" and t["entrypoint"] == "tiny_teacher:build"
+    assert t["note"] == "imported because the recipe names it" and t["file"].endswith("tiny_teacher.py")
+    assert report["artifacts"]["int8-dynamic"]["fidelity"]["image"]["min"] > 0.99
+
+
+@pytest.fixture
+def broken_data(recipes_dir, tmp_path):
+    """A second copy of the JSONL set, to break."""
+    src = recipes_dir / "examples" / "shapes-jsonl"
+    dst = tmp_path / "data"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_jsonl_line_that_is_not_json_exits_2_naming_file_and_line(recipes_dir, broken_data):
+    lines = (broken_data / "data.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:-1]  # drop the closing brace of line 7
+    (broken_data / "data.jsonl").write_text("\n".join(lines) + "\n")
+    for cmd in ("validate", "run"):
+        result = invoke(cmd, str(recipes_dir / "hf-clip.yaml"), "--set", f"data.path={broken_data / 'data.jsonl'}")
+        assert result.exit_code == 2
+        assert f"error: {broken_data / 'data.jsonl'}:7: not JSON (Expecting ',' delimiter at column" in result.output
+
+
+def test_missing_and_undecodable_images_exit_2_naming_line(recipes_dir, broken_data):
+    (broken_data / "images" / "0003.png").unlink()
+    result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", f"data.path={broken_data / 'data.jsonl'}")
+    assert result.exit_code == 2
+    assert (f"{broken_data / 'data.jsonl'}:4: image 'images/0003.png' not found (looked for "
+            f"{broken_data / 'images' / '0003.png'}); image paths are relative to the JSONL file") in result.output
+    (broken_data / "images" / "0003.png").write_bytes(b"not a png")
+    result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", f"data.path={broken_data / 'data.jsonl'}")
+    assert result.exit_code == 2 and f"data.jsonl:4: image 'images/0003.png' cannot be decoded" in result.output
+
+
+def test_jsonl_missing_key(recipes_dir, broken_data):
+    lines = (broken_data / "data.jsonl").read_text().splitlines()
+    lines[1] = json.dumps({"image": "images/0001.png", "label": "red circle"})
+    (broken_data / "data.jsonl").write_text("\n".join(lines) + "\n")
+    result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", f"data.path={broken_data / 'data.jsonl'}")
+    assert result.exit_code == 2
+    assert "data.jsonl:2: missing key 'caption'; image lines need \"image\" and \"caption\"" in result.output
+
+
+def test_hub_id_not_on_disk_is_a_recipe_error(recipes_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", "teacher.hf=someorg/not-here")
+    assert result.exit_code == 2
+    assert "--set teacher.hf=someorg/not-here teacher.hf: 'someorg/not-here' is not a directory" in result.output
+    assert "mmcompress downloads nothing at run time" in result.output
+
+
+def test_override_is_validated_like_the_file_and_named(recipes_dir):
+    result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", "checks.rounds=two")
+    assert result.exit_code == 2
+    assert ("error: --set checks.rounds=two checks.rounds: input should be a valid integer, unable to parse "
+            "string as an integer (got 'two')") in result.output
+    bad = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", "export.variants[9].quantize=dynamic")
+    assert bad.exit_code == 2 and "export.variants[9] does not exist in the recipe" in bad.output
+    ok = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", "export.variants[2].quantize=fp16")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_exactly_one_teacher_kind(tmp_path, recipes_dir):
+    result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", "teacher.zoo=shapes-clip-tiny")
+    assert result.exit_code == 2
+    assert "teacher: give exactly one of zoo, hf, python (got zoo, hf)" in result.output
+
+
+def test_image_preprocessing_matches_the_transformers_processor(recipes_dir):
+    from transformers import CLIPImageProcessor
+
+    from mmcompress.models.hf import image_preprocess
+
+    path = recipes_dir / "examples" / "tiny-clip"
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(40, 57, 3), (64, 33, 3), (32, 32, 3)]]
+    ours = image_preprocess(path)(images)
+    ref = CLIPImageProcessor.from_pretrained(path)(images=images, return_tensors="np")["pixel_values"]
+    assert ours.shape == ref.shape == (3, 3, 32, 32)
+    assert np.abs(ours - ref).max() < 1e-4
