@@ -153,3 +153,20 @@ def test_budget_override_merges_explicit_keys_only():
     over = recipe.Budgets.model_validate({"min_speedup": 1.5, "min_cosine": None})
     merged = base.merged(over)
     assert (merged.max_accuracy_drop, merged.min_cosine, merged.min_speedup) == (1.0, None, 1.5)
+
+
+def _doc_recipes():
+    import re
+
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)):
+            if block.startswith("name:"):
+                yield pytest.param(block, id=f"{doc.name}-{i}")
+
+
+@pytest.mark.parametrize("text", list(_doc_recipes()))
+def test_every_recipe_in_the_docs_validates(recipes_dir, text):
+    path = recipes_dir / "doc-recipe.yaml"  # beside the examples, like the shipped recipes
+    path.write_text(text)
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0, result.output
