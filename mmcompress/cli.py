@@ -89,9 +89,7 @@ def examples(folder: str) -> None:
     """Write tiny models (CLIP, SigLIP, ViT, BERT, sentence-transformers) and data sets (JSONL, image folder)
     into FOLDER, for the bring-your-own recipes in recipes/ (they expect recipes/examples)."""
     from mmcompress import examples as ex
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     for name, path in ex.write_all(Path(folder)).items():
         click.echo(f"{name:<26} {path}")
 

@@ -21,8 +21,7 @@ WORDS = ["a", "photo", "of", "small", "large", "red", "green", "blue", "yellow",
 def _word_tokenizer(max_length: int):
     from mmcompress.models.shapes_clip import make_tokenizer
 
-    tok = make_tokenizer(max_length)
-    return tok
+    return make_tokenizer(max_length)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -40,36 +39,33 @@ def _image_processor(out: Path, size: int, crop: bool, mean, std) -> None:
     _write_json(out / "preprocessor_config.json", cfg)
 
 
-def tiny_clip(out: Path, seed: int = 0) -> Path:
+def _tiny_dual(out: Path, seed: int, config_cls, model_cls, crop: bool, mean, std, **extra) -> Path:
+    """A 2+2-layer, hidden-32 dual encoder (32 px images, 16 tokens) with the word-level tokenizer."""
     import torch
-    from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
     tok = _word_tokenizer(16)
     common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=0,
+    cfg = config_cls(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=0,
                                       bos_token_id=2, eos_token_id=3, **common),
-                     vision_config=dict(image_size=32, patch_size=8, **common), projection_dim=24)
-    CLIPModel(cfg).save_pretrained(out)
+                     vision_config=dict(image_size=32, patch_size=8, **common), **extra)
+    model_cls(cfg).save_pretrained(out)
     tok.save_pretrained(out)
-    _image_processor(out, 32, True, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+    _image_processor(out, 32, crop, mean, std)
     return out
+
+
+def tiny_clip(out: Path, seed: int = 0) -> Path:
+    from transformers import CLIPConfig, CLIPModel
+
+    return _tiny_dual(out, seed, CLIPConfig, CLIPModel, True, (0.48145466, 0.4578275, 0.40821073),
+                      (0.26862954, 0.26130258, 0.27577711), projection_dim=24)
 
 
 def tiny_siglip(out: Path, seed: int = 0) -> Path:
-    import torch
     from transformers import SiglipConfig, SiglipModel
 
-    torch.manual_seed(seed)
-    tok = _word_tokenizer(16)
-    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = SiglipConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=0,
-                                        bos_token_id=2, eos_token_id=3, **common),
-                       vision_config=dict(image_size=32, patch_size=8, **common))
-    SiglipModel(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    _image_processor(out, 32, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    return out
+    return _tiny_dual(out, seed, SiglipConfig, SiglipModel, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def tiny_vit(out: Path, seed: int = 0) -> Path:
@@ -176,5 +172,9 @@ MAKERS = {"tiny-clip": tiny_clip, "tiny-siglip": tiny_siglip, "tiny-vit": tiny_v
 
 
 def write_all(root: Path) -> dict[str, Path]:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # random tiny configs trip config warnings that mean nothing here
+    hf_logging.disable_progress_bar()
     root = Path(root)
     return {name: make(root / name) for name, make in MAKERS.items()}

@@ -115,17 +115,17 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
         with bar("training teacher (first use)") as update:
             bundle = load_teacher(recipe.teacher, base,
                                   lambda step, total, loss: update(step, total, f"loss {loss:.3f}"))
+        src = bundle.source
+        stage_line("teacher", "done" if src.get("trained_now") else "loaded",
+                   f"{src['kind']}:{src.get('name') or src.get('path') or src.get('entrypoint')} {bundle.task} "
+                   f"{time.perf_counter() - t0:.1f} s")
+        dataset = load_data(recipe.data, recipe.seed, base)
+        inputs = checks.prepare_inputs(bundle, dataset)
     except MMCompressError:
         raise
-    except Exception as e:
-        raise stage_failure(run_dir, "teacher", e) from e
-    src = bundle.source
-    stage_line("teacher", "done" if src.get("trained_now") else "loaded",
-               f"{src['kind']}:{src.get('name') or src.get('path') or src.get('entrypoint')} {bundle.task} "
-               f"{time.perf_counter() - t0:.1f} s")
+    except Exception as e:  # loading the teacher or the data failed inside a library
+        raise stage_failure(run_dir, "teacher and data", e) from e
     teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
-    dataset = load_data(recipe.data, recipe.seed, base)
-    inputs = checks.prepare_inputs(bundle, dataset)
     teacher_key = {"teacher": teacher_source, "data": inputs.key}
 
     teacher_m = run.stage("teacher-outputs", run_dir / "teacher", {"config": teacher_key},

@@ -166,3 +166,17 @@ def test_image_preprocessing_matches_the_transformers_processor(recipes_dir):
     ref = CLIPImageProcessor.from_pretrained(path)(images=images, return_tensors="np")["pixel_values"]
     assert ours.shape == ref.shape == (3, 3, 32, 32)
     assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_hub_id_already_in_the_local_cache_is_used(recipes_dir, tmp_path, monkeypatch):
+    # the layout huggingface_hub writes: models--ORG--NAME/refs/main -> snapshots/<revision>/
+    repo = tmp_path / "hub" / "models--someorg--tiny-clip"
+    shutil.copytree(recipes_dir / "examples" / "tiny-clip", repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from mmcompress.models import hf
+
+    path = hf.resolve("someorg/tiny-clip", recipes_dir)
+    assert path == repo / "snapshots" / "abc123"

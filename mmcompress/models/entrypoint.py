@@ -14,6 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
+from mmcompress.artifact import sha256_file
 from mmcompress.errors import RecipeError
 from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
 
@@ -59,6 +60,9 @@ def load(cfg, base: Path) -> Bundle:
     for m in bundle.towers.values():
         m.eval()
     bundle.task = Bundle.task_for(bundle.towers)
-    bundle.source = {"kind": "python", "entrypoint": cfg.python, "file": getattr(module, "__file__", None),
+    file = getattr(module, "__file__", None)
+    bundle.source = {"kind": "python", "entrypoint": cfg.python, "file": file,
+                     # the code is part of the teacher's identity: a changed forward() must not reuse old outputs
+                     "file_sha256": sha256_file(Path(file)) if file else None,
                      "note": "imported because the recipe names it", **bundle.source}
     return bundle

@@ -8,11 +8,13 @@ Preprocessing comes from the directory's preprocessor_config.json and tokenizer 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mmcompress.artifact import stable_hash
 from mmcompress.errors import RecipeError
 from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
 from mmcompress.models.clip import IMAGE_SPEC, TEXT_SPEC, split_towers
@@ -32,7 +34,8 @@ def resolve(ref: str, base: Path, where: str = "teacher.hf") -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(ref, local_files_only=True))
+        # cache_dir read now, not at huggingface_hub's import, so HF_HUB_CACHE set by the caller counts
+        return Path(snapshot_download(ref, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE")))
     except Exception:
         raise RecipeError(
             f"{where}: '{ref}' is not a directory (looked for {path}) and not in the local Hugging Face cache; "
@@ -143,7 +146,8 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
     config._attn_implementation = "sdpa" if getattr(config, "_attn_implementation", None) is None else config._attn_implementation
     model = AutoModel.from_pretrained(model_dir, config=config).eval()
     source = {"kind": "hf", "path": str(path), "model_type": config.model_type,
-              "architecture": type(model).__name__}
+              "architecture": type(model).__name__,
+              "config_sha256": stable_hash(config.to_diff_dict())[:16]}  # with the weights hash: the identity
     if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
         towers, specs = split_towers(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
