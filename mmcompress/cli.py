@@ -53,14 +53,13 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
         report = pipeline.execute(r, Path(recipe_path), Path(run_dir) if run_dir else None)
     except MMCompressError as e:
         _fail(e)
-    out = Path(run_dir or Path("runs") / r.name)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         from rich.console import Console
 
         Console(width=max(160, console.width)).print(render(report))
-    console.print(f"report: {out / 'report.json'}  ({report['seconds']:.0f} s)")
+    console.print(f"report: {Path(report['run_dir']) / 'report.json'}  ({report['seconds']:.0f} s)")
     if not report["passed"]:
         for line in report["failures"]:
             click.echo(f"budget missed: {line}", err=True)

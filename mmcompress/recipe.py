@@ -6,15 +6,13 @@ keeps it in step. Unknown keys are errors (extra="forbid"). Errors name file:lin
 from __future__ import annotations
 
 import difflib
-import re
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mmcompress import _yaml
+from mmcompress import _overrides, _recipe_errors, _yaml
 from mmcompress.errors import RecipeError
 
 TowerName = Literal["image", "text"]
@@ -24,11 +22,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _CrossFieldError(ValueError):
-    def __init__(self, path: tuple, message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
+_CrossFieldError = _recipe_errors.CrossFieldError
 
 
 # ---- teacher ---------------------------------------------------------------------------------------------
@@ -280,8 +274,8 @@ class Recipe(Strict):
         for i, v in enumerate(self.export.variants):
             if isinstance(v, StaticVariant) and self.data.splits.calibration == 0:
                 raise _CrossFieldError(("export", "variants", i, "quantize"),
-                                       f"static int8 needs calibration data but data.splits.calibration is 0; "
-                                       f"set data.splits.calibration (256 is a good start) or use quantize: dynamic")
+                                       "static int8 needs calibration data but data.splits.calibration is 0; "
+                                       "set data.splits.calibration (256 is a good start) or use quantize: dynamic")
             if isinstance(v, StaticVariant) and v.calibration.samples and v.calibration.samples > self.data.splits.calibration:
                 raise _CrossFieldError(("export", "variants", i, "calibration", "samples"),
                                        f"{v.calibration.samples} samples asked but data.splits.calibration is "
@@ -313,97 +307,10 @@ class Recipe(Strict):
 
     def where(self, *path) -> str:
         """'recipe.yaml:12 teacher.hf' for error messages (falls back to the nearest parent key's line)."""
-        return f"{_where_for(tuple(path), self._origins) or 'recipe'} {_yaml.format_path(tuple(path))}"
+        return f"{_recipe_errors.where_for(tuple(path), self._origins) or 'recipe'} {_yaml.format_path(tuple(path))}"
 
 
 # ---- loading ---------------------------------------------------------------------------------------------
-def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
-    """The schema model that holds the key at `path` (for 'did you mean' hints); unions are resolved by the
-    data's discriminator value (e.g. `quantize: static` -> StaticVariant)."""
-    model: Any = Recipe
-    ann: Any = None
-    cur = data
-    for part in path[:-1]:
-        try:
-            cur = cur[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-        if isinstance(part, int):
-            model = _inner_model(ann, cur)
-            continue
-        field = model.model_fields.get(part) if model else None
-        if field is None:
-            return None
-        ann = field.annotation
-        model = _inner_model(ann, cur)
-    return model
-
-
-def _inner_model(ann: Any, value: Any) -> type[BaseModel] | None:
-    """The BaseModel inside an annotation (through list/Optional/Annotated/Union) that fits `value`."""
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    found = []
-    for arg in getattr(ann, "__args__", ()) or ():
-        m = _inner_model(arg, value)
-        if m is not None:
-            found.append(m)
-    for m in found:
-        tag = m.model_fields.get("quantize")
-        if tag is not None and isinstance(value, dict) and value.get("quantize") in getattr(tag.annotation, "__args__", ()):
-            return m
-    return found[0] if found else None
-
-
-def _data_path(loc: tuple, data: Any) -> tuple:
-    """pydantic's loc with union tags dropped: walk the data, keeping only parts that exist in it."""
-    out: tuple = ()
-    cur = data
-    for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-            out += (part,)
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
-            cur = cur[part]
-            out += (part,)
-        elif isinstance(cur, dict) and isinstance(part, str) and part not in cur and loc[-1] == part:
-            out += (part,)  # a missing or extra key: name it
-    return out
-
-
-def _where_for(path: tuple, origins: dict) -> str | None:
-    for n in range(len(path), -1, -1):
-        if path[:n] in origins:
-            return origins[path[:n]]
-    return None
-
-
-def _explain(err: dict, path: tuple, data: Any) -> str:
-    kind, msg = err["type"], err["msg"]
-    value = err.get("input")
-    key = path[-1] if path else None
-    if kind == "extra_forbidden":
-        model = _model_at(path, data)
-        names = list(model.model_fields) if model else []
-        close = difflib.get_close_matches(str(key), names, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(names)}"
-        return f"unknown key '{key}'; {hint}"
-    if kind == "missing":
-        return "required key is missing; add it (see docs/recipe.md)"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"{value!r} is not one of {expected.replace(' or ', ', ')}"
-    if kind == "union_tag_invalid":
-        ctx = err.get("ctx", {})
-        return f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
-    if kind == "union_tag_not_found":
-        return f"missing the key '{err.get('ctx', {}).get('discriminator', '').strip(chr(39))}' that says which kind this is"
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-    return f"{msg.lower() if msg[:1].isupper() else msg} (got {shown})"
-
-
 def parse(data: Any, origins: dict, filename: str) -> Recipe:
     """Validate parsed YAML; raise RecipeError listing every problem as `file:line key.path: what; fix`.
 
@@ -413,81 +320,9 @@ def parse(data: Any, origins: dict, filename: str) -> Recipe:
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            ctx_err = err.get("ctx", {}).get("error")
-            if isinstance(ctx_err, _CrossFieldError):
-                path = _data_path(ctx_err.path, data) or ctx_err.path
-                text = ctx_err.message
-            else:
-                loc = tuple(err["loc"])
-                if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                    loc += (err["ctx"]["discriminator"].strip("'"),)
-                path = _data_path(loc, data)
-                text = _explain(err, path, data)
-            where = _where_for(path, origins) or filename
-            problems.append((_sort_key(where), f"{where} {_yaml.format_path(path) or '(top level)'}: {text}"))
-        problems.sort(key=lambda p: p[0])
-        raise RecipeError("\n".join(dict.fromkeys(text for _, text in problems))) from None
+        raise RecipeError(_recipe_errors.describe(e, Recipe, data, origins, filename)) from None
     recipe._origins = origins
     return recipe
-
-
-def _sort_key(where: str) -> tuple:
-    line = where.rsplit(":", 1)[-1]
-    return (0, int(line)) if line.isdigit() else (1, 0)
-
-
-PATH_KEYS = {("teacher", "hf"), ("data", "path"), ("data", "classes_file")}
-_TOKEN = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
-
-
-def _override_path(key: str, arg: str) -> tuple:
-    parts, pos = [], 0
-    for m in _TOKEN.finditer(key):
-        if m.start() != pos and key[pos:m.start()] != ".":
-            break
-        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
-        pos = m.end()
-    if pos != len(key) or not parts or not isinstance(parts[0], str):
-        raise RecipeError(f"--set {arg}: '{key}' is not a key path; write it like teacher.hf or "
-                          f"export.variants[1].quantize")
-    return tuple(parts)
-
-
-def apply_override(data: dict, origins: dict, arg: str) -> None:
-    """--set key.path=value: value is parsed as YAML (numbers, true/false, null, [lists], {maps})."""
-    if "=" not in arg:
-        raise RecipeError(f"--set {arg}: expected key.path=value, e.g. --set teacher.hf=/models/clip")
-    key, raw = arg.split("=", 1)
-    path = _override_path(key.strip(), arg)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise RecipeError(f"--set {arg}: the value is not valid YAML ({e})") from None
-    if path in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute() and Path(value).exists():
-        value = str(Path(value).resolve())  # a path typed on the command line is relative to where you are
-    cur = data
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        if isinstance(part, int):
-            if not isinstance(cur, list) or part >= len(cur):
-                raise RecipeError(f"--set {arg}: {_yaml.format_path(path[:i + 1])} does not exist in the recipe")
-            cur = cur[part]
-            continue
-        if not isinstance(cur, dict):
-            raise RecipeError(f"--set {arg}: {_yaml.format_path(path[:i])} is not a mapping")
-        cur = cur.setdefault(part, [] if isinstance(nxt, int) else {})
-    last = path[-1]
-    if isinstance(last, int):
-        if not isinstance(cur, list) or last >= len(cur):
-            raise RecipeError(f"--set {arg}: {_yaml.format_path(path)} does not exist in the recipe")
-    elif not isinstance(cur, dict):
-        raise RecipeError(f"--set {arg}: {_yaml.format_path(path[:-1])} is not a mapping")
-    cur[last] = value
-    for p in [p for p in origins if p[:len(path)] == path]:
-        del origins[p]
-    origins[path] = f"--set {arg}"
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -496,7 +331,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for arg in overrides or []:
         if not isinstance(data, dict):
             break
-        apply_override(data, origins, arg)
+        _overrides.apply(data, origins, arg)
     recipe = parse(data, origins, str(path))
     recipe._base = Path(path).resolve().parent
     return recipe

@@ -117,7 +117,7 @@ def test_missing_and_undecodable_images_exit_2_naming_line(recipes_dir, broken_d
             f"{broken_data / 'images' / '0003.png'}); image paths are relative to the JSONL file") in result.output
     (broken_data / "images" / "0003.png").write_bytes(b"not a png")
     result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", f"data.path={broken_data / 'data.jsonl'}")
-    assert result.exit_code == 2 and f"data.jsonl:4: image 'images/0003.png' cannot be decoded" in result.output
+    assert result.exit_code == 2 and "data.jsonl:4: image 'images/0003.png' cannot be decoded" in result.output
 
 
 def test_jsonl_missing_key(recipes_dir, broken_data):

@@ -135,3 +135,33 @@ def test_parity_failure_exits_3_and_keeps_earlier_stages(tiny_copy, tmp_path):
     assert "export-onnx image tower: ONNX output does not match PyTorch: max |diff|" in result.output
     assert (tiny_copy / "teacher" / "manifest.json").is_file()
     assert not (tiny_copy / "export-onnx" / "manifest.json").exists()
+
+
+def test_run_killed_midway_then_rerun_reuses_only_complete_stages(tiny_run, tmp_path):
+    """A real SIGKILL during the stages: whatever was complete is reused, the rest is recomputed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "mmcompress.cli", "run", str(TINY), "--run-dir", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    deadline = time.time() + 120
+    while not (run_dir / "variants").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "report.json").exists()
+    complete = {p.parent.relative_to(run_dir).as_posix() for p in run_dir.rglob("manifest.json")}
+    result = invoke("run", str(TINY), "--run-dir", str(run_dir))
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "report.json").read_text())
+    status = {s["dir"]: s["status"] for s in report["stages"]}
+    assert "export-onnx" in complete  # killed after the export finished
+    for d, st in status.items():
+        assert st == ("cached" if d in complete else "ran"), d
+    assert not list(run_dir.rglob("*.tmp"))
+    first = tiny_run[2]["artifacts"]
+    assert {n: a["accuracy"] for n, a in report["artifacts"].items()} == {n: a["accuracy"] for n, a in first.items()}

@@ -16,7 +16,7 @@ from torch import nn
 
 from mmcompress.artifact import stable_hash
 from mmcompress.errors import RecipeError
-from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
+from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess
 from mmcompress.models.clip import IMAGE_SPEC, TEXT_SPEC, split_towers
 
 MAX_TEXT_LENGTH = 512

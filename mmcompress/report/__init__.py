@@ -56,6 +56,7 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
     return {
         "schema_version": SCHEMA_VERSION,
         "name": recipe.name,
+        "run_dir": str(run.run_dir),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
         "recipe": {"path": str(run.recipe_path), "sha256": sha256_file(run.recipe_path) if run.recipe_path.is_file() else None},
