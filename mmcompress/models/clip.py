@@ -11,7 +11,8 @@ from torch import nn
 from mmcompress.models.bundle import TowerSpec
 
 
-def _embedding(out) -> torch.Tensor:
+def embedding(out) -> torch.Tensor:
+    """The projected embedding from get_*_features, on transformers 4.x (a tensor) and 5.x (an output object)."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
@@ -23,7 +24,7 @@ class ImageTower(nn.Module):
         self.model = model
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return _embedding(self.model.get_image_features(pixel_values=pixel_values))
+        return embedding(self.model.get_image_features(pixel_values=pixel_values))
 
 
 class TextTower(nn.Module):
@@ -34,7 +35,7 @@ class TextTower(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return _embedding(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        return embedding(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
 
 IMAGE_SPEC = TowerSpec(inputs={"pixel_values": {0: "batch"}})

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from mmcompress.data import shapes
+from mmcompress.models.clip import embedding
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3; eos must not be 2 (HF CLIP's legacy argmax pooling)
 WORDS = ["a", "small", "large", *shapes.COLOURS, *shapes.SHAPES,
@@ -119,6 +120,7 @@ def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | N
     cap_index = {c: i for i, c in enumerate(caps)}
     targets = torch.tensor([cap_index[t] for t in data.texts])
     enc = tokenizer(caps, padding="max_length", max_length=cfg.max_length, return_tensors="pt")
+    enc = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}  # (60, L) each
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     pixels = torch.from_numpy(data.images)  # (N, H, W, 3) uint8; normalised per batch to save memory
@@ -131,8 +133,8 @@ def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | N
     for step in range(cfg.steps):
         idx = torch.randint(0, len(pixels), (cfg.batch,), generator=gen)
         x = (pixels[idx].permute(0, 3, 1, 2).float() / 255.0 - mean) / std  # (B, 3, H, W)
-        img = nn.functional.normalize(model.get_image_features(pixel_values=x).pooler_output, dim=-1)  # (B, D)
-        txt = nn.functional.normalize(model.get_text_features(**enc).pooler_output, dim=-1)  # (60, D)
+        img = nn.functional.normalize(embedding(model.get_image_features(pixel_values=x)), dim=-1)  # (B, D)
+        txt = nn.functional.normalize(embedding(model.get_text_features(**enc)), dim=-1)  # (60, D)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # (B, 60)
         y = targets[idx]
         loss_i = nn.functional.cross_entropy(logits, y)
