@@ -9,6 +9,8 @@ import click
 
 from mmcompress.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, MMCompressError
 
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
 
 def _fail(err: MMCompressError) -> None:
     click.echo(f"error: {err}", err=True)
@@ -53,6 +55,9 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
         report = pipeline.execute(r, Path(recipe_path), Path(run_dir) if run_dir else None)
     except MMCompressError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished stages are kept and the next run reuses them", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT, invoke
 
@@ -34,3 +35,13 @@ def test_list_and_zoo_list():
     assert "onnxruntime" in out and "int8:" in out
     zoo = invoke("zoo", "list").output
     assert zoo.startswith("shapes-clip ") and "shapes-clip-tiny" in zoo
+
+
+def test_zoo_build_trains_once_then_reuses():
+    first = invoke("zoo", "build", "shapes-clip-tiny")
+    assert first.exit_code == 0
+    path = first.output.strip().splitlines()[-1]
+    assert (Path(path) / "mmcompress_zoo.json").is_file() and (Path(path) / "model.safetensors").is_file()
+    again = invoke("zoo", "build", "shapes-clip-tiny")
+    assert again.output.strip().splitlines()[-1] == path
+    assert "is not a zoo teacher" in invoke("zoo", "build", "nope").output
