@@ -25,7 +25,7 @@ import numpy as np
 
 import mmcompress
 from mmcompress import artifact as art
-from mmcompress.errors import MMCompressError, StageError
+from mmcompress.errors import MMCompressError, RecipeError, StageError
 from mmcompress.progress import bar, console, stage_line
 from mmcompress.recipe import Recipe
 
@@ -126,6 +126,10 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
     except Exception as e:  # loading the teacher or the data failed inside a library
         raise stage_failure(run_dir, "teacher and data", e) from e
     teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
+    for i, v in enumerate(recipe.export.variants):
+        if v.quantize != "none" and not set(v.towers) & set(bundle.towers):
+            raise RecipeError(f"{recipe.where('export', 'variants', i, 'towers')}: the teacher has no "
+                              f"{' or '.join(v.towers)} tower (it has {', '.join(bundle.towers)}); list one of those")
     teacher_key = {"teacher": teacher_source, "data": inputs.key}
 
     teacher_m = run.stage("teacher-outputs", run_dir / "teacher", {"config": teacher_key},

@@ -180,3 +180,23 @@ def test_hub_id_already_in_the_local_cache_is_used(recipes_dir, tmp_path, monkey
 
     path = hf.resolve("someorg/tiny-clip", recipes_dir)
     assert path == repo / "snapshots" / "abc123"
+
+
+def test_dual_encoder_without_labels_gates_on_retrieval(recipes_dir, broken_data, tmp_path):
+    lines = [json.loads(x) for x in (broken_data / "data.jsonl").read_text().splitlines()]
+    (broken_data / "data.jsonl").write_text("".join(json.dumps({k: v for k, v in x.items() if k != "label"}) + "\n"
+                                                    for x in lines))
+    result, report = run(recipes_dir, "hf-clip.yaml", "--set", f"data.path={broken_data / 'data.jsonl'}",
+                         "--set", "checks.budgets.max_accuracy_drop=5", run_dir=tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    acc = report["artifacts"]["int8-dynamic"]["accuracy"]
+    assert acc["primary"]["metric"] == "image_to_text@1" and "zero_shot" not in acc
+    assert report["artifacts"]["int8-dynamic"]["budgets"][0]["budget"] == "max_accuracy_drop"
+
+
+def test_variant_for_a_tower_the_teacher_lacks_is_a_recipe_error(recipes_dir, tmp_path):
+    result, _ = run(recipes_dir, "hf-sentence-transformer.yaml", "--set", "export.variants[1].towers=[image]",
+                    run_dir=tmp_path)
+    assert result.exit_code == 2
+    assert ("--set export.variants[1].towers=[image] export.variants[1].towers: the teacher has no image tower "
+            "(it has text); list one of those") in result.output
