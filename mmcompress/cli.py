@@ -48,7 +48,6 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
     """Run every stage of RECIPE.yaml, check the artifacts against the teacher, write the report."""
     from mmcompress import pipeline
     from mmcompress.progress import console
-    from mmcompress.report.table import render
 
     try:
         r = _load(recipe_path, overrides)
@@ -58,18 +57,47 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
     except KeyboardInterrupt:
         click.echo("interrupted: finished stages are kept and the next run reuses them", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    _show(report, as_json)
+    console.print(f"report: {Path(report['run_dir']) / 'report.json'}  ({report['seconds']:.0f} s)")
+    sys.exit(_verdict(report))
+
+
+def _show(report: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
-    else:
-        from rich.console import Console
+        return
+    from rich.console import Console
 
-        Console(width=max(160, console.width)).print(render(report))
-    console.print(f"report: {Path(report['run_dir']) / 'report.json'}  ({report['seconds']:.0f} s)")
-    if not report["passed"]:
-        for line in report["failures"]:
-            click.echo(f"budget missed: {line}", err=True)
-        sys.exit(EXIT_CHECK_FAILED)
-    sys.exit(EXIT_OK)
+    from mmcompress.progress import console
+    from mmcompress.report.table import render
+
+    Console(width=max(160, console.width)).print(render(report))
+
+
+def _verdict(report: dict) -> int:
+    for line in report["failures"]:
+        click.echo(f"budget missed: {line}", err=True)
+    return EXIT_OK if report["passed"] else EXIT_CHECK_FAILED
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the report itself.")
+def inspect(path: str, as_json: bool) -> None:
+    """Show the result table of a finished run (PATH: its run directory or report.json); exit code as `run`."""
+    p = Path(path)
+    p = p / "report.json" if p.is_dir() else p
+    try:
+        report = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        click.echo(f"error: {p}: not a readable report.json ({e}); pass a run directory or its report.json", err=True)
+        sys.exit(EXIT_USAGE)
+    if report.get("schema_version") != 1:
+        click.echo(f"error: {p}: report schema {report.get('schema_version')} is not 1; use the mmcompress that "
+                   f"wrote it", err=True)
+        sys.exit(EXIT_USAGE)
+    _show(report, as_json)
+    sys.exit(_verdict(report))
 
 
 @cli.command()

@@ -165,3 +165,15 @@ def test_run_killed_midway_then_rerun_reuses_only_complete_stages(tiny_run, tmp_
     assert not list(run_dir.rglob("*.tmp"))
     first = tiny_run[2]["artifacts"]
     assert {n: a["accuracy"] for n, a in report["artifacts"].items()} == {n: a["accuracy"] for n, a in first.items()}
+
+
+def test_inspect_shows_a_finished_run_with_the_same_exit_code(tiny_run, tmp_path):
+    _, run_dir, report = tiny_run
+    shown = invoke("inspect", str(run_dir))
+    assert shown.exit_code == 0 and "int8-static" in shown.stdout and "reference" in shown.stdout
+    failed = dict(report, passed=False, failures=["fp16: min_speedup 0.9 is not >= 1"])
+    (tmp_path / "report.json").write_text(json.dumps(failed))
+    result = invoke("inspect", str(tmp_path / "report.json"))
+    assert result.exit_code == 1 and "budget missed: fp16: min_speedup 0.9 is not >= 1" in result.output
+    (tmp_path / "bad.json").write_text("{")
+    assert invoke("inspect", str(tmp_path / "bad.json")).exit_code == 2
