@@ -26,7 +26,7 @@ def _quiet():
     return redirect_stdout(io.StringIO())
 
 
-def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant) -> dict:
+def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant, feeds=None, progress=None) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
 
     with warnings.catch_warnings(), _quiet():
@@ -92,7 +92,7 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, feeds: dict[str, n
                             **({"percentile": cfg.calibration.percentile} if extra else {})}}
 
 
-def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant) -> dict:
+def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant, feeds=None, progress=None) -> dict:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -115,18 +115,16 @@ def stage(variant, src_dir: Path, inputs, folder: Path) -> tuple[dict, dict]:
         src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
         if not src.exists():
             continue
-        with atomic_path(out) as tmp:
-            if variant.quantize == "static":
-                feeds = inputs.calib[tower]
-                n = variant.calibration.samples or len(next(iter(feeds.values())))
-                feeds = {k: v[:n] for k, v in feeds.items()}
-                with bar(f"calibrating {tower} tower", n) as update:
-                    facts = quantize_static(src, tmp, variant, feeds, update)
-            else:
-                facts = CONVERTERS[type(variant)](src, tmp, variant)
+        feeds, n = None, 0
+        if isinstance(variant, StaticVariant):
+            n = variant.calibration.samples or len(next(iter(inputs.calib[tower].values())))
+            feeds = {k: v[:n] for k, v in inputs.calib[tower].items()}
+        with atomic_path(out) as tmp, bar(f"converting {tower} tower ({variant.quantize})", n) as update:
+            facts = CONVERTERS[type(variant)](src, tmp, variant, feeds, update)
         files[out.name] = {"tower": tower, "format": "onnx", "precision": variant.quantize, "io": input_spec(out),
                            "parent": f"export-onnx/{tower}.onnx", "quantizer": facts}
     return files, {}
 
 
-CONVERTERS = {DynamicVariant: quantize_dynamic, Fp16Variant: convert_fp16}
+# one converter per variant config type: (src, dst, cfg, calibration feeds or None, progress) -> facts
+CONVERTERS = {DynamicVariant: quantize_dynamic, StaticVariant: quantize_static, Fp16Variant: convert_fp16}
