@@ -92,6 +92,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> dict:
     """Run every stage and check; returns the report (also written to run_dir/report.json)."""
     from mmcompress import report
+    from mmcompress.report import html as report_html
     from mmcompress.checks import evaluate as checks
     from mmcompress.checks import latency
     from mmcompress.export import onnx as onnx_export
@@ -164,5 +165,7 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
     rep = report.build(run, bundle, dataset, inputs, teacher_emb, artifacts, timings,
                        seconds=time.perf_counter() - t_start)
     art.write_json(run_dir / "report.json", rep)
+    with art.atomic_path(run_dir / "report.html") as tmp:
+        tmp.write_text(report_html.render(rep))
     return rep
 

@@ -177,3 +177,14 @@ def test_inspect_shows_a_finished_run_with_the_same_exit_code(tiny_run, tmp_path
     assert result.exit_code == 1 and "budget missed: fp16: min_speedup 0.9 is not >= 1" in result.output
     (tmp_path / "bad.json").write_text("{")
     assert invoke("inspect", str(tmp_path / "bad.json")).exit_code == 2
+
+
+def test_html_report_shows_the_same_figures(tiny_run):
+    _, run_dir, report = tiny_run
+    page = (run_dir / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page and "http" not in page
+    static = report["artifacts"]["int8-static"]
+    assert f"{static['fidelity']['image']['min']:.4f}" in page
+    assert f"{static['latency']['image']['1']['speedup']:.2f}x" in page
+    assert page.count("<svg") == 2 * 2 + 1  # speedup per tower and batch, plus the accuracy change
+    assert "all budgets met" in page

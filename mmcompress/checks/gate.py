@@ -18,7 +18,7 @@ def evaluate(artifact: dict, budgets: Budgets) -> list[dict]:
         if artifact["accuracy"].get("delta") is None:  # no labels and no pairs: nothing to gate on
             rows.append(_row("max_accuracy_drop", None, budgets.max_accuracy_drop, False))
         else:
-            drop = -artifact["accuracy"]["delta"]
+            drop = -artifact["accuracy"]["delta"] + 0.0  # + 0.0: a zero drop is 0, not -0
             rows.append(_row("max_accuracy_drop", round(drop, 3), budgets.max_accuracy_drop,
                              drop <= budgets.max_accuracy_drop + 1e-9))
     if budgets.min_cosine is not None:

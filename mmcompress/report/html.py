@@ -1,0 +1,88 @@
+"""report.html: the run at a glance for a reviewer (CI artifact): machine, teacher, the artifact table, budgets,
+and bar charts of speedup and accuracy change. Self-contained: inline CSS and SVG, no scripts, no downloads."""
+from __future__ import annotations
+
+import html
+
+BAR_W, ROW_H = 320, 18
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _bars(title: str, rows: list[tuple[str, float]], unit: str, ref: float | None = None) -> str:
+    """Horizontal bars; `ref` draws a dashed line (1.0x for speedups, 0 for deltas)."""
+    if not rows:
+        return ""
+    lo = min([0.0, *(v for _, v in rows)])
+    hi = max([ref or 0.0, *(v for _, v in rows)]) or 1.0
+    span = hi - lo or 1.0
+    x = lambda v: 150 + (v - lo) / span * BAR_W  # label column 150 px
+    h = ROW_H * len(rows) + 10
+    parts = [f'<svg width="{150 + BAR_W + 80}" height="{h}" role="img" aria-label="{_e(title)}">']
+    for i, (label, v) in enumerate(rows):
+        y = 5 + i * ROW_H
+        x0, x1 = sorted((x(max(lo, 0.0) if lo < 0 else lo), x(v)))
+        colour = "#c0392b" if (ref is not None and v < ref) else "#2e86c1"
+        parts.append(f'<text x="145" y="{y + 13}" text-anchor="end">{_e(label)}</text>'
+                     f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 1):.1f}" height="{ROW_H - 5}" fill="{colour}"/>'
+                     f'<text x="{x1 + 4:.1f}" y="{y + 13}">{v:.2f}{_e(unit)}</text>')
+    if ref is not None:
+        parts.append(f'<line x1="{x(ref):.1f}" y1="0" x2="{x(ref):.1f}" y2="{h}" stroke="#555" stroke-dasharray="3,3"/>')
+    parts.append("</svg>")
+    return f"<h3>{_e(title)}</h3>" + "".join(parts)
+
+
+def _budget_row(name: str, r: dict) -> str:
+    value = "-" if r["value"] is None else f"{r['value'] + 0.0:.4g}"  # + 0.0: no "-0"
+    verdict = "pass" if r["passed"] else "fail"
+    cells = [name, r["budget"], r["tower"] or "", r["batch"] or "", value, r["limit"]]
+    return "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='{verdict}'>{verdict}</td></tr>"
+
+
+def render(report: dict) -> str:
+    arts = report["artifacts"]
+    m = report["machine"]
+    towers = list(arts["teacher"]["towers"])
+    batches = [str(b) for b in report["checks"]["batch_sizes"]]
+    primary = arts["teacher"]["accuracy"].get("primary")
+    head = ["artifact", primary["metric"] if primary else "accuracy", "Δ pts",
+            *[f"{t} cos min" for t in towers], *[f"{t} b{b} ms" for t in towers for b in batches], "MB", "verdict"]
+    body = []
+    for name, e in arts.items():
+        p = e["accuracy"].get("primary")
+        cells = [name, f"{p['value']:.1f}" if p else "-",
+                 "-" if e["accuracy"].get("delta") is None else f"{e['accuracy']['delta']:+.1f}",
+                 *[f"{e['fidelity'][t]['min']:.4f}" if "fidelity" in e else "-" for t in towers]]
+        for t in towers:
+            for b in batches:
+                lat = e["latency"].get(t, {}).get(b)
+                cells.append("-" if not lat else f"{lat['median_ms']:.2f}" + (f" ({lat['speedup']:.2f}x)" if "speedup" in lat else ""))
+        cells += [f"{e['size_mb']:.1f}", e["verdict"]]
+        body.append("<tr>" + "".join(f"<td class='{_e(c) if c in ('pass', 'fail') else ''}'>{_e(c)}</td>" for c in cells) + "</tr>")
+    budgets = [_budget_row(n, r) for n, e in arts.items() for r in e["budgets"]]
+    charts = []
+    for t in towers:
+        for b in batches:
+            rows = [(n, e["latency"][t][b]["speedup"]) for n, e in arts.items() if "speedup" in e["latency"].get(t, {}).get(b, {})]
+            charts.append(_bars(f"{t} tower, batch {b}: speedup over the PyTorch teacher", rows, "x", ref=1.0))
+    deltas = [(n, e["accuracy"]["delta"]) for n, e in arts.items() if e["accuracy"].get("delta") is not None]
+    charts.append(_bars(f"change in {primary['metric'] if primary else 'accuracy'} vs the teacher (points)", deltas, "", ref=0.0))
+    verdict = "all budgets met" if report["passed"] else "budgets missed: " + "; ".join(report["failures"])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>mmcompress: {_e(report['name'])}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;margin:8px 0 16px}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+.pass{{color:#1e8449}}.fail{{color:#c0392b;font-weight:bold}}svg text{{font:12px system-ui,sans-serif}}</style></head><body>
+<h1>{_e(report['name'])}</h1>
+<p class="{'pass' if report['passed'] else 'fail'}">{_e(verdict)}</p>
+<p>Machine: {_e(m['cpu'])}; instruction sets {_e(', '.join(m['isa']) or 'no AVX2')} ({_e(m['int8_path'])}); {_e(m['threads'])} threads;
+{_e(', '.join(f'{k} {v}' for k, v in m['versions'].items()))}.<br>
+Teacher: {_e(report['teacher'].get('kind'))} {_e(report['teacher'].get('name') or report['teacher'].get('path') or report['teacher'].get('entrypoint'))}
+({_e(report['teacher'].get('task'))}). Data: {_e(report['data']['source'])}, eval {_e(report['data']['splits'].get('eval'))} rows.
+Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with the teacher. Run took {_e(report['seconds'])} s; created {_e(report['created'])}.</p>
+<table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>
+<h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
+<h2>Charts</h2>{''.join(charts)}
+</body></html>
+"""
