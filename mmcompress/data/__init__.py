@@ -62,13 +62,12 @@ def _classes(cfg, base: Path, labels: list[str] | None) -> list[str]:
     return classes
 
 
-def _files(cfg, seed: int, base: Path, check_images: bool = True) -> Dataset:
+def _files(cfg, seed: int, base: Path) -> Dataset:
     from mmcompress.data import files
 
     path = base / cfg.path
     templates = cfg.prompts.templates or ["a photo of a {label}"]
-    rows = (files.read_jsonl(path, check_images) if cfg.source == "jsonl"
-            else files.read_imagefolder(path, templates[0], check_images))
+    rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
     classes = _classes(cfg, base, rows.labels)
     index = {c: i for i, c in enumerate(classes)}
     labels = None if rows.labels is None else np.array([index[x] for x in rows.labels], dtype=np.int64)

@@ -48,7 +48,7 @@ def _check_image(path: Path, where: str, shown: str) -> None:
         raise RecipeError(f"{where}: image '{shown}' cannot be decoded ({e}); replace the file or remove the line") from None
 
 
-def read_jsonl(path: Path, check_images: bool = True) -> Rows:
+def read_jsonl(path: Path) -> Rows:
     if not path.is_file():
         raise RecipeError(f"{path}: no such JSONL file; set data.path to a file with one JSON object per line")
     kind = None
@@ -80,8 +80,7 @@ def read_jsonl(path: Path, check_images: bool = True) -> Rows:
                 if "caption" not in obj:
                     raise RecipeError(f"{where}: missing key 'caption'; image lines need \"image\" and \"caption\"")
                 p = (path.parent / str(obj["image"])).resolve()
-                if check_images:
-                    _check_image(p, where, str(obj["image"]))
+                _check_image(p, where, str(obj["image"]))
                 images.append(p)
                 texts.append(str(obj["caption"]))
             else:
@@ -106,7 +105,7 @@ def _all_or_none(values: list, origin: list[str], key: str) -> None:
         raise RecipeError(f"{first}: '{key}' is given on some lines and not on others; give it on every line or none")
 
 
-def read_imagefolder(root: Path, template: str, check_images: bool = True) -> Rows:
+def read_imagefolder(root: Path, template: str) -> Rows:
     if not root.is_dir():
         raise RecipeError(f"{root}: no such directory; data.path for imagefolder is a folder with one sub-folder "
                           f"of images per class")
@@ -120,8 +119,7 @@ def read_imagefolder(root: Path, template: str, check_images: bool = True) -> Ro
             raise RecipeError(f"{root / c}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}); remove the folder or "
                               f"add images")
         for p in files:
-            if check_images:
-                _check_image(p, str(p), p.name)
+            _check_image(p, str(p), p.name)
             images.append(p)
             labels.append(c)
     return Rows("image", images, [template.format(label=c) for c in labels], None, labels, [str(p) for p in images])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 
+from mmcompress.report.summary import rows
+
 BAR_W, ROW_H = 320, 18
 
 
@@ -47,26 +49,16 @@ def render(report: dict) -> str:
     towers = list(arts["teacher"]["towers"])
     batches = [str(b) for b in report["checks"]["batch_sizes"]]
     primary = arts["teacher"]["accuracy"].get("primary")
-    head = ["artifact", primary["metric"] if primary else "accuracy", "Δ pts",
-            *[f"{t} cos min" for t in towers], *[f"{t} b{b} ms" for t in towers for b in batches], "MB", "verdict"]
-    body = []
-    for name, e in arts.items():
-        p = e["accuracy"].get("primary")
-        cells = [name, f"{p['value']:.1f}" if p else "-",
-                 "-" if e["accuracy"].get("delta") is None else f"{e['accuracy']['delta']:+.1f}",
-                 *[f"{e['fidelity'][t]['min']:.4f}" if "fidelity" in e else "-" for t in towers]]
-        for t in towers:
-            for b in batches:
-                lat = e["latency"].get(t, {}).get(b)
-                cells.append("-" if not lat else f"{lat['median_ms']:.2f}" + (f" ({lat['speedup']:.2f}x)" if "speedup" in lat else ""))
-        cells += [f"{e['size_mb']:.1f}", e["verdict"]]
-        body.append("<tr>" + "".join(f"<td class='{_e(c) if c in ('pass', 'fail') else ''}'>{_e(c)}</td>" for c in cells) + "</tr>")
+    head, cells = rows(report)
+    body = ["<tr>" + "".join(f"<td class='{c if c in ('pass', 'fail') else ''}'>{_e(c)}</td>" for c in r) + "</tr>"
+            for r in cells]
     budgets = [_budget_row(n, r) for n, e in arts.items() for r in e["budgets"]]
     charts = []
     for t in towers:
         for b in batches:
-            rows = [(n, e["latency"][t][b]["speedup"]) for n, e in arts.items() if "speedup" in e["latency"].get(t, {}).get(b, {})]
-            charts.append(_bars(f"{t} tower, batch {b}: speedup over the PyTorch teacher", rows, "x", ref=1.0))
+            speedups = [(n, e["latency"][t][b]["speedup"]) for n, e in arts.items()
+                        if "speedup" in e["latency"].get(t, {}).get(b, {})]
+            charts.append(_bars(f"{t} tower, batch {b}: speedup over the PyTorch teacher", speedups, "x", ref=1.0))
     deltas = [(n, e["accuracy"]["delta"]) for n, e in arts.items() if e["accuracy"].get("delta") is not None]
     charts.append(_bars(f"change in {primary['metric'] if primary else 'accuracy'} vs the teacher (points)", deltas, "", ref=0.0))
     verdict = "all budgets met" if report["passed"] else "budgets missed: " + "; ".join(report["failures"])
