@@ -80,14 +80,21 @@ def tiny_vit(out: Path, seed: int = 0) -> Path:
 
 
 def _bert_tokenizer(out: Path):
-    from transformers import BertTokenizerFast
+    """A WordPiece tokenizer over WORDS with BERT's normaliser and [CLS] ... [SEP] template, built with the
+    tokenizers library (transformers 4.x and 5.x take a vocab file differently; this works in both)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
 
-    vocab = out / "vocab.txt"
-    vocab.parent.mkdir(parents=True, exist_ok=True)
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab), model_max_length=32)
-    tok.save_pretrained(out)
-    return tok
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=32)
+    fast.save_pretrained(out)
+    return fast
 
 
 def tiny_bert(out: Path, seed: int = 0) -> Path:

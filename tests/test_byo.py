@@ -62,6 +62,8 @@ def test_sentence_transformer_pooling_matches_the_reference_formula(recipes_dir)
     texts = ["how do i reset the red device", "where is my order"]
     feeds = bundle.text_preprocess(texts)
     assert bundle.text_preprocess.max_length == 24  # sentence_bert_config.json max_seq_length
+    unk = bundle.text_preprocess.tokenizer.unk_token_id
+    assert unk not in feeds["input_ids"] and feeds["attention_mask"].sum(1).tolist() == [9, 6]  # [CLS] words [SEP]
     with torch.no_grad():
         ours = bundle.towers["text"](*(torch.from_numpy(feeds[k]) for k in ("input_ids", "attention_mask")))
         path = recipes_dir / "examples" / "tiny-sentence-transformer"
@@ -200,3 +202,22 @@ def test_variant_for_a_tower_the_teacher_lacks_is_a_recipe_error(recipes_dir, tm
     assert result.exit_code == 2
     assert ("--set export.variants[1].towers=[image] export.variants[1].towers: the teacher has no image tower "
             "(it has text); list one of those") in result.output
+
+
+def test_pooling_choices_follow_their_formulas(recipes_dir):
+    from transformers import AutoModel
+
+    from mmcompress.models.hf import PooledImageTower, PooledTextTower
+
+    vit = AutoModel.from_pretrained(recipes_dir / "examples" / "tiny-vit").eval()
+    x = torch.randn(3, 3, 32, 32)
+    bert = AutoModel.from_pretrained(recipes_dir / "examples" / "tiny-bert").eval()
+    ids = torch.tensor([[2, 10, 11, 3, 0], [2, 12, 3, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        h = vit(pixel_values=x).last_hidden_state  # (3, 1 + 16 patches, 32)
+        assert torch.allclose(PooledImageTower(vit, "mean", False)(x), h[:, 1:].mean(1), atol=1e-6)
+        assert torch.allclose(PooledImageTower(vit, "cls", True)(x), torch.nn.functional.normalize(h[:, 0], dim=-1), atol=1e-6)
+        t = bert(input_ids=ids, attention_mask=mask)
+        assert torch.allclose(PooledTextTower(bert, "cls", False)(ids, mask), t.last_hidden_state[:, 0], atol=1e-6)
+        assert torch.allclose(PooledTextTower(bert, "pooler", False)(ids, mask), t.pooler_output, atol=1e-6)
