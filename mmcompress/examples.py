@@ -39,15 +39,14 @@ def _image_processor(out: Path, size: int, crop: bool, mean, std) -> None:
     _write_json(out / "preprocessor_config.json", cfg)
 
 
-def _tiny_dual(out: Path, seed: int, config_cls, model_cls, crop: bool, mean, std, **extra) -> Path:
-    """A 2+2-layer, hidden-32 dual encoder (32 px images, 16 tokens) with the word-level tokenizer."""
+def _tiny_dual(out: Path, seed: int, config_cls, model_cls, tok, crop: bool, mean, std, **extra) -> Path:
+    """A 2+2-layer, hidden-32 dual encoder (32 px images, 16 tokens) around the given tokenizer."""
     import torch
 
     torch.manual_seed(seed)
-    tok = _word_tokenizer(16)
     common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = config_cls(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=0,
-                                      bos_token_id=2, eos_token_id=3, **common),
+    cfg = config_cls(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, pad_token_id=tok.pad_token_id,
+                                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **common),
                      vision_config=dict(image_size=32, patch_size=8, **common), **extra)
     model_cls(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -58,14 +57,35 @@ def _tiny_dual(out: Path, seed: int, config_cls, model_cls, crop: bool, mean, st
 def tiny_clip(out: Path, seed: int = 0) -> Path:
     from transformers import CLIPConfig, CLIPModel
 
-    return _tiny_dual(out, seed, CLIPConfig, CLIPModel, True, (0.48145466, 0.4578275, 0.40821073),
-                      (0.26862954, 0.26130258, 0.27577711), projection_dim=24)
+    return _tiny_dual(out, seed, CLIPConfig, CLIPModel, _word_tokenizer(16), True,
+                      (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), projection_dim=24)
+
+
+def _sentencepiece_tokenizer(out: Path):
+    """SigLIP's own tokenizer class over a word-level sentencepiece model trained on the example vocabulary."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    from mmcompress.data import shapes
+
+    work = out / "_spm"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "corpus.txt").write_text("\n".join(shapes.captions() + [" ".join(WORDS)] * 5) + "\n")
+    spm.SentencePieceTrainer.train(input=str(work / "corpus.txt"), model_prefix=str(work / "spiece"), vocab_size=44,
+                                   model_type="word", pad_id=0, unk_id=1, bos_id=-1, eos_id=2, minloglevel=2)
+    tok = SiglipTokenizer(vocab_file=str(work / "spiece.model"), model_max_length=16)
+    return tok
 
 
 def tiny_siglip(out: Path, seed: int = 0) -> Path:
+    import shutil
+
     from transformers import SiglipConfig, SiglipModel
 
-    return _tiny_dual(out, seed, SiglipConfig, SiglipModel, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    tok = _sentencepiece_tokenizer(out)
+    _tiny_dual(out, seed, SiglipConfig, SiglipModel, tok, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    shutil.rmtree(out / "_spm")
+    return out
 
 
 def tiny_vit(out: Path, seed: int = 0) -> Path:

@@ -19,11 +19,17 @@ def run(recipes_dir, name, *extra, run_dir):
     return result, report
 
 
-@pytest.mark.parametrize("recipe,arch", [("hf-clip.yaml", "CLIPModel"), ("hf-siglip.yaml", "SiglipModel")])
-def test_hf_dual_encoders_export_quantize_and_check(recipes_dir, tmp_path, recipe, arch):
+# a tokenizers-library tokenizer loads as PreTrainedTokenizerFast in transformers 4, TokenizersBackend in 5
+@pytest.mark.parametrize("recipe,arch,tokenizers", [
+    ("hf-clip.yaml", "CLIPModel", {"PreTrainedTokenizerFast", "TokenizersBackend"}),
+    ("hf-siglip.yaml", "SiglipModel", {"SiglipTokenizer"})])
+def test_hf_dual_encoders_export_quantize_and_check(recipes_dir, tmp_path, recipe, arch, tokenizers):
     result, report = run(recipes_dir, recipe, run_dir=tmp_path)
     assert result.exit_code == 0, result.output
     assert report["teacher"]["kind"] == "hf" and report["teacher"]["architecture"] == arch
+    export = json.loads((tmp_path / "export-onnx" / "manifest.json").read_text())
+    pre = export["files"]["text.onnx"]["preprocess"]
+    assert pre["max_length"] == 16 and pre["tokenizer"] in tokenizers
     assert report["teacher"]["task"] == "dual-encoder" and report["teacher"]["towers"] == ["image", "text"]
     static = report["artifacts"]["int8-static"]
     assert static["fidelity"]["image"]["min"] > 0.95 and static["fidelity"]["text"]["min"] > 0.95
