@@ -77,9 +77,13 @@ def build(name: str, progress: Callable[[int, int, float], None] | None = None, 
     try:
         shapes_clip.save(model, tokenizer, entry.config, tmp, {"train_seconds": round(time.perf_counter() - t0, 1),
                                                                "threads": threads, "log": log})
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        if out.exists() and (force or not is_built(entry)):
+            shutil.rmtree(out)  # replaced on --force; otherwise an incomplete copy left by something else
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if not is_built(entry):  # another process finished the same build first: use theirs
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
