@@ -9,7 +9,7 @@ All text a check needs goes through the text tower in one pass, as named blocks 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,6 @@ class EvalInputs:
     n_classes: int
     n_templates: int
     key: str                                  # hash of the raw data and preprocessing: part of cache keys
-    info: dict = field(default_factory=dict)
 
 
 def _text_blocks(bundle: Bundle, data: Dataset) -> tuple[list[str], dict[str, tuple[int, int]], np.ndarray | None]:

@@ -22,12 +22,16 @@ def _shapes(cfg, seed: int, base: Path) -> Dataset:
                    {"templates": cfg.prompts.templates or shapes.TEMPLATES})
 
 
+def _check_sizes(n: int, sizes: dict[str, int], what: str) -> None:
+    need = sum(sizes.values())
+    if need > n:
+        raise RecipeError(f"data.splits: {what} has {n} rows but the splits ask for {need} "
+                          f"({', '.join(f'{k} {v}' for k, v in sizes.items() if v)}); make them smaller")
+
+
 def split_rows(full: Split, sizes: dict[str, int], seed: int, what: str) -> dict[str, Split]:
     """Seeded, disjoint splits drawn from one pool of rows."""
-    need = sum(sizes.values())
-    if need > len(full):
-        raise RecipeError(f"data.splits: {what} has {len(full)} rows but the splits ask for {need} "
-                          f"({', '.join(f'{k} {v}' for k, v in sizes.items() if v)}); make them smaller")
+    _check_sizes(len(full), sizes, what)
     order = np.random.default_rng(seed).permutation(len(full))
     out, start = {}, 0
     for name in SPLIT_ORDER:
@@ -62,13 +66,20 @@ def _classes(cfg, base: Path, labels: list[str] | None) -> list[str]:
     return classes
 
 
-def _files(cfg, seed: int, base: Path) -> Dataset:
+def _read_files(cfg, base: Path):
+    """-> (path, templates, rows, classes): every line parsed and every image header read, classes checked."""
     from mmcompress.data import files
 
     path = base / cfg.path
     templates = cfg.prompts.templates or ["a photo of a {label}"]
     rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
-    classes = _classes(cfg, base, rows.labels)
+    return path, templates, rows, _classes(cfg, base, rows.labels)
+
+
+def _files(cfg, seed: int, base: Path) -> Dataset:
+    from mmcompress.data import files
+
+    path, templates, rows, classes = _read_files(cfg, base)
     index = {c: i for i, c in enumerate(classes)}
     labels = None if rows.labels is None else np.array([index[x] for x in rows.labels], dtype=np.int64)
     full = Split(list(range(len(rows))) if rows.images is not None else None, rows.texts, labels, rows.pairs)
@@ -91,14 +102,7 @@ def load_data(cfg, seed: int, base: Path | str = ".") -> Dataset:
 
 
 def check_data(cfg, base: Path | str = ".") -> None:
-    """What `validate` can check without decoding: files, lines, keys, image headers, split sizes."""
+    """What `validate` can check without decoding: files, lines, keys, image headers, classes, split sizes."""
     if cfg.source in ("jsonl", "imagefolder"):
-        from mmcompress.data import files
-
-        path = Path(base) / cfg.path
-        templates = cfg.prompts.templates or ["a photo of a {label}"]
-        rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
-        _classes(cfg, Path(base), rows.labels)
-        need = sum(cfg.splits.model_dump().values())
-        if need > len(rows):
-            raise RecipeError(f"data.splits: {path} has {len(rows)} rows but the splits ask for {need}; make them smaller")
+        path, _, rows, _ = _read_files(cfg, Path(base))
+        _check_sizes(len(rows), cfg.splits.model_dump(), str(path))
