@@ -58,7 +58,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from mmcompress.checks.latency import measure, set_threads, summarize
-    from mmcompress.export.onnx import cosine_rows, export_tower
+    from mmcompress.checks.fidelity import cosine_rows
+    from mmcompress.export.onnx import export_tower
     from mmcompress.export.quantize_onnx import quantize_dynamic, quantize_static
     from mmcompress.machine import fingerprint
     from mmcompress.models.bundle import TowerSpec

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +25,17 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """sha256 of the package's own source files: part of every cache key, so a changed mmcompress recomputes."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def stable_hash(obj: Any) -> str:
@@ -63,6 +75,21 @@ def write_manifest(folder: Path, *, stage: str, cache_key: str, files: dict[str,
                 "parents": parents, "files": entries, "versions": versions(), **(extra or {})}
     write_json(folder / MANIFEST, manifest)
     return manifest
+
+
+def save_npz(path: Path, **arrays) -> None:
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_npz(path: Path) -> dict:
+    import numpy as np
+
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def read_valid_manifest(folder: Path, cache_key: str) -> dict | None:

@@ -92,9 +92,11 @@ def inspect(path: str, as_json: bool) -> None:
     except (OSError, ValueError) as e:
         click.echo(f"error: {p}: not a readable report.json ({e}); pass a run directory or its report.json", err=True)
         sys.exit(EXIT_USAGE)
-    if report.get("schema_version") != 1:
-        click.echo(f"error: {p}: report schema {report.get('schema_version')} is not 1; use the mmcompress that "
-                   f"wrote it", err=True)
+    from mmcompress.report import SCHEMA_VERSION
+
+    if report.get("schema_version") != SCHEMA_VERSION:
+        click.echo(f"error: {p}: report schema {report.get('schema_version')} is not {SCHEMA_VERSION}; use the "
+                   f"mmcompress that wrote it", err=True)
         sys.exit(EXIT_USAGE)
     _show(report, as_json)
     sys.exit(_verdict(report))

@@ -10,7 +10,8 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr, ValidationError,
+                      field_validator, model_validator)
 
 from mmcompress import _overrides, _recipe_errors, _yaml
 from mmcompress.errors import RecipeError
@@ -53,6 +54,11 @@ class TeacherConfig(Strict):
                                                            "Default: the model's own limit (sentence-transformers "
                                                            "`max_seq_length`, the tokenizer's, the position "
                                                            "embeddings'), at most 512.")
+    text_padding: Literal["longest", "max_length"] | None = Field(
+        None, description="How text batches are padded. `longest`: to the batch's longest text, as a serving "
+                          "stack does (checks and latency then see real lengths). `max_length`: always to "
+                          "`max_length`, for models trained that way that read a fixed position. Default: "
+                          "`max_length` for SigLIP (its text tower pools the last token), else `longest`.")
 
     @field_validator("zoo")
     @classmethod
@@ -157,9 +163,10 @@ class Budgets(Strict):
                                                                     "the teacher, per tower (the minimum over eval).")
     min_speedup: float | None = Field(None, gt=0, description="Smallest allowed teacher-median / candidate-median "
                                                               "latency, per tower and batch size.")
-    max_latency_ms: dict[TowerName, dict[int, float]] | None = Field(
+    max_latency_ms: dict[TowerName, dict[PositiveInt, PositiveFloat]] | None = Field(
         None, description="Largest allowed median latency in ms, per tower and batch size: "
-                          "`{image: {1: 5.0, 16: 40}}`.")
+                          "`{image: {1: 5.0, 16: 40}}`. For the text tower it holds at the eval data's p90 "
+                          "length (the budget row names the length).")
     max_size_mb: float | None = Field(None, gt=0, description="Largest allowed total size of the artifact's files.")
 
     def merged(self, override: "Budgets | None") -> "Budgets":
@@ -187,6 +194,9 @@ class DynamicVariant(_Variant):
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
     weight_type: Literal["int8", "uint8"] = Field("int8", description="Weight integer type.")
     op_types: list[str] = Field(["MatMul", "Gemm"], min_length=1, description="ONNX op types to quantize.")
+    reduce_range: bool | None = Field(
+        None, description="7-bit weights. Default: from `export.target` (on for CPUs without VNNI, where ONNX "
+                          "Runtime's U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")
 
 
 class CalibrationConfig(Strict):
@@ -216,6 +226,9 @@ class StaticVariant(_Variant):
                            "0.9960 vs 0.9996) and speed (batch 16: 1.15x vs 1.30x over PyTorch).")
     preprocess: bool = Field(True, description="Run ORT's `quant_pre_process` (shape inference, graph "
                                                "optimisation) before quantizing.")
+    reduce_range: bool | None = Field(
+        None, description="7-bit weights. Default: from `export.target` (on for CPUs without VNNI, where ONNX "
+                          "Runtime's U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")
 
 
 class Fp16Variant(_Variant):
@@ -229,6 +242,11 @@ Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Varian
 
 
 class ExportConfig(Strict):
+    target: Literal["auto", "avx2", "avx512", "vnni", "amx", "arm64"] = Field(
+        "auto", description="The CPU kind the int8 artifacts are for; int8 settings (reduce_range) follow it. "
+                            "`auto`: this machine's kind. `avx2`: AVX2 without VNNI; `avx512`: AVX-512 without VNNI; "
+                            "`vnni`: AVX-512 VNNI or AVX-VNNI; `amx`: AMX; `arm64`. Checking on a CPU of another "
+                            "kind is allowed and the report says so.")
     onnx: OnnxConfig = Field(default_factory=OnnxConfig, description="ONNX export of each tower.")
     variants: list[Variant] = Field(min_length=1, description="Artifacts made from the ONNX export; every one is "
                                                               "checked against the teacher.")
@@ -246,7 +264,11 @@ class ExportConfig(Strict):
 # ---- checks ----------------------------------------------------------------------------------------------
 class ChecksConfig(Strict):
     runtime: Literal["onnxruntime"] = Field("onnxruntime", description="Runtime the artifacts are checked on.")
-    batch_sizes: list[int] = Field([1, 16], min_length=1, description="Batch sizes latency is measured at.")
+    batch_sizes: list[PositiveInt] = Field([1, 16], min_length=1, description="Batch sizes latency is measured at.")
+    text_lengths: list[PositiveInt] = Field(
+        [], description="Fixed text lengths (tokens) to time the text tower at, besides the eval data's own median "
+                        "and p90 lengths (rounded up to a multiple of 8), e.g. `[64, 128]`. Capped at the "
+                        "teacher's max_length.")
     threads: int | None = Field(None, ge=1, description="Threads for PyTorch and ONNX Runtime alike; default: "
                                                         "the number of cores.")
     rounds: int = Field(30, ge=5, description="Interleaved timing rounds per (tower, batch); the median and p90 "

@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
+from mmcompress.checks.fidelity import cosine_rows
 from mmcompress.errors import StageError
 from mmcompress.export import onnx as onnx_export
 from mmcompress.export import quantize_onnx
@@ -59,19 +60,50 @@ def _ops(path):
 def test_dynamic_static_fp16_graphs(towers, tmp_path):
     mods, specs, feeds, out = towers
     src = out / "image.onnx"
-    quantize_onnx.quantize_dynamic(src, tmp_path / "dyn.onnx", DynamicVariant(name="d", quantize="dynamic"))
+    int8 = {"target": "vnni", "reduce_range": False}
+    quantize_onnx.quantize_dynamic(src, tmp_path / "dyn.onnx", DynamicVariant(name="d", quantize="dynamic"), int8)
     assert "DynamicQuantizeLinear" in _ops(tmp_path / "dyn.onnx") or "MatMulInteger" in _ops(tmp_path / "dyn.onnx")
     done = []
     static = StaticVariant(name="s", quantize="static")
-    facts = quantize_onnx.quantize_static(src, tmp_path / "qdq.onnx", static, feeds["image"], done.append)
+    facts = quantize_onnx.quantize_static(src, tmp_path / "qdq.onnx", static, int8, feeds["image"], done.append)
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(tmp_path / "qdq.onnx")
     assert facts["calibration"] == {"method": "minmax", "samples": 6} and done[-1] == 6
-    quantize_onnx.convert_fp16(src, tmp_path / "fp16.onnx", Fp16Variant(name="h", quantize="fp16"))
+    quantize_onnx.convert_fp16(src, tmp_path / "fp16.onnx", Fp16Variant(name="h", quantize="fp16"), {})
     model = onnx.load(str(tmp_path / "fp16.onnx"))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # io kept fp32
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     ref = OrtSession(src, 1).run(feeds["image"])
     for name in ["dyn", "qdq", "fp16"]:
         got = OrtSession(tmp_path / f"{name}.onnx", 1).run(feeds["image"])
-        cos = onnx_export.cosine_rows(got, ref)
+        cos = cosine_rows(got, ref)
         assert cos.min() > 0.9, name
+
+
+def _int8_weight_peak(path) -> int:
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return max(int(np.abs(numpy_helper.to_array(i).astype(np.int32)).max()) for i in model.graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and i.dims and np.prod(i.dims) > 16)
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "static"])
+def test_target_without_vnni_quantizes_weights_to_7_bits(towers, tmp_path, quantize):
+    """AVX2 / AVX-512 without VNNI: U8S8 pairs of products saturate int16 unless weights use 7 bits
+    (255 * 63 * 2 = 32130 < 32767); VNNI keeps the full 8 bits."""
+    from mmcompress.export import int8_targets
+
+    mods, specs, feeds, out = towers
+    variant = (DynamicVariant(name="d", quantize="dynamic") if quantize == "dynamic"
+               else StaticVariant(name="s", quantize="static"))
+    convert = quantize_onnx.CONVERTERS[type(variant)]
+    peaks = {}
+    for target in ["avx2", "avx512", "vnni"]:
+        int8 = int8_targets.settings(variant, target)
+        dst = tmp_path / f"{target}.onnx"
+        facts = convert(out / "image.onnx", dst, variant, int8, feeds["image"], None)
+        assert facts["target"] == target and facts["reduce_range"] == (target != "vnni")
+        peaks[target] = _int8_weight_peak(dst)
+    assert peaks["avx2"] <= 64 and peaks["avx512"] <= 64 and peaks["vnni"] == 127
+    forced = variant.model_copy(update={"reduce_range": False})
+    assert int8_targets.settings(forced, "avx2")["reduce_range"] is False  # the recipe's explicit value wins

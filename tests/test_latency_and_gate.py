@@ -35,23 +35,75 @@ def test_summary_speedup_and_interval():
     assert lo <= 2.0 <= hi
 
 
-def _entry(drop=0.5, cos=0.995, speedup=1.5, ms=3.0, mb=2.0):
-    lat = {"1": {"median_ms": ms, "speedup": speedup}}
-    return {"towers": {"image": {"converted": True}, "text": {"converted": False}},
-            "accuracy": {"delta": -drop}, "fidelity": {"image": {"min": cos}, "text": {"min": 1.0}},
-            "latency": {"image": lat, "text": lat}, "size_mb": mb}
+def _entry(drop=0.5, cos=0.995, speedup=1.5, ms=3.0, mb=2.0, text_gated=False):
+    image = {"1": {"median_ms": ms, "speedup": speedup, "batch": 1, "seq_len": None, "seq_len_from": None}}
+    text = {f"1@{n}": {"median_ms": ms * n / 8, "speedup": 0.5, "batch": 1, "seq_len": n, "seq_len_from": src}
+            for n, src in [(8, "eval median"), (16, "eval p90"), (64, "recipe")]}
+    return {"towers": {"image": {"converted": True, "gated": True}, "text": {"converted": False, "gated": text_gated}},
+            "accuracy": {"delta": -drop}, "fidelity": {"image": {"min": cos}, "text": {"min": 0.5}},
+            "latency": {"image": image, "text": text}, "size_mb": mb}
 
 
 def test_gate_rows_name_tower_batch_and_limit():
     b = Budgets(max_accuracy_drop=1.0, min_cosine=0.99, min_speedup=2.0, max_latency_ms={"image": {1: 5.0}}, max_size_mb=1.0)
     rows = gate.evaluate(_entry(), b)
-    verdicts = {(r["budget"], r["tower"], r["batch"]): r["passed"] for r in rows}
-    assert verdicts == {("max_accuracy_drop", None, None): True, ("min_cosine", "image", None): True,
-                        ("min_speedup", "image", 1): False, ("max_latency_ms", "image", 1): True,
-                        ("max_size_mb", None, None): False}
-    failed = [gate.describe("int8", r) for r in rows if not r["passed"]]
+    verdicts = {(r["budget"], r["tower"], r["batch"], r["seq_len"]): r["passed"] for r in rows}
+    # the text tower is not the variant's own: its rows are shown, not gated (None), never a silent pass
+    assert verdicts == {("max_accuracy_drop", None, None, None): True, ("min_cosine", "image", None, None): True,
+                        ("min_speedup", "image", 1, None): False, ("max_latency_ms", "image", 1, None): True,
+                        ("max_size_mb", None, None, None): False, ("min_cosine", "text", None, None): None,
+                        **{("min_speedup", "text", 1, n): None for n in (8, 16, 64)}}
+    failed = [gate.describe("int8", r) for r in rows if r["passed"] is False]
     assert failed == ["int8 image tower at batch 1: min_speedup 1.5 is not >= 2", "int8: max_size_mb 2 is not <= 1"]
+    assert gate.verdict(rows) == "fail"
 
 
-def test_gate_without_budgets_has_no_rows():
+def test_gated_text_tower_is_checked_at_every_length_and_latency_budget_at_p90():
+    b = Budgets(min_cosine=0.99, min_speedup=0.4, max_latency_ms={"text": {1: 5.0}})
+    rows = gate.evaluate(_entry(text_gated=True), b)
+    text = [r for r in rows if r["tower"] == "text"]
+    assert [(r["budget"], r["seq_len"], r["passed"]) for r in text] == [
+        ("min_cosine", None, False), ("min_speedup", 8, True), ("min_speedup", 16, True), ("min_speedup", 64, True),
+        ("max_latency_ms", 16, False)]  # at the p90 length: 3 ms * 16 / 8 = 6 ms > 5
+    assert gate.describe("int8", text[-1]) == "int8 text tower at batch 1, 16 tokens: max_latency_ms 6 is not <= 5"
+
+
+def test_verdict_is_not_gated_without_gated_rows():
     assert gate.evaluate(_entry(), Budgets()) == []
+    assert gate.verdict([]) == "not gated"
+    rows = gate.evaluate({**_entry(), "towers": {"image": {"gated": False}, "text": {"gated": False}}},
+                         Budgets(min_cosine=0.99))
+    assert [r["passed"] for r in rows] == [None, None] and gate.verdict(rows) == "not gated"
+
+
+def test_text_lengths_come_from_the_eval_data_rounded_up_to_8():
+    counts = np.array([5] * 50 + [9] * 40 + [30] * 10)  # median 7 -> 8; p90 between 9 and 30 -> rounded up
+    lengths = latency.text_lengths(counts, 64, [128], "longest")
+    assert list(lengths) == [8, 16, 64]  # p90 = 9 + 0.1 * (30 - 9) = 11.1 -> 16
+    assert lengths[8] == "eval median" and lengths[64] == "recipe"  # 128 capped at the model's 64
+    assert latency.text_lengths(counts, 64, [], "max_length") == {64: "model's fixed length"}
+    pts = latency.points("text", [1, 16], {8: "eval median", 24: "eval p90"})
+    assert [p["key"] for p in pts] == ["1@8", "16@8", "1@24", "16@24"]
+    assert [p["key"] for p in latency.points("image", [1, 16], {8: "x"})] == ["1", "16"]
+
+
+def test_feeds_at_pads_and_cuts_text_to_the_asked_length():
+    feeds = {"input_ids": np.array([[2, 5, 3, 0], [2, 3, 0, 0]]), "attention_mask": np.array([[1, 1, 1, 0], [1, 1, 0, 0]])}
+    long = latency.feeds_at(feeds, 3, 6, pad_id=0)
+    assert long["input_ids"].shape == (3, 6) and long["attention_mask"][:, 4:].sum() == 0
+    assert long["input_ids"][2].tolist() == [2, 5, 3, 0, 0, 0]  # tiled rows
+    short = latency.feeds_at(feeds, 2, 2)
+    assert short["input_ids"].tolist() == [[2, 5], [2, 3]]
+
+
+
+def test_trim_padding_cuts_batches_to_their_longest_row_either_side():
+    from mmcompress.runtimes.base import trim_padding
+
+    right = {"input_ids": np.array([[2, 5, 3, 0, 0], [2, 3, 0, 0, 0]]),
+             "attention_mask": np.array([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])}
+    assert trim_padding(right)["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
+    left = {k: v[:, ::-1] for k, v in right.items()}
+    assert trim_padding(left)["attention_mask"].tolist() == [[1, 1, 1], [0, 1, 1]]
+    images = {"pixel_values": np.zeros((2, 3, 4, 4), np.float32)}
+    assert trim_padding(images) is images

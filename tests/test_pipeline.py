@@ -9,12 +9,17 @@ from conftest import TINY, invoke
 def test_tiny_run_exits_0_with_every_artifact_checked(tiny_run):
     result, run_dir, report = tiny_run
     assert result.exit_code == 0, result.output
-    assert report["schema_version"] == 1 and report["passed"] is True
+    from mmcompress.report import SCHEMA_VERSION
+
+    assert report["schema_version"] == SCHEMA_VERSION and report["passed"] is True
     arts = report["artifacts"]
     assert list(arts) == ["teacher", "fp32", "int8-dynamic", "int8-static", "fp16"]
+    # shapes captions are 4-5 words + BOS/EOS: median and p90 both round up to 8 tokens
+    assert report["checks"]["text_lengths"] == [{"seq_len": 8, "from": "eval median, eval p90"}]
     for name, e in arts.items():
         assert set(e["latency"]) == {"image", "text"}
-        assert set(e["latency"]["image"]) == {"1", "4"}
+        assert set(e["latency"]["image"]) == {"1", "4"} and set(e["latency"]["text"]) == {"1@8", "4@8"}
+        assert e["verdict"] in (("reference",) if name == "teacher" else ("pass",))
         if name != "teacher":
             assert e["latency"]["image"]["1"]["speedup"] > 0
             assert -1 <= e["fidelity"]["image"]["min"] <= 1.0000001

@@ -28,6 +28,13 @@ class EvalInputs:
     n_classes: int
     n_templates: int
     key: str                                  # hash of the raw data and preprocessing: part of cache keys
+    trim: dict[str, bool]                     # tower -> batches are cut to their longest row (text, 'longest')
+
+    def text_lengths(self) -> np.ndarray:
+        """(N,) token count of every eval text row (attention mask sums); empty without a text tower."""
+        if "text" not in self.feeds:
+            return np.zeros(0, dtype=np.int64)
+        return self.feeds["text"]["attention_mask"].sum(1)
 
 
 def _text_blocks(bundle: Bundle, data: Dataset) -> tuple[list[str], dict[str, tuple[int, int]], np.ndarray | None]:
@@ -76,10 +83,11 @@ def prepare_inputs(bundle: Bundle, data: Dataset) -> EvalInputs:
         for d in (feeds["text"], calib.get("text", {})):
             for k in sorted(d):
                 h.update(d[k].tobytes())
-    h.update(repr((texts, blocks, None if ev.labels is None else ev.labels.tolist())).encode())
+    trim = {"image": False, "text": bool(bundle.text_preprocess and bundle.text_preprocess.trims)}
+    h.update(repr((texts, blocks, None if ev.labels is None else ev.labels.tolist(), trim)).encode())
     return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=ev.labels, caption_of_image=caption_of_image,
                       n_classes=len(data.class_prompts), n_templates=len(data.class_prompts[0]) if data.class_prompts else 0,
-                      key=h.hexdigest()[:16])
+                      key=h.hexdigest()[:16], trim={t: trim[t] for t in feeds})
 
 
 def _embed_all(sessions: dict, inputs: EvalInputs, label: str) -> dict[str, np.ndarray]:
@@ -92,13 +100,14 @@ def _embed_all(sessions: dict, inputs: EvalInputs, label: str) -> dict[str, np.n
         done = 0
         for tower, sess in sessions.items():
             feeds = inputs.feeds[tower]
-            out[tower] = run_batched(sess, feeds, progress=lambda n, base=done: update(base + n))
+            out[tower] = run_batched(sess, feeds, progress=lambda n, base=done: update(base + n),
+                                     trim=inputs.trim[tower])
             done += len(next(iter(feeds.values())))
     return out
 
 
 def _save(emb: dict[str, np.ndarray], folder: Path) -> tuple[dict, dict]:
-    from mmcompress.pipeline import save_npz
+    from mmcompress.artifact import save_npz
 
     save_npz(folder / "embeddings.npz", **emb)
     return {"embeddings.npz": {"arrays": {k: list(v.shape) for k, v in emb.items()}}}, {}
@@ -116,37 +125,3 @@ def embed_artifact(towers: dict[str, Path], inputs: EvalInputs, threads: int, fo
 
     sessions = {t: OrtSession(p, threads) for t, p in towers.items()}
     return _save(_embed_all(sessions, inputs, folder.name), folder)
-
-
-def _batch(feeds: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
-    n = len(next(iter(feeds.values())))
-    reps = -(-b // n)  # ceil: tile when the eval set is smaller than the batch
-    return {k: np.ascontiguousarray(np.concatenate([v] * reps)[:b]) for k, v in feeds.items()}
-
-
-def measure_latency(bundle: Bundle, artifacts: dict, inputs: EvalInputs, cfg, threads: int) -> dict:
-    """-> {tower: {batch: {session name: summary}}}; session names: 'teacher' and each distinct ONNX file."""
-    from mmcompress.checks.latency import measure, summarize
-    from mmcompress.progress import bar
-    from mmcompress.runtimes.onnxruntime import OrtSession
-    from mmcompress.runtimes.torch import TorchSession
-
-    out: dict = {}
-    plan = [(t, b) for t in bundle.towers for b in cfg.batch_sizes]
-    with bar("timing (interleaved with the teacher)", len(plan) * cfg.rounds) as update:
-        done = 0
-        for tower in bundle.towers:
-            files = sorted({str(a["towers"][tower]) for a in artifacts.values()})
-            sessions = {"teacher": TorchSession(bundle.towers[tower], list(bundle.specs[tower].inputs))}
-            sessions.update({f: OrtSession(Path(f), threads) for f in files})
-            out[tower] = {}
-            for b in cfg.batch_sizes:
-                feeds = _batch(inputs.feeds[tower], b)
-
-                def tick():
-                    nonlocal done
-                    done += 1
-                    update(done)
-                times = measure(sessions, feeds, rounds=cfg.rounds, warmup=cfg.warmup, progress=tick)
-                out[tower][str(b)] = summarize(times, "teacher")
-    return out

@@ -1,9 +1,13 @@
-"""Fidelity to the teacher: per-sample embedding cosine on identical inputs, per tower."""
+"""Fidelity to the teacher: per-sample embedding cosine on identical inputs, per tower; top-1 agreement."""
 from __future__ import annotations
 
 import numpy as np
 
-from mmcompress.export.onnx import cosine_rows
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine between (N, D) arrays, computed in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
 def cosine_to_teacher(candidate: np.ndarray, teacher: np.ndarray) -> dict:
@@ -11,6 +15,8 @@ def cosine_to_teacher(candidate: np.ndarray, teacher: np.ndarray) -> dict:
     return {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1)), "n": int(len(cos))}
 
 
-def top1_agreement(candidate_scores: np.ndarray, teacher_scores: np.ndarray) -> float:
-    """% of rows where the candidate's best class (N, C scores) equals the teacher's."""
-    return float((candidate_scores.argmax(1) == teacher_scores.argmax(1)).mean() * 100)
+def top1_agreement(candidate_pred: np.ndarray, teacher_pred: np.ndarray) -> float:
+    """% of rows where the candidate's predicted class equals the teacher's: (N,) class ids, or (N, C) scores."""
+    c = candidate_pred.argmax(1) if candidate_pred.ndim == 2 else candidate_pred
+    t = teacher_pred.argmax(1) if teacher_pred.ndim == 2 else teacher_pred
+    return float((c == t).mean() * 100)

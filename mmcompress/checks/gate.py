@@ -1,19 +1,27 @@
-"""Budgets -> verdicts. Each budget becomes one row per tower/batch it applies to, so a failure names exactly
-which figure missed which limit."""
+"""Budgets -> verdicts. Each budget becomes one row per tower / batch / text length it applies to, so a failure
+names exactly which figure missed which limit. A tower the variant does not own (it stays the fp32 export)
+gets rows marked not gated (passed None) instead of a silent pass."""
 from __future__ import annotations
 
+from mmcompress.checks.latency import budget_point
 from mmcompress.recipe import Budgets
 
+NOT_OWN = "not gated: this variant leaves the tower as the fp32 export (gate it with a `quantize: none` variant)"
 
-def _row(budget: str, value: float | None, limit: float, ok: bool, tower: str | None = None,
-         batch: int | None = None) -> dict:
-    return {"budget": budget, "tower": tower, "batch": batch, "value": value, "limit": limit, "passed": bool(ok)}
+
+def _row(budget: str, value: float | None, limit: float, ok: bool | None, tower: str | None = None,
+         batch: int | None = None, seq_len: int | None = None, note: str | None = None) -> dict:
+    row = {"budget": budget, "tower": tower, "batch": batch, "seq_len": seq_len, "value": value, "limit": limit,
+           "passed": None if ok is None else bool(ok)}
+    if note:
+        row["note"] = note
+    return row
 
 
 def evaluate(artifact: dict, budgets: Budgets) -> list[dict]:
-    """artifact: the report entry of one candidate (accuracy, fidelity, latency, size_mb, converted towers)."""
+    """artifact: the report entry of one candidate (accuracy, fidelity, latency, size_mb, towers with 'gated')."""
     rows = []
-    converted = [t for t, info in artifact["towers"].items() if info["converted"]]
+    towers = artifact["towers"]
     if budgets.max_accuracy_drop is not None:
         if artifact["accuracy"].get("delta") is None:  # no labels and no pairs: nothing to gate on
             rows.append(_row("max_accuracy_drop", None, budgets.max_accuracy_drop, False))
@@ -21,28 +29,43 @@ def evaluate(artifact: dict, budgets: Budgets) -> list[dict]:
             drop = -artifact["accuracy"]["delta"] + 0.0  # + 0.0: a zero drop is 0, not -0
             rows.append(_row("max_accuracy_drop", round(drop, 3), budgets.max_accuracy_drop,
                              drop <= budgets.max_accuracy_drop + 1e-9))
-    if budgets.min_cosine is not None:
-        for tower in converted:
+    for tower, info in towers.items():
+        gated = info.get("gated", info.get("converted"))
+        note = None if gated else NOT_OWN
+        if budgets.min_cosine is not None:
             v = artifact["fidelity"][tower]["min"]
-            rows.append(_row("min_cosine", v, budgets.min_cosine, v >= budgets.min_cosine, tower))
-    if budgets.min_speedup is not None:
-        for tower in converted:
-            for batch, lat in artifact["latency"][tower].items():
+            rows.append(_row("min_cosine", v, budgets.min_cosine, (v >= budgets.min_cosine) if gated else None,
+                             tower, note=note))
+        if budgets.min_speedup is not None:
+            for lat in artifact["latency"].get(tower, {}).values():
                 v = lat["speedup"]
-                rows.append(_row("min_speedup", v, budgets.min_speedup, v >= budgets.min_speedup, tower, int(batch)))
-    if budgets.max_latency_ms:
-        for tower, per_batch in budgets.max_latency_ms.items():
-            for batch, limit in per_batch.items():
-                v = artifact["latency"][tower][str(batch)]["median_ms"]
-                rows.append(_row("max_latency_ms", v, limit, v <= limit, tower, batch))
+                rows.append(_row("min_speedup", v, budgets.min_speedup, (v >= budgets.min_speedup) if gated else None,
+                                 tower, lat.get("batch"), lat.get("seq_len"), note))
+    for tower, per_batch in (budgets.max_latency_ms or {}).items():
+        lat = artifact["latency"].get(tower)
+        if lat is None:
+            continue  # a tower the teacher lacks is a recipe error before the run; here: nothing to time
+        for batch, limit in per_batch.items():
+            key = budget_point(lat, batch)
+            v = lat[key]["median_ms"]
+            rows.append(_row("max_latency_ms", v, limit, v <= limit, tower, batch, lat[key].get("seq_len")))
     if budgets.max_size_mb is not None:
         v = artifact["size_mb"]
         rows.append(_row("max_size_mb", v, budgets.max_size_mb, v <= budgets.max_size_mb))
     return rows
 
 
+def verdict(rows: list[dict]) -> str:
+    """'fail' if any gated row failed, 'pass' if gated rows exist and all passed, else 'not gated'."""
+    gated = [r["passed"] for r in rows if r["passed"] is not None]
+    if not gated:
+        return "not gated"
+    return "pass" if all(gated) else "fail"
+
+
 def describe(name: str, row: dict) -> str:
-    where = "".join([f" {row['tower']} tower" if row["tower"] else "", f" at batch {row['batch']}" if row["batch"] else ""])
+    where = "".join([f" {row['tower']} tower" if row["tower"] else "", f" at batch {row['batch']}" if row["batch"] else "",
+                     f", {row['seq_len']} tokens" if row.get("seq_len") else ""])
     op = "<=" if row["budget"].startswith("max") else ">="
     if row["value"] is None:
         return f"{name}{where}: {row['budget']} cannot be checked: the eval data has no labels or pairs for an accuracy metric"

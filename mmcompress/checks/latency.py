@@ -1,12 +1,17 @@
 """Latency of the teacher and every candidate, interleaved in one process so that they share the machine's state.
 
-Per (tower, batch): every session gets `warmup` untimed calls, then `rounds` rounds in which each session runs
-once, in an order that rotates each round. Reported: median and p90 in ms, and per candidate the speedup
-(teacher median / candidate median) with a 95% bootstrap interval over the paired rounds.
+Per (tower, batch, text length): every session gets `warmup` untimed calls, then `rounds` rounds in which each
+session runs once, in an order that rotates each round. Reported: median and p90 in ms, and per candidate the
+speedup (teacher median / candidate median) with a 95% bootstrap interval over the paired rounds.
+
+Text is timed at the lengths the eval data has (median and p90 token counts, rounded up to a multiple of 8)
+and at any fixed lengths the recipe lists (checks.text_lengths); a model that always pads to its maximum
+(teacher.text_padding: max_length) is timed at that maximum. Images have no length: one point per batch size.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -52,4 +57,88 @@ def summarize(times: dict[str, np.ndarray], reference: str, seed: int = 0) -> di
             row["speedup"] = float(np.median(ref) / np.median(t))
             row["speedup_ci95"] = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
         out[name] = row
+    return out
+
+
+def _round8(n: float) -> int:
+    return int(-(-int(np.ceil(n)) // 8) * 8)
+
+
+def text_lengths(token_counts: np.ndarray, max_length: int, fixed: list[int], padding: str) -> dict[int, str]:
+    """{length: where it comes from} for timing text. token_counts: (N,) of the eval texts."""
+    if padding == "max_length":
+        return {max_length: "model's fixed length"}
+    out: dict[int, list[str]] = {}
+    if len(token_counts):
+        for label, q in (("eval median", 50), ("eval p90", 90)):
+            n = min(max_length, max(8, _round8(np.percentile(token_counts, q))))
+            out.setdefault(n, []).append(label)
+    for n in fixed:
+        out.setdefault(min(n, max_length), []).append("recipe")
+    return {n: ", ".join(v) for n, v in sorted(out.items())}
+
+
+def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None) -> list[dict]:
+    """The (batch, length) points a tower is timed at, each with its report key ('16', or '16@24' for text)."""
+    if tower != "text" or not lengths:
+        return [{"key": str(b), "batch": b, "seq_len": None, "seq_len_from": None} for b in batch_sizes]
+    return [{"key": f"{b}@{n}", "batch": b, "seq_len": n, "seq_len_from": src}
+            for n, src in lengths.items() for b in batch_sizes]
+
+
+def budget_point(latency: dict, batch: int) -> str | None:
+    """The key `max_latency_ms` holds for at this batch: the image point, or for text the eval p90 length
+    (else the longest length timed)."""
+    rows = [(k, v) for k, v in latency.items() if v.get("batch", int(k.split("@")[0])) == batch]
+    if not rows:
+        return None
+    p90 = [k for k, v in rows if "p90" in (v.get("seq_len_from") or "")]
+    return p90[0] if p90 else max(rows, key=lambda kv: kv[1].get("seq_len") or 0)[0]
+
+
+def feeds_at(feeds: dict[str, np.ndarray], batch: int, seq_len: int | None, pad_id: int = 0) -> dict[str, np.ndarray]:
+    """`batch` eval rows (tiled when there are fewer), text padded or cut to seq_len columns."""
+    n = len(next(iter(feeds.values())))
+    reps = -(-batch // n)  # ceil: tile when the eval set is smaller than the batch
+    out = {k: np.concatenate([v] * reps)[:batch] for k, v in feeds.items()}
+    if seq_len is not None:
+        for k, v in out.items():
+            width = v.shape[1]
+            if width >= seq_len:
+                out[k] = v[:, :seq_len]
+            else:
+                fill = pad_id if k == "input_ids" else 0
+                out[k] = np.concatenate([v, np.full((batch, seq_len - width), fill, v.dtype)], axis=1)
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dict:
+    """-> {tower: {point key: {session name: summary + batch/seq_len}}}; sessions: 'teacher' and each distinct
+    ONNX file of the artifacts."""
+    from mmcompress.progress import bar
+    from mmcompress.runtimes.onnxruntime import OrtSession
+    from mmcompress.runtimes.torch import TorchSession
+
+    text = bundle.text_preprocess
+    lengths = (text_lengths(inputs.text_lengths(), text.max_length, cfg.text_lengths, text.padding)
+               if text is not None and "text" in bundle.towers else None)
+    plan = {t: points(t, cfg.batch_sizes, lengths) for t in bundle.towers}
+    out: dict = {}
+    with bar("timing (interleaved with the teacher)", sum(map(len, plan.values())) * cfg.rounds) as update:
+        done = 0
+
+        def tick():
+            nonlocal done
+            done += 1
+            update(done)
+        for tower in bundle.towers:
+            files = sorted({str(a["towers"][tower]) for a in artifacts.values()})
+            sessions = {"teacher": TorchSession(bundle.towers[tower], list(bundle.specs[tower].inputs))}
+            sessions.update({f: OrtSession(Path(f), threads) for f in files})
+            out[tower] = {}
+            for p in plan[tower]:
+                feeds = feeds_at(inputs.feeds[tower], p["batch"], p["seq_len"], text.pad_id if text else 0)
+                times = measure(sessions, feeds, rounds=cfg.rounds, warmup=cfg.warmup, progress=tick)
+                where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"]}
+                out[tower][p["key"]] = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
     return out

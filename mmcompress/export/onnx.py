@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmcompress.checks.fidelity import cosine_rows
 from mmcompress.errors import StageError
 from mmcompress.models.bundle import TowerSpec
 
@@ -55,12 +56,6 @@ def input_spec(path: Path) -> dict:
     return out
 
 
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row cosine between (N, D) arrays, computed in float64."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-
-
 def parity(candidate: np.ndarray, reference: np.ndarray, *, max_abs: float, min_cosine: float, what: str) -> dict:
     """Compare ONNX outputs with PyTorch's on the same inputs; raise StageError beyond tolerance."""
     diff = float(np.abs(candidate - reference).max())
@@ -80,8 +75,10 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
     cfg: recipe.OnnxConfig; teacher_emb: the teacher's embeddings of the same eval inputs.
     """
     from mmcompress.artifact import atomic_path
+    from mmcompress.checks.latency import feeds_at
     from mmcompress.runtimes.base import run_batched
     from mmcompress.runtimes.onnxruntime import OrtSession
+    from mmcompress.runtimes.torch import TorchSession
 
     files = {}
     for tower, module in bundle.towers.items():
@@ -94,9 +91,20 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
                 raise StageError(f"export-onnx: the {tower} tower did not export with the {cfg.exporter} exporter: "
                                  f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. Try export.onnx.exporter: "
                                  f"{'torchscript' if cfg.exporter == 'dynamo' else 'dynamo'}") from e
-            got = run_batched(OrtSession(tmp, threads=1), feeds)
+            sess = OrtSession(tmp, threads=1)
+            trim = inputs.trim[tower]
+            got = run_batched(sess, feeds, trim=trim)  # each batch at its own longest row, as the teacher ran
             facts = parity(got, teacher_emb[tower][:parity_rows], max_abs=cfg.parity_max_abs,
                            min_cosine=cfg.parity_min_cosine, what=f"export-onnx {tower} tower")
+            if trim:  # and padded to the model's limit: the graph must hold at every length it may be sent
+                facts["lengths"] = sorted({int(m.sum(1).max()) for m in np.array_split(
+                    feeds["attention_mask"], max(1, -(-len(feeds["attention_mask"]) // 64)))})
+                long = feeds_at(feeds, min(32, len(feeds["attention_mask"])), bundle.text_preprocess.max_length,
+                                bundle.text_preprocess.pad_id)
+                ref = TorchSession(module, list(bundle.specs[tower].inputs)).run(long)
+                facts["padded_to_max"] = parity(sess.run(long), ref, max_abs=cfg.parity_max_abs,
+                                                min_cosine=cfg.parity_min_cosine,
+                                                what=f"export-onnx {tower} tower at {long['input_ids'].shape[1]} tokens")
         pre = bundle.preprocess(tower)
         files[out.name] = {"tower": tower, "format": "onnx", "precision": "fp32", "io": input_spec(out),
                            "parity": facts, "preprocess": pre.to_dict() if pre else None}

@@ -2,6 +2,7 @@
 
 Defaults come from measurements (docs/quantization.md): U8S8 QDQ on MatMul/Gemm only, per-channel weights.
 ORT's own static defaults (S8S8 on every op) were slower than fp32 and cost accuracy on ViT towers.
+Settings that depend on the target CPU kind (reduce_range) come from export/int8_targets.py.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import io
 import logging
 import tempfile
 import warnings
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Callable
 
@@ -20,19 +21,29 @@ from mmcompress.recipe import DynamicVariant, Fp16Variant, StaticVariant
 _QTYPE = {"int8": "QInt8", "uint8": "QUInt8"}
 
 
+@contextmanager
 def _quiet():
-    logging.getLogger().setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
-    return redirect_stdout(io.StringIO())
+    """ORT's quantizer logs and prints per node: silence it for this call only (root logger restored)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
-def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant, feeds=None, progress=None) -> dict:
+def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant, int8: dict, feeds=None, progress=None) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
 
-    with warnings.catch_warnings(), _quiet():
+    with _quiet():
         ort_quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, op_types_to_quantize=cfg.op_types,
-                             weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]))
-    return {"method": "ort.quantize_dynamic", "op_types": cfg.op_types, "per_channel": cfg.per_channel}
+                             weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]),
+                             reduce_range=int8["reduce_range"])
+    return {"method": "ort.quantize_dynamic", "op_types": cfg.op_types, "per_channel": cfg.per_channel,
+            "weight_type": cfg.weight_type, **int8}
 
 
 def activation_matmuls(path: Path) -> list[str]:
@@ -65,7 +76,7 @@ class _Reader:
         self.i = 0
 
 
-def quantize_static(src: Path, dst: Path, cfg: StaticVariant, feeds: dict[str, np.ndarray],
+def quantize_static(src: Path, dst: Path, cfg: StaticVariant, int8: dict, feeds: dict[str, np.ndarray],
                     progress: Callable[[int], None] | None = None) -> dict:
     """QDQ int8 calibrated on `feeds` (preprocessed calibration rows)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
@@ -74,7 +85,7 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, feeds: dict[str, n
 
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[cfg.calibration.method]
     extra = {"CalibPercentile": cfg.calibration.percentile} if cfg.calibration.method == "percentile" else {}
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet():
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
         model_in = src
         if cfg.preprocess:
             model_in = Path(tmp) / "pre.onnx"
@@ -84,26 +95,29 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, feeds: dict[str, n
                             op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel, nodes_to_exclude=exclude,
                             activation_type=getattr(QuantType, _QTYPE[cfg.activation_type]),
                             weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]), calibrate_method=method,
-                            extra_options=extra)
+                            reduce_range=int8["reduce_range"], extra_options=extra)
     n = len(next(iter(feeds.values())))
     return {"method": "ort.quantize_static", "format": "QDQ", "op_types": cfg.op_types,
-            "excluded_nodes": len(exclude), "per_channel": cfg.per_channel, "activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
+            "excluded_nodes": len(exclude), "per_channel": cfg.per_channel, "activation_type": cfg.activation_type,
+            "weight_type": cfg.weight_type, **int8,
             "calibration": {"method": cfg.calibration.method, "samples": n,
                             **({"percentile": cfg.calibration.percentile} if extra else {})}}
 
 
-def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant, feeds=None, progress=None) -> dict:
+def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant, int8: dict, feeds=None, progress=None) -> dict:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with warnings.catch_warnings(), _quiet():
+    with _quiet():
         model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=cfg.keep_io_types)
         onnx.save(model, str(dst))
     return {"method": "onnxruntime.transformers.float16", "keep_io_types": cfg.keep_io_types}
 
 
-def stage(variant, src_dir: Path, inputs, folder: Path) -> tuple[dict, dict]:
-    """Convert each tower the variant names from src_dir/<tower>.onnx into folder/<tower>.onnx."""
+def stage(variant, src_dir: Path, inputs, folder: Path, int8: dict) -> tuple[dict, dict]:
+    """Convert each tower the variant names from src_dir/<tower>.onnx into folder/<tower>.onnx.
+
+    int8: int8_targets.settings(variant, export.target), resolved by the caller (part of the cache key)."""
     from mmcompress.artifact import atomic_path
     from mmcompress.export.onnx import input_spec
     from mmcompress.progress import bar
@@ -120,11 +134,11 @@ def stage(variant, src_dir: Path, inputs, folder: Path) -> tuple[dict, dict]:
             n = variant.calibration.samples or len(next(iter(inputs.calib[tower].values())))
             feeds = {k: v[:n] for k, v in inputs.calib[tower].items()}
         with atomic_path(out) as tmp, bar(f"converting {tower} tower ({variant.quantize})", n) as update:
-            facts = CONVERTERS[type(variant)](src, tmp, variant, feeds, update)
+            facts = CONVERTERS[type(variant)](src, tmp, variant, int8, feeds, update)
         files[out.name] = {"tower": tower, "format": "onnx", "precision": variant.quantize, "io": input_spec(out),
                            "parent": f"export-onnx/{tower}.onnx", "quantizer": facts}
     return files, {}
 
 
-# one converter per variant config type: (src, dst, cfg, calibration feeds or None, progress) -> facts
+# one converter per variant config type: (src, dst, cfg, int8 settings, calibration feeds or None, progress) -> facts
 CONVERTERS = {DynamicVariant: quantize_dynamic, StaticVariant: quantize_static, Fp16Variant: convert_fp16}

@@ -20,7 +20,8 @@ def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
         towers = {t: m for t, m in towers.items() if t in cfg.towers}
     return Bundle(towers=towers, specs=specs,
                   image_preprocess=ImagePreprocess(mcfg.image_size, shapes_clip.CLIP_MEAN, shapes_clip.CLIP_STD),
-                  text_preprocess=TextPreprocess(tokenizer, cfg.max_length or mcfg.max_length),
+                  text_preprocess=TextPreprocess(tokenizer, cfg.max_length or mcfg.max_length,
+                                                 cfg.text_padding or "longest"),
                   task=Bundle.task_for(towers),
                   source={"kind": "zoo", "name": cfg.zoo, "path": str(path), "cache_key": zoo.cache_key(entry),
                           "trained_now": trained_now})
@@ -43,7 +44,7 @@ LOADERS = {"zoo": _load_zoo, "hf": _load_hf, "python": _load_python}
 
 def weights_hash(bundle: Bundle) -> str:
     """sha256 over every parameter and buffer of the towers (shared modules counted once): the teacher's
-    identity for cache keys when it has no zoo key."""
+    identity in cache keys."""
     import torch
 
     h = hashlib.sha256()
@@ -62,6 +63,8 @@ def load_teacher(cfg, base: Path | str = ".", progress: Callable | None = None) 
     """cfg: recipe.TeacherConfig; relative paths against `base` (the recipe's folder). progress(step, total,
     loss) is called while a zoo teacher trains."""
     bundle = LOADERS[cfg.kind](cfg, Path(base), progress)
-    if "cache_key" not in bundle.source:
-        bundle.source["cache_key"] = weights_hash(bundle)
+    # identity by content: a zoo teacher rebuilt with `zoo build --force` (or an edited HF directory) gets new
+    # teacher outputs and exports, even though its name and config are the same
+    bundle.source["weights_sha256"] = weights_hash(bundle)
+    bundle.source.setdefault("cache_key", bundle.source["weights_sha256"])
     return bundle

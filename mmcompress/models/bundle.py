@@ -49,17 +49,36 @@ class ImagePreprocess:
 
 @dataclass
 class TextPreprocess:
-    """texts -> {'input_ids': (N, L) int64, 'attention_mask': (N, L) int64}, padded to max_length."""
+    """texts -> {'input_ids': (N, L) int64, 'attention_mask': (N, L) int64}, truncated to max_length.
+
+    padding 'longest': L is the longest row of these texts; runtimes.base.run_batched then trims every batch
+    to its own longest row, so the teacher and every artifact see the lengths users send (a 256-token limit
+    with 8-18-token texts is 15x slower padded). 'max_length': always L = max_length, for models that were
+    trained padded and read a fixed position (SigLIP pools the last token).
+    """
 
     tokenizer: Any  # a transformers tokenizer
     max_length: int
+    padding: str = "longest"  # 'longest' | 'max_length'
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        enc = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="np")
-        return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+        enc = self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=self.max_length,
+                             return_tensors="np")
+        ids = enc["input_ids"].astype(np.int64)
+        mask = enc["attention_mask"].astype(np.int64) if "attention_mask" in enc else (ids != self.pad_id).astype(np.int64)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id or 0)
+
+    @property
+    def trims(self) -> bool:
+        """Whether batches may be cut to their longest row (see runtimes.base.trim_padding)."""
+        return self.padding == "longest"
 
     def to_dict(self) -> dict:
-        return {"max_length": self.max_length, "tokenizer": type(self.tokenizer).__name__}
+        return {"max_length": self.max_length, "padding": self.padding, "tokenizer": type(self.tokenizer).__name__}
 
 
 @dataclass

@@ -57,6 +57,8 @@ def load(cfg, base: Path) -> Bundle:
         raise RecipeError(f"{where}: an image tower needs image_preprocess=ImagePreprocess(size, mean, std)")
     if "text" in bundle.towers and not isinstance(bundle.text_preprocess, TextPreprocess):
         raise RecipeError(f"{where}: a text tower needs text_preprocess=TextPreprocess(tokenizer, max_length)")
+    if cfg.text_padding and bundle.text_preprocess is not None:
+        bundle.text_preprocess.padding = cfg.text_padding
     for m in bundle.towers.values():
         m.eval()
     bundle.task = Bundle.task_for(bundle.towers)

@@ -20,6 +20,9 @@ from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess
 from mmcompress.models.clip import IMAGE_SPEC, TEXT_SPEC, split_towers
 
 MAX_TEXT_LENGTH = 512
+# text models trained on inputs padded to a fixed length that read a fixed position: padding to the longest
+# row would change their output (SigLIP's text tower pools the last token)
+FIXED_LENGTH_TEXT = {"siglip", "siglip2"}
 
 
 def resolve(ref: str, base: Path, where: str = "teacher.hf") -> Path:
@@ -152,13 +155,15 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
         towers, specs = split_towers(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_pre = image_preprocess(path)
-        text_pre = TextPreprocess(tokenizer, _max_length(cfg.max_length, st, tokenizer, config))
+        padding = cfg.text_padding or ("max_length" if config.model_type in FIXED_LENGTH_TEXT else "longest")
+        text_pre = TextPreprocess(tokenizer, _max_length(cfg.max_length, st, tokenizer, config), padding)
     elif hasattr(config, "vocab_size") and not hasattr(config, "image_size"):
         tokenizer = AutoTokenizer.from_pretrained(model_dir if (model_dir / "tokenizer_config.json").exists() else path)
         pooling = cfg.pooling or st.get("pooling", "mean")
         normalize = cfg.normalize if cfg.normalize is not None else st.get("normalize", False)
         towers, specs = {"text": PooledTextTower(model, pooling, normalize).eval()}, {"text": TEXT_SPEC}
-        image_pre, text_pre = None, TextPreprocess(tokenizer, _max_length(cfg.max_length, st, tokenizer, config))
+        image_pre = None
+        text_pre = TextPreprocess(tokenizer, _max_length(cfg.max_length, st, tokenizer, config), cfg.text_padding or "longest")
         source.update(pooling=pooling, normalize=normalize, sentence_transformers=bool(st))
     elif hasattr(config, "image_size"):
         pooling = cfg.pooling or "cls"

@@ -7,7 +7,7 @@ import numpy as np
 
 from mmcompress.checks import fidelity, gate, tasks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: text latency per (batch, length) keyed 'B@L'; budget rows with seq_len and passed None
 
 
 def _size_mb(towers: dict) -> float:
@@ -16,7 +16,7 @@ def _size_mb(towers: dict) -> float:
 
 def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timings: dict, seconds: float) -> dict:
     from mmcompress.artifact import sha256_file
-    from mmcompress.machine import fingerprint
+    from mmcompress.machine import fingerprint, int8_kind
 
     recipe = run.recipe
     task, ensemble, ks = bundle.task, recipe.data.prompts.ensemble, recipe.checks.recall_k
@@ -40,17 +40,24 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
             acc["mixed"] = tasks.mixed(teacher_emb, emb, inputs, ensemble, ks)
         fid = {t: fidelity.cosine_to_teacher(emb[t], teacher_emb[t]) for t in a["towers"]}
         if pred is not None:
-            fid["top1_agreement"] = float((pred == t_pred).mean() * 100)
+            fid["top1_agreement"] = fidelity.top1_agreement(pred, t_pred)
         entry = {"kind": f"onnxruntime-{v.quantize if v.quantize != 'none' else 'fp32'}",
                  "variant": v.model_dump(mode="json"),
+                 # gated: the variant's own towers (converted ones; every listed tower of a quantize: none variant)
                  "towers": {t: {"path": str(p.relative_to(run.run_dir)), "converted": t in v.towers and v.quantize != "none",
-                                "bytes": p.stat().st_size, "sha256": a["sha256"][t]} for t, p in a["towers"].items()},
+                                "gated": t in v.towers, "bytes": p.stat().st_size, "sha256": a["sha256"][t]}
+                            for t, p in a["towers"].items()},
                  "size_mb": _size_mb(a["towers"]), "accuracy": acc, "fidelity": fid,
-                 "latency": {t: {b: timings[t][b][str(a["towers"][t])] for b in timings[t]} for t in timings}}
+                 "latency": {t: {k: timings[t][k][str(a["towers"][t])] for k in timings[t]} for t in timings}}
+        if a.get("int8"):
+            target = a["int8"]["target"]
+            entry["int8"] = {**a["int8"], "checked_on": int8_kind()}
+            if target != int8_kind():
+                entry["int8"]["note"] = (f"made for {target} CPUs, checked on a {int8_kind()} CPU: fidelity and "
+                                         f"speed here describe this CPU, not the target")
         entry["budgets"] = gate.evaluate(entry, recipe.budgets_for(v))
-        ok = all(r["passed"] for r in entry["budgets"])
-        entry["verdict"] = "pass" if ok else "fail"
-        passed &= ok
+        entry["verdict"] = gate.verdict(entry["budgets"])
+        passed &= entry["verdict"] != "fail"
         rows[name] = entry
     fp = fingerprint()
     return {
@@ -66,9 +73,20 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
                  "eval_key": inputs.key, "classes": len(dataset.class_names),
                  "prompts": {"templates": dataset.info.get("templates"), "ensemble": ensemble}},
         "checks": {"runtime": recipe.checks.runtime, "batch_sizes": recipe.checks.batch_sizes,
-                   "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup, "ort_spinning": False},
+                   "text_lengths": _lengths(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
+                   "ort_spinning": False},
         "stages": run.stages,
         "artifacts": rows,
         "passed": passed,
-        "failures": [gate.describe(n, r) for n, e in rows.items() for r in e["budgets"] if not r["passed"]],
+        "failures": [gate.describe(n, r) for n, e in rows.items() for r in e["budgets"] if r["passed"] is False],
     }
+
+
+def _lengths(timings: dict) -> list[dict]:
+    """The text lengths latency was measured at, with where each comes from."""
+    seen = {}
+    for point in timings.get("text", {}).values():
+        row = point["teacher"]
+        if row.get("seq_len"):
+            seen[row["seq_len"]] = row["seq_len_from"]
+    return [{"seq_len": n, "from": src} for n, src in sorted(seen.items())]

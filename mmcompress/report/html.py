@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from mmcompress.report.summary import rows
+from mmcompress.report.summary import latency_columns, point_label, rows
 
 BAR_W, ROW_H = 320, 18
 
@@ -38,27 +38,29 @@ def _bars(title: str, rows: list[tuple[str, float]], unit: str, ref: float | Non
 
 def _budget_row(name: str, r: dict) -> str:
     value = "-" if r["value"] is None else f"{r['value'] + 0.0:.4g}"  # + 0.0: no "-0"
-    verdict = "pass" if r["passed"] else "fail"
-    cells = [name, r["budget"], r["tower"] or "", r["batch"] or "", value, r["limit"]]
+    verdict = {True: "pass", False: "fail", None: "not gated"}[r["passed"]]
+    cells = [name, r["budget"], r["tower"] or "", r["batch"] or "", r.get("seq_len") or "", value, r["limit"]]
     return "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='{verdict}'>{verdict}</td></tr>"
+
+
+def _lengths(report: dict) -> str:
+    lengths = report["checks"].get("text_lengths") or []
+    return "; text at " + ", ".join(f"{x['seq_len']} tokens ({x['from']})" for x in lengths) if lengths else ""
 
 
 def render(report: dict) -> str:
     arts = report["artifacts"]
     m = report["machine"]
-    towers = list(arts["teacher"]["towers"])
-    batches = [str(b) for b in report["checks"]["batch_sizes"]]
     primary = arts["teacher"]["accuracy"].get("primary")
     head, cells = rows(report)
     body = ["<tr>" + "".join(f"<td class='{c if c in ('pass', 'fail') else ''}'>{_e(c)}</td>" for c in r) + "</tr>"
             for r in cells]
     budgets = [_budget_row(n, r) for n, e in arts.items() for r in e["budgets"]]
     charts = []
-    for t in towers:
-        for b in batches:
-            speedups = [(n, e["latency"][t][b]["speedup"]) for n, e in arts.items()
-                        if "speedup" in e["latency"].get(t, {}).get(b, {})]
-            charts.append(_bars(f"{t} tower, batch {b}: speedup over the PyTorch teacher", speedups, "x", ref=1.0))
+    for t, k in latency_columns(report):
+        speedups = [(n, e["latency"][t][k]["speedup"]) for n, e in arts.items()
+                    if "speedup" in e["latency"].get(t, {}).get(k, {})]
+        charts.append(_bars(f"{point_label(t, k)}: speedup over the PyTorch teacher", speedups, "x", ref=1.0))
     deltas = [(n, e["accuracy"]["delta"]) for n, e in arts.items() if e["accuracy"].get("delta") is not None]
     charts.append(_bars(f"change in {primary['metric'] if primary else 'accuracy'} vs the teacher (points)", deltas, "", ref=0.0))
     verdict = "all budgets met" if report["passed"] else "budgets missed: " + "; ".join(report["failures"])
@@ -72,9 +74,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th
 {_e(', '.join(f'{k} {v}' for k, v in m['versions'].items()))}.<br>
 Teacher: {_e(report['teacher'].get('kind'))} {_e(report['teacher'].get('name') or report['teacher'].get('path') or report['teacher'].get('entrypoint'))}
 ({_e(report['teacher'].get('task'))}). Data: {_e(report['data']['source'])}, eval {_e(report['data']['splits'].get('eval'))} rows.
-Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with the teacher. Run took {_e(report['seconds'])} s; created {_e(report['created'])}.</p>
+Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with the teacher{_e(_lengths(report))}. Run took {_e(report['seconds'])} s; created {_e(report['created'])}.</p>
 <table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>
-<h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
+<h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>tokens</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
 <h2>Charts</h2>{''.join(charts)}
 </body></html>
 """

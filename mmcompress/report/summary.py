@@ -2,27 +2,45 @@
 from __future__ import annotations
 
 
-def _latency(entry: dict, tower: str, batch: str) -> str:
-    lat = entry["latency"].get(tower, {}).get(batch)
+def _latency(entry: dict, tower: str, key: str) -> str:
+    lat = entry["latency"].get(tower, {}).get(key)
     if not lat:
         return "-"
     return f"{lat['median_ms']:.2f}" + (f" ({lat['speedup']:.2f}x)" if "speedup" in lat else "")
 
 
+def point_label(tower: str, key: str) -> str:
+    """'image b16'; text points name their length: 'text b16 L24'."""
+    batch, _, length = key.partition("@")
+    return f"{tower} b{batch}" + (f" L{length}" if length else "")
+
+
+def latency_columns(report: dict) -> list[tuple[str, str]]:
+    """(tower, point key) in the order the teacher was timed."""
+    lat = report["artifacts"]["teacher"]["latency"]
+    return [(t, k) for t in lat for k in lat[t]]
+
+
 def rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    """-> (headers, rows). Columns: artifact, primary metric, delta, min cosine per tower, latency per tower and
-    batch (median ms and speedup over the teacher), size, verdict."""
+    """-> (headers, rows). Columns: artifact, primary metric, delta, min cosine per tower, latency per tower,
+    batch and text length (median ms and speedup over the teacher), size, verdict. A tower the variant does not
+    gate shows its cosine in brackets."""
     arts = report["artifacts"]
     towers = list(arts["teacher"]["towers"])
-    batches = [str(b) for b in report["checks"]["batch_sizes"]]
+    cols = latency_columns(report)
     primary = arts["teacher"]["accuracy"].get("primary")
     headers = ["artifact", primary["metric"].replace("_", " ") if primary else "accuracy", "Δ pts",
-               *[f"{t} cos min" for t in towers], *[f"{t} b{b}" for t in towers for b in batches], "MB", "verdict"]
+               *[f"{t} cos min" for t in towers], *[point_label(t, k) for t, k in cols], "MB", "verdict"]
     out = []
     for name, e in arts.items():
         p, delta = e["accuracy"].get("primary"), e["accuracy"].get("delta")
-        out.append([name, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}",
-                    *[f"{e['fidelity'][t]['min']:.4f}" if "fidelity" in e else "-" for t in towers],
-                    *[_latency(e, t, b) for t in towers for b in batches],
-                    f"{e['size_mb']:.1f}", e["verdict"]])
+        cos = []
+        for t in towers:
+            if "fidelity" not in e:
+                cos.append("-")
+                continue
+            v = f"{e['fidelity'][t]['min']:.4f}"
+            cos.append(v if e["towers"][t].get("gated", True) else f"({v})")
+        out.append([name, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}", *cos,
+                    *[_latency(e, t, k) for t, k in cols], f"{e['size_mb']:.1f}", e["verdict"]])
     return headers, out

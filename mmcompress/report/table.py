@@ -5,14 +5,18 @@ from rich.table import Table
 
 from mmcompress.report.summary import rows
 
-VERDICT_STYLE = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]"}
+VERDICT_STYLE = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "not gated": "[yellow]not gated[/yellow]"}
 
 
 def render(report: dict) -> Table:
     m = report["machine"]
     title = (f"{report['name']}: {m['cpu']} | {', '.join(m['isa']) or 'no AVX2'} | {m['threads']} threads | "
              f"latency median ms (speedup vs PyTorch teacher)")
-    t = Table(title=title, title_justify="left")
+    lengths = report["checks"].get("text_lengths") or []
+    notes = [f"text L{x['seq_len']}: {x['from']}" for x in lengths]
+    notes += [f"{n}: {e['int8']['note']}" for n, e in report["artifacts"].items() if e.get("int8", {}).get("note")]
+    notes += ["(cos) in brackets: a tower the variant leaves as the fp32 export, not gated by it"]
+    t = Table(title=title, title_justify="left", caption="; ".join(notes), caption_justify="left")
     headers, body = rows(report)
     for i, h in enumerate(headers):
         t.add_column(h, justify="left" if i in (0, len(headers) - 1) else "right")
