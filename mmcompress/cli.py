@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mmcompress.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, MMCompressError
+from mmcompress.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_STAGE_FAILED, EXIT_USAGE, MMCompressError
 
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
@@ -15,6 +15,21 @@ EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 def _fail(err: MMCompressError) -> None:
     click.echo(f"error: {err}", err=True)
     sys.exit(err.exit_code)
+
+
+def _internal(e: Exception, run_dir: Path | None = None) -> None:
+    """An exception nobody expected (a bug, or a library failing in a new way): exit 3, traceback kept."""
+    import traceback
+
+    text = traceback.format_exc()
+    where = "stderr"
+    if run_dir is not None and run_dir.is_dir():
+        (run_dir / "error.log").write_text(text)
+        where = str(run_dir / "error.log")
+    else:
+        click.echo(text, err=True)
+    click.echo(f"error: internal error: {type(e).__name__}: {e}\n(traceback in {where}; please report it)", err=True)
+    sys.exit(EXIT_STAGE_FAILED)
 
 
 def _load(recipe_path: str, overrides: tuple[str, ...] = ()):
@@ -57,8 +72,13 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
     except KeyboardInterrupt:
         click.echo("interrupted: finished stages are kept and the next run reuses them", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    _show(report, as_json)
-    console.print(f"report: {Path(report['run_dir']) / 'report.json'}  ({report['seconds']:.0f} s)")
+    except Exception as e:  # execute() already turns its own into StageError; this is loading and validation
+        _internal(e)
+    try:
+        _show(report, as_json)
+        console.print(f"report: {Path(report['run_dir']) / 'report.json'}  ({report['seconds']:.0f} s)")
+    except Exception as e:  # report.json is written; showing it failed
+        _internal(e, Path(report["run_dir"]))
     sys.exit(_verdict(report))
 
 
@@ -112,6 +132,8 @@ def validate(recipe_path: str, overrides: tuple[str, ...]) -> None:
         r = _load(recipe_path, overrides)
     except MMCompressError as e:
         _fail(e)
+    except Exception as e:
+        _internal(e)
     kind = r.teacher.kind
     click.echo(f"{recipe_path}: ok ({r.name}: {len(r.export.variants)} variants, teacher "
                f"{kind}:{getattr(r.teacher, kind)}, data {r.data.source})")

@@ -1,11 +1,12 @@
-"""Everything a run needs that the schema cannot see: installed backends, the teacher's files or module,
-the data files (every line parsed, every image header read). `mmcompress validate` and `mmcompress run`
-both call it before any stage runs."""
+"""Everything a run needs that the schema cannot see: installed backends, the teacher's files or module, which
+recipe keys apply to this teacher and data, the data files (every line parsed, every image header read).
+`mmcompress validate` and `mmcompress run` both call it before any stage runs, so a recipe that can never work
+exits 2 with file:line before anything is written."""
 from __future__ import annotations
 
 import importlib.util
 
-from mmcompress.errors import BackendMissing
+from mmcompress.errors import BackendMissing, RecipeError
 from mmcompress.recipe import Recipe
 
 # import name -> (pip name, what needs it)
@@ -25,20 +26,83 @@ def available() -> dict[str, bool]:
     return {n: importlib.util.find_spec(n) is not None for n in names}
 
 
+def teacher_towers(recipe: Recipe) -> tuple[str, ...] | None:
+    """The towers the teacher will have, known without loading weights; None for a python entrypoint."""
+    t = recipe.teacher
+    if t.zoo is not None:
+        from mmcompress.models.zoo import REGISTRY
+
+        have = REGISTRY[t.zoo].towers
+    elif t.hf is not None:
+        from mmcompress.models import hf
+
+        have = hf.towers_of(t.hf, recipe.base, recipe.where("teacher", "hf"))
+    else:
+        return None
+    if have is None:
+        return None
+    if t.towers:
+        for i, name in enumerate(t.towers):
+            if name not in have:
+                raise RecipeError(f"{recipe.where('teacher', 'towers', i)}: the teacher has no {name} tower (it has "
+                                  f"{', '.join(have)}); list only those")
+        return tuple(x for x in have if x in t.towers)
+    return have
+
+
+def _not_for(recipe: Recipe, path: tuple, why: str) -> RecipeError:
+    return RecipeError(f"{recipe.where(*path)}: {why}; remove the key")
+
+
+def check_applicable(recipe: Recipe, towers: tuple[str, ...] | None) -> None:
+    """Keys that are valid on their own but can never act with this teacher and data source."""
+    t, d, set_ = recipe.teacher, recipe.data, recipe.teacher.model_fields_set
+    single_hf = t.hf is not None and towers is not None and len(towers) == 1
+    for key in ("pooling", "normalize"):
+        if key in set_ and getattr(t, key) is not None and not (t.hf is not None and (towers is None or single_hf)):
+            kind = "a zoo teacher" if t.zoo else ("a python entrypoint" if t.python else "a dual encoder")
+            raise _not_for(recipe, ("teacher", key), f"{key} applies to single-tower hf encoders, not to {kind}")
+    if towers is not None and "text" not in towers:
+        for key in ("max_length", "text_padding"):
+            if getattr(t, key) is not None:
+                raise _not_for(recipe, ("teacher", key), f"the teacher has no text tower, so {key} does nothing")
+        if recipe.checks.text_lengths:
+            raise _not_for(recipe, ("checks", "text_lengths"), "the teacher has no text tower to time at these lengths")
+        if "prompts" in d.model_fields_set:
+            raise _not_for(recipe, ("data", "prompts"), "class prompts need a text tower and the teacher has none")
+    if d.source in ("shapes", "digits"):
+        for key in ("path", "classes", "classes_file"):
+            if getattr(d, key) is not None:
+                raise _not_for(recipe, ("data", key), f"data.source {d.source} is built in: it has no files and "
+                                                       f"fixed classes")
+    if towers is not None:
+        for i, v in enumerate(recipe.export.variants):
+            explicit = "towers" in v.model_fields_set
+            missing = [x for x in v.towers if x not in towers]
+            if explicit and missing:
+                raise RecipeError(f"{recipe.where('export', 'variants', i, 'towers')}: the teacher has no "
+                                  f"{' or '.join(missing)} tower (it has {', '.join(towers)}); list only those")
+        for j, budgets in recipe._all_budgets():
+            for name in (budgets.max_latency_ms or {}) if budgets else {}:
+                if name not in towers:
+                    raise RecipeError(f"{recipe.where(*j, 'max_latency_ms', name)}: the teacher has no {name} tower "
+                                      f"(it has {', '.join(towers)}); budget only those")
+    if d.source in ("shapes", "digits") and "image" not in (towers or ("image",)):
+        raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is image data but the teacher has only a "
+                          f"text tower; use data.source jsonl with texts")
+
+
 def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
     missing = [(mod, pip, why) for mod, (pip, why) in needed(recipe).items() if importlib.util.find_spec(mod) is None]
     if missing:
         lines = [f"{recipe_path}: backend '{mod}' is not installed (needed by {why}); install it: pip install {pip}"
                  for mod, pip, why in missing]
         raise BackendMissing("\n".join(lines))
-    if recipe.teacher.hf is not None:
-        from mmcompress.models import hf
-
-        hf.resolve(recipe.teacher.hf, recipe.base, recipe.where("teacher", "hf"))
     if recipe.teacher.python is not None:
         from mmcompress.models import entrypoint
 
         entrypoint.check(recipe.teacher.python, recipe.base, recipe.where("teacher", "python"))
+    check_applicable(recipe, teacher_towers(recipe))
     from mmcompress.data import check_data
 
-    check_data(recipe.data, recipe.base)
+    check_data(recipe.data, recipe.base, recipe.where)

@@ -20,7 +20,7 @@ TowerName = Literal["image", "text"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 _CrossFieldError = _recipe_errors.CrossFieldError
@@ -157,7 +157,7 @@ class OnnxConfig(Strict):
 
 
 class Budgets(Strict):
-    max_accuracy_drop: float | None = Field(None, ge=0, description="Largest allowed drop in zero-shot top-1, in "
+    max_accuracy_drop: float | None = Field(None, ge=0, le=100, description="Largest allowed drop in zero-shot top-1, in "
                                                                       "points, against the teacher in the same run.")
     min_cosine: float | None = Field(None, gt=-1, le=1, description="Smallest allowed per-sample embedding cosine to "
                                                                     "the teacher, per tower (the minimum over eval).")
@@ -274,7 +274,7 @@ class ChecksConfig(Strict):
     rounds: int = Field(30, ge=5, description="Interleaved timing rounds per (tower, batch); the median and p90 "
                                               "are over these.")
     warmup: int = Field(5, ge=0, description="Untimed calls per session before timing.")
-    recall_k: list[int] = Field([1, 5], min_length=1, description="k for retrieval recall@k (image<->text, "
+    recall_k: list[PositiveInt] = Field([1, 5], min_length=1, description="k for retrieval recall@k (image<->text, "
                                                                    "text<->pair).")
     knn_k: int = Field(5, ge=1, description="Image encoders alone: neighbours for the leave-one-out k-NN "
                                             "accuracy on the labelled eval split.")
@@ -285,7 +285,7 @@ class ChecksConfig(Strict):
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name; the run directory is "
                                                                              "`runs/<name>` unless `--run-dir` says.")
-    seed: int = Field(0, description="Seed for data splits and anything random in the stages.")
+    seed: int = Field(0, ge=0, lt=2 ** 32, description="Seed for data splits and anything random in the stages.")
     teacher: TeacherConfig = Field(description="The model to compress.")
     data: DataConfig = Field(description="Where training, calibration and evaluation data come from.")
     export: ExportConfig = Field(description="ONNX export and the variants made from it.")

@@ -207,7 +207,7 @@ def test_variant_for_a_tower_the_teacher_lacks_is_a_recipe_error(recipes_dir, tm
                     run_dir=tmp_path)
     assert result.exit_code == 2
     assert ("--set export.variants[1].towers=[image] export.variants[1].towers: the teacher has no image tower "
-            "(it has text); list one of those") in result.output
+            "(it has text); list only those") in result.output
 
 
 def test_pooling_choices_follow_their_formulas(recipes_dir):

@@ -48,3 +48,23 @@ def test_digits_split_and_captions():
     assert ev.images.shape == (200, 64, 64, 3)
     assert all(t == f"a handwritten digit {digits.NAMES[y]}" for t, y in zip(ev.texts, ev.labels))
     assert ds.class_prompts[7] == ["a handwritten digit seven"]
+
+
+def test_shapes_eval_never_overlaps_the_zoo_teachers_training_images():
+    """Any recipe seed, against the zoo teachers' training seeds: no eval image is a training image. (With the
+    old `seed * 100 + k` derivation, recipe seed 10 evaluated on the teacher's first training images.)"""
+    from mmcompress.models.zoo import REGISTRY
+
+    train = set()
+    for entry in REGISTRY.values():
+        cfg = entry.config
+        imgs = shapes.generate(300, seed=cfg.seed, size=cfg.image_size, stream=shapes.STREAM_TEACHER).images
+        train |= {im.tobytes() for im in imgs}
+    for seed in [0, 1, 10, 1000, 10 ** 6]:
+        data = load_data(DataConfig(source="shapes", splits={"calibration": 20, "eval": 100, "train": 20}), seed)
+        for name, split in data.splits.items():
+            assert not train & {im.tobytes() for im in split.images}, (seed, name)
+    # and the splits of one recipe never share an image
+    data = load_data(DataConfig(source="shapes", splits={"calibration": 50, "eval": 200, "train": 200}), 10)
+    seen = [{im.tobytes() for im in s.images} for s in data.splits.values()]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])

@@ -17,15 +17,16 @@ def _shapes(cfg, seed: int, base: Path) -> Dataset:
 
     sizes = cfg.splits.model_dump()
     # one generator seed per split: distinct streams, and a split's content depends only on (seed, its size)
-    splits = {name: shapes.generate(sizes[name], seed=seed * 100 + k) for k, name in enumerate(SPLIT_ORDER)}
+    splits = {name: shapes.generate(sizes[name], seed=seed, stream=shapes.STREAM_SPLITS, part=k)
+              for k, name in enumerate(SPLIT_ORDER)}
     return Dataset("shapes", "image-text", splits, shapes.class_names(), shapes.class_prompts(cfg.prompts.templates),
                    {"templates": cfg.prompts.templates or shapes.TEMPLATES})
 
 
-def _check_sizes(n: int, sizes: dict[str, int], what: str) -> None:
+def _check_sizes(n: int, sizes: dict[str, int], what: str, where: str = "data.splits") -> None:
     need = sum(sizes.values())
     if need > n:
-        raise RecipeError(f"data.splits: {what} has {n} rows but the splits ask for {need} "
+        raise RecipeError(f"{where}: {what} has {n} rows but the splits ask for {need} "
                           f"({', '.join(f'{k} {v}' for k, v in sizes.items() if v)}); make them smaller")
 
 
@@ -48,7 +49,7 @@ def _digits(cfg, seed: int, base: Path) -> Dataset:
                    {"templates": cfg.prompts.templates or digits.TEMPLATES})
 
 
-def _classes(cfg, base: Path, labels: list[str] | None) -> list[str]:
+def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data") -> list[str]:
     if cfg.classes_file:
         path = base / cfg.classes_file
         try:
@@ -61,19 +62,21 @@ def _classes(cfg, base: Path, labels: list[str] | None) -> list[str]:
         classes = list(cfg.classes or sorted(set(labels or [])))
     unknown = sorted(set(labels or []) - set(classes))
     if unknown:
-        raise RecipeError(f"data: labels {unknown[:5]} are not among the classes {classes[:10]}; add them to "
+        raise RecipeError(f"{where}: labels {unknown[:5]} are not among the classes {classes[:10]}; add them to "
                           f"data.classes or fix the labels")
     return classes
 
 
-def _read_files(cfg, base: Path):
-    """-> (path, templates, rows, classes): every line parsed and every image header read, classes checked."""
+def _read_files(cfg, base: Path, where=None):
+    """-> (path, templates, rows, classes): every line parsed and every image header read, classes checked.
+    where(*key path) -> 'recipe.yaml:12 data.classes' for errors about recipe keys."""
     from mmcompress.data import files
 
     path = base / cfg.path
     templates = cfg.prompts.templates or ["a photo of a {label}"]
     rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
-    return path, templates, rows, _classes(cfg, base, rows.labels)
+    return path, templates, rows, _classes(cfg, base, rows.labels,
+                                           where("data", "classes") if where else "data")
 
 
 def _files(cfg, seed: int, base: Path) -> Dataset:
@@ -101,8 +104,9 @@ def load_data(cfg, seed: int, base: Path | str = ".") -> Dataset:
     return SOURCES[cfg.source](cfg, seed, Path(base))
 
 
-def check_data(cfg, base: Path | str = ".") -> None:
-    """What `validate` can check without decoding: files, lines, keys, image headers, classes, split sizes."""
+def check_data(cfg, base: Path | str = ".", where=None) -> None:
+    """What `validate` can check without decoding: files, lines, keys, image headers, classes, split sizes.
+    where(*key path) -> 'recipe.yaml:12 data.splits' (Recipe.where) so errors name the recipe line."""
     if cfg.source in ("jsonl", "imagefolder"):
-        path, _, rows, _ = _read_files(cfg, Path(base))
-        _check_sizes(len(rows), cfg.splits.model_dump(), str(path))
+        path, _, rows, _ = _read_files(cfg, Path(base), where)
+        _check_sizes(len(rows), cfg.splits.model_dump(), str(path), where("data", "splits") if where else "data.splits")

@@ -73,9 +73,15 @@ def draw(shape: str, colour: tuple[int, int, int], r: float, cx: float, cy: floa
     return np.asarray(img, dtype=np.uint8)
 
 
-def generate(n: int, seed: int, size: int = 64) -> Split:
-    """n seeded images; the same (n, seed) gives the same pixels on every machine."""
-    rng = np.random.default_rng(seed)
+# Independent random streams: the zoo teacher's training images and the recipe's splits are drawn from
+# numpy SeedSequences whose entropy starts with a different stream number, so no seed of one can reproduce the
+# other (with `seed * 100 + k` a recipe with seed 10 used to evaluate on the teacher's training images).
+STREAM_OTHER, STREAM_TEACHER, STREAM_SPLITS = 0, 1, 2
+
+
+def generate(n: int, seed: int, size: int = 64, stream: int = STREAM_OTHER, part: int = 0) -> Split:
+    """n seeded images; the same (n, seed, stream, part) gives the same pixels on every machine."""
+    rng = np.random.default_rng([stream, seed, part])
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     texts: list[str] = []
     labels = np.empty(n, dtype=np.int64)

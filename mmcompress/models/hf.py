@@ -128,6 +128,27 @@ def image_preprocess(path: Path) -> ImagePreprocess:
     return ImagePreprocess(int(final), tuple(mean), tuple(std), shortest_edge=shortest, resample=int(c.get("resample", 3)))
 
 
+def towers_of(ref: str, base: Path, where: str = "teacher.hf") -> tuple[str, ...] | None:
+    """The towers `load` will make, from config.json alone (no weights): ('image', 'text'), ('text',), ('image',),
+    or None when the config does not say (then the load decides)."""
+    from transformers import AutoConfig
+
+    path = resolve(ref, base, where)
+    model_dir, _ = _st_config(path)
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except Exception as e:
+        raise RecipeError(f"{where}: {model_dir}/config.json cannot be read by transformers ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]}); is it a save_pretrained directory?") from None
+    if hasattr(config, "vision_config") and hasattr(config, "text_config"):
+        return ("image", "text")
+    if hasattr(config, "vocab_size") and not hasattr(config, "image_size"):
+        return ("text",)
+    if hasattr(config, "image_size"):
+        return ("image",)
+    return None
+
+
 def _max_length(cfg_max: int | None, st: dict, tokenizer, config) -> int:
     if cfg_max:
         return cfg_max

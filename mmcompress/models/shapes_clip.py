@@ -115,7 +115,7 @@ def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | N
     tokenizer = make_tokenizer(cfg.max_length)
     model = build_model(cfg, len(tokenizer))
     model.train()
-    data = shapes.generate(cfg.train_images, seed=cfg.seed + 1000, size=cfg.image_size)
+    data = shapes.generate(cfg.train_images, seed=cfg.seed, size=cfg.image_size, stream=shapes.STREAM_TEACHER)
     caps = shapes.captions()
     cap_index = {c: i for i, c in enumerate(caps)}
     targets = torch.tensor([cap_index[t] for t in data.texts])

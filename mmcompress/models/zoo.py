@@ -19,6 +19,7 @@ class ZooEntry:
     name: str
     description: str
     config: shapes_clip.ShapesClipConfig
+    towers: tuple[str, ...] = ("image", "text")  # known before training: recipes are checked against it
 
 
 REGISTRY: dict[str, ZooEntry] = {}
