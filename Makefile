@@ -11,7 +11,7 @@ test: install
 	.venv/bin/python -m pytest -q
 
 bench: install
-	.venv/bin/python benchmarks/vit_b32_tower.py
+	.venv/bin/python benchmarks/vit_b32_tower.py --sweep
 
 docs: install
 	.venv/bin/python -m mmcompress.recipe_docs > docs/recipe.md

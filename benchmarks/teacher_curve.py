@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[100, 200, 400, 600])
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=None, help="default: the usable cores")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/teacher_curve.json"))
     args = ap.parse_args()
 
@@ -33,6 +32,9 @@ def main() -> None:
     from mmcompress.runtimes.base import run_batched
     from mmcompress.runtimes.torch import TorchSession
 
+    from mmcompress.machine import usable_cores
+
+    args.threads = args.threads or usable_cores()
     torch.set_num_threads(args.threads)
     recipe = load(Path(__file__).resolve().parent.parent / "recipes" / "clip-shapes.yaml")
     data = load_data(recipe.data, recipe.seed)

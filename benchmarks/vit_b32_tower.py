@@ -1,7 +1,9 @@
 """A ViT-B/32-shaped image tower (random init, 224 px, 12 layers, hidden 768) as PyTorch fp32, ORT fp32,
-ORT dynamic int8 and mmcompress's default static int8, timed interleaved in one process.
+ORT dynamic int8 and mmcompress's default static int8 for this CPU's kind (export.target: auto), timed
+interleaved in one process. --sweep adds the int8 settings the target does not choose (8-bit vs 7-bit weights,
+U8U8), so docs/quantization.md can show fidelity and speed side by side per CPU kind.
 
-    make bench        # or: .venv/bin/python benchmarks/vit_b32_tower.py --out benchmarks/results/NAME.json
+    make bench        # or: .venv/bin/python benchmarks/vit_b32_tower.py --sweep --out benchmarks/results/NAME.json
 
 Uses the project's own export, quantization, runtime and latency code, so the figures are what a recipe gets.
 Writes JSON with the machine fingerprint (CPU, int8 instruction sets, threads, versions).
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +50,9 @@ def images(n: int, seed: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=None, help="default: the usable cores")
+    ap.add_argument("--target", default="auto", help="export.target: auto, avx2, avx512, vnni, amx, arm64")
+    ap.add_argument("--sweep", action="store_true", help="also the int8 settings the target does not choose")
     ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds per batch size")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--calibration", type=int, default=64)
@@ -61,13 +64,15 @@ def main() -> None:
     from mmcompress.checks.fidelity import cosine_rows
     from mmcompress.export.onnx import export_tower
     from mmcompress.export.quantize_onnx import quantize_dynamic, quantize_static
-    from mmcompress.machine import fingerprint
+    from mmcompress.export.int8_targets import settings
+    from mmcompress.machine import fingerprint, usable_cores
     from mmcompress.models.bundle import TowerSpec
     from mmcompress.recipe import DynamicVariant, StaticVariant
     from mmcompress.runtimes.base import run_batched
     from mmcompress.runtimes.onnxruntime import OrtSession
     from mmcompress.runtimes.torch import TorchSession
 
+    args.threads = args.threads or usable_cores()
     set_threads(args.threads)
     tower, params = build_tower(0)
     calib, ev = images(args.calibration, 1), images(args.eval, 2)
@@ -79,17 +84,26 @@ def main() -> None:
         export_tower(tower, spec, {"pixel_values": ev}, tmp / "fp32.onnx", opset=18, exporter="dynamo")
         steps["export_s"] = time.perf_counter() - t0
         dyn, static = DynamicVariant(name="d", quantize="dynamic"), StaticVariant(name="s", quantize="static")
-        t0 = time.perf_counter()
-        quantize_dynamic(tmp / "fp32.onnx", tmp / "dynamic.onnx", dyn)
-        steps["dynamic_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        quantize_static(tmp / "fp32.onnx", tmp / "static.onnx", static, {"pixel_values": calib})
-        steps["static_s"] = time.perf_counter() - t0
+        chosen = settings(dyn, args.target)
+        other = {**chosen, "reduce_range": not chosen["reduce_range"]}
+        tag = lambda st: "7bit" if st["reduce_range"] else "8bit"
+        builds = {"dynamic": (quantize_dynamic, dyn, chosen), "static": (quantize_static, static, chosen)}
+        if args.sweep:
+            builds[f"dynamic-{tag(other)}"] = (quantize_dynamic, dyn, other)
+            builds[f"static-{tag(other)}"] = (quantize_static, static, other)
+            builds["dynamic-u8u8"] = (quantize_dynamic, dyn.model_copy(update={"weight_type": "uint8"}),
+                                      {**chosen, "reduce_range": False})
+        made = {}
+        for name, (convert, cfg, int8) in builds.items():
+            t0 = time.perf_counter()
+            made[name] = convert(tmp / "fp32.onnx", tmp / f"{name}.onnx", cfg, int8, {"pixel_values": calib}, None)
+            steps[f"{name}_s"] = time.perf_counter() - t0
+        names = ["fp32", *builds]
         sessions = {"pytorch-fp32": TorchSession(tower, ["pixel_values"]),
-                    **{f"ort-{n}": OrtSession(tmp / f"{n}.onnx", args.threads) for n in ["fp32", "dynamic", "static"]}}
+                    **{f"ort-{n}": OrtSession(tmp / f"{n}.onnx", args.threads) for n in names}}
         ref = sessions["pytorch-fp32"].run({"pixel_values": ev})
-        results = {"fidelity": {}, "latency": {}, "size_mb": {n: (tmp / f"{n}.onnx").stat().st_size / 1e6
-                                                              for n in ["fp32", "dynamic", "static"]}}
+        results = {"fidelity": {}, "latency": {}, "quantizer": made,
+                   "size_mb": {n: (tmp / f"{n}.onnx").stat().st_size / 1e6 for n in names}}
         for name, s in sessions.items():
             cos = cosine_rows(run_batched(s, {"pixel_values": ev}, batch=16), ref)
             results["fidelity"][name] = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
@@ -100,6 +114,7 @@ def main() -> None:
             print(f"batch {b}: " + ", ".join(f"{n} {r['median_ms']:.1f} ms" for n, r in results["latency"][str(b)].items()))
     out = {"benchmark": "vit_b32_tower", "params": params, "machine": {**fingerprint(), "threads": args.threads},
            "settings": {"rounds": args.rounds, "calibration_images": args.calibration, "eval_images": args.eval,
+                        "target": args.target, "int8": chosen,
                         "static": static.model_dump(exclude={"name", "budgets", "towers"}),
                         "dynamic": dyn.model_dump(exclude={"name", "budgets", "towers"})},
            "steps": steps, **results}

@@ -161,14 +161,18 @@ def zoo_list() -> None:
     from mmcompress.models import zoo as z
 
     for name, entry in z.REGISTRY.items():
-        state = f"built: {z.cache_dir(entry)}" if z.is_built(entry) else "not built (trains on first use)"
+        state = (f"built: {z.cache_dir(entry)}" if z.is_built(entry) else
+                 "not built (installed from the copy the package ships on first use)" if z.shipped_matches(entry)
+                 else "not built (trains on first use)")
         click.echo(f"{name:<18} {entry.description}\n{'':<18} {state}")
 
 
 @zoo.command("build")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Retrain even if a cached copy exists.")
-def zoo_build(name: str, force: bool) -> None:
+@click.option("--force", is_flag=True, help="Retrain even if a cached or shipped copy exists.")
+@click.option("--ship", is_flag=True, help="Then copy it into the package (mmcompress/models/shipped/NAME, fp16 "
+                                           "weights) so that fresh installs skip training. For maintainers.")
+def zoo_build(name: str, force: bool, ship: bool) -> None:
     """Train (or reuse) the zoo teacher NAME and print its directory."""
     from mmcompress.models import zoo as z
     from mmcompress.progress import bar
@@ -179,6 +183,13 @@ def zoo_build(name: str, force: bool) -> None:
     with bar(f"training {name}") as update:
         path = z.build(name, lambda s, n, loss: update(s, n, f"loss {loss:.3f}"), force=force)
     click.echo(str(path))
+    if ship:
+        from mmcompress.machine import fingerprint
+
+        fp = fingerprint()
+        facts = {"command": f"mmcompress zoo build {name} --force --ship", "cpu": fp["cpu"], "isa": fp["isa"],
+                 "versions": fp["versions"]}
+        click.echo(str(z.ship(name, facts)))
 
 
 @cli.command("list")

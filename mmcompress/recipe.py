@@ -31,7 +31,8 @@ class TeacherConfig(Strict):
     """Exactly one of `zoo`, `hf`, `python`."""
 
     zoo: str | None = Field(None, description="Name of a built-in teacher (`mmcompress zoo list`). `shapes-clip` is "
-                                              "the demo CLIP-style dual encoder, trained on first use and cached in "
+                                              "the demo CLIP-style dual encoder, shipped trained with the package "
+                                              "(or trained on first use when its config changed) and cached in "
                                               "the user cache dir.")
     hf: str | None = Field(None, description="A Hugging Face model directory (relative to the recipe), or a hub id "
                                              "already in the local Hugging Face cache; nothing is downloaded. "
@@ -270,7 +271,8 @@ class ChecksConfig(Strict):
                         "and p90 lengths (rounded up to a multiple of 8), e.g. `[64, 128]`. Capped at the "
                         "teacher's max_length.")
     threads: int | None = Field(None, ge=1, description="Threads for PyTorch and ONNX Runtime alike; default: "
-                                                        "the number of cores.")
+                                                        "the cores this process may use (CPU affinity and cgroup "
+                                                        "quota, not the host's core count).")
     rounds: int = Field(30, ge=5, description="Interleaved timing rounds per (tower, batch); the median and p90 "
                                               "are over these.")
     warmup: int = Field(5, ge=0, description="Untimed calls per session before timing.")

@@ -30,6 +30,8 @@ def test_hf_dual_encoders_export_quantize_and_check(recipes_dir, tmp_path, recip
     export = json.loads((tmp_path / "export-onnx" / "manifest.json").read_text())
     pre = export["files"]["text.onnx"]["preprocess"]
     assert pre["max_length"] == 16 and pre["tokenizer"] in tokenizers
+    # SigLIP pools the last position: it keeps its fixed length; CLIP pads each batch to its longest text
+    assert pre["padding"] == ("max_length" if arch == "SiglipModel" else "longest")
     assert report["teacher"]["task"] == "dual-encoder" and report["teacher"]["towers"] == ["image", "text"]
     static = report["artifacts"]["int8-static"]
     assert static["fidelity"]["image"]["min"] > 0.95 and static["fidelity"]["text"]["min"] > 0.95
@@ -56,6 +58,15 @@ def test_sentence_transformer_text_encoder(recipes_dir, tmp_path):
     assert {"recall", "class_prompts"} <= set(acc) and "text_to_pair@1" in acc["recall"]
     assert report["artifacts"]["int8-dynamic"]["fidelity"]["text"]["min"] >= 0.99
     assert report["artifacts"]["int8-static"]["fidelity"]["text"]["min"] >= 0.99
+    # short texts (6-11 tokens) under a 24-token limit: timed at the data's lengths, not padded to 24
+    lengths = report["checks"]["text_lengths"]
+    assert lengths and all(x["seq_len"] < 24 and x["from"].startswith("eval") for x in lengths)
+    keys = set(report["artifacts"]["teacher"]["latency"]["text"])
+    assert keys == {f"{b}@{x['seq_len']}" for b in (1, 8) for x in lengths}
+    export = json.loads((tmp_path / "export-onnx" / "manifest.json").read_text())["files"]["text.onnx"]
+    assert export["preprocess"]["padding"] == "longest"
+    assert export["parity"]["padded_to_max"]["cosine_min"] > 0.9999  # the graph holds at 24 tokens too
+    assert max(export["parity"]["lengths"]) < 24
 
 
 def test_sentence_transformer_pooling_matches_the_reference_formula(recipes_dir):

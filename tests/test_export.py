@@ -107,3 +107,22 @@ def test_target_without_vnni_quantizes_weights_to_7_bits(towers, tmp_path, quant
     assert peaks["avx2"] <= 64 and peaks["avx512"] <= 64 and peaks["vnni"] == 127
     forced = variant.model_copy(update={"reduce_range": False})
     assert int8_targets.settings(forced, "avx2")["reduce_range"] is False  # the recipe's explicit value wins
+
+
+def test_recipe_targets_are_the_cpu_kinds_with_settings():
+    from typing import get_args
+
+    from mmcompress.export import int8_targets
+    from mmcompress.machine import INT8_KINDS, int8_kind, int8_kind_of
+    from mmcompress.recipe import ExportConfig
+
+    assert get_args(ExportConfig.model_fields["target"].annotation) == tuple(int8_targets.TARGETS)
+    assert set(int8_targets.DEFAULTS) == set(INT8_KINDS)
+    # /proc/cpuinfo flags -> kind, as on the two machine kinds here and the others
+    assert int8_kind_of({"avx2", "fma"}, "x86_64") == "avx2"
+    assert int8_kind_of({"avx2", "avx512f", "avx512bw"}, "x86_64") == "avx512"
+    assert int8_kind_of({"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "x86_64") == "vnni"
+    assert int8_kind_of({"avx2", "avx_vnni"}, "x86_64") == "vnni"
+    assert int8_kind_of({"avx512_vnni", "amx_int8"}, "x86_64") == "amx"
+    assert int8_kind_of(set(), "aarch64") == "arm64"
+    assert int8_targets.resolve("auto") == int8_targets.resolve(int8_kind())  # auto is this machine

@@ -193,3 +193,49 @@ def test_html_report_shows_the_same_figures(tiny_run):
     assert f"{static['latency']['image']['1']['speedup']:.2f}x" in page
     assert page.count("<svg") == 2 * 2 + 1  # speedup per tower and batch, plus the accuracy change
     assert "all budgets met" in page
+
+
+def _statuses(run_dir):
+    return {s["name"]: s["status"] for s in json.loads((run_dir / "report.json").read_text())["stages"]}
+
+
+def test_another_cpu_kind_recomputes_int8_and_its_evaluation(tiny_copy, monkeypatch):
+    """A run directory made on one CPU kind and rerun on another: the int8 settings (target auto) and every
+    evaluation are redone; the teacher outputs and the fp32 export are not."""
+    from mmcompress import machine
+
+    other = "vnni" if machine.int8_kind() != "vnni" else "avx2"
+    monkeypatch.setattr(machine, "int8_kind", lambda: other)
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    status = _statuses(tiny_copy)
+    assert status["teacher-outputs"] == status["export-onnx"] == status["variant fp32"] == "cached"
+    assert status["variant int8-dynamic"] == status["variant int8-static"] == "ran"
+    assert all(v == "ran" for k, v in status.items() if k.startswith("evaluate"))
+    report = json.loads((tiny_copy / "report.json").read_text())
+    assert report["artifacts"]["int8-dynamic"]["int8"]["target"] == other
+
+
+def test_another_library_version_recomputes_everything(tiny_copy, monkeypatch):
+    from mmcompress import machine
+
+    real = machine.versions()
+    monkeypatch.setattr(machine, "versions", lambda: {**real, "onnxruntime": "0.0.1"})
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 0, result.output
+    assert set(_statuses(tiny_copy).values()) == {"ran"}
+
+
+def test_a_failed_run_leaves_no_report_and_exits_3(tiny_copy, monkeypatch):
+    from mmcompress.checks import latency
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("timing broke")
+    monkeypatch.setattr(latency, "measure_artifacts", broken)
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy))
+    assert result.exit_code == 3  # not 1: nothing was measured against a budget
+    assert "stage latency failed: ZeroDivisionError: timing broke" in result.output
+    assert not (tiny_copy / "report.json").exists() and not (tiny_copy / "report.html").exists()
+    assert "ZeroDivisionError" in (tiny_copy / "error.log").read_text()
+    shown = invoke("inspect", str(tiny_copy))
+    assert shown.exit_code == 2 and "all budgets met" not in shown.output

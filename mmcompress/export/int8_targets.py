@@ -10,7 +10,7 @@ either (ORT docs; not measured here).
 """
 from __future__ import annotations
 
-from mmcompress.machine import INT8_KINDS, int8_kind
+from mmcompress import machine
 
 # kind -> quantizer settings the variant does not set itself
 DEFAULTS: dict[str, dict] = {
@@ -20,12 +20,12 @@ DEFAULTS: dict[str, dict] = {
     "amx": {"reduce_range": False},
     "arm64": {"reduce_range": False},
 }
-TARGETS = ["auto", *INT8_KINDS]
+TARGETS = ["auto", *machine.INT8_KINDS]
 
 
 def resolve(target: str) -> str:
     """'auto' -> this machine's int8 kind; an unknown x86 CPU is treated as AVX2 (the safe settings)."""
-    kind = int8_kind() if target == "auto" else target
+    kind = machine.int8_kind() if target == "auto" else target
     return kind if kind in DEFAULTS else "avx2"
 
 

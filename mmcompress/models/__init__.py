@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -12,8 +13,9 @@ def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
     from mmcompress.models import clip, shapes_clip, zoo
 
     entry = zoo.REGISTRY[cfg.zoo]
-    trained_now = not zoo.is_built(entry)
+    trained_now = not zoo.is_built(entry) and not zoo.shipped_matches(entry)
     path = zoo.build(cfg.zoo, progress)
+    origin = json.loads((path / "mmcompress_zoo.json").read_text()).get("origin", "trained")
     model, tokenizer, mcfg = shapes_clip.load(path)
     towers, specs = clip.split_towers(model)
     if cfg.towers:
@@ -24,7 +26,7 @@ def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
                                                  cfg.text_padding or "longest"),
                   task=Bundle.task_for(towers),
                   source={"kind": "zoo", "name": cfg.zoo, "path": str(path), "cache_key": zoo.cache_key(entry),
-                          "trained_now": trained_now})
+                          "origin": origin, "trained_now": trained_now})
 
 
 def _load_hf(cfg, base: Path, progress: Callable | None) -> Bundle:

@@ -47,7 +47,7 @@ class ShapesClipConfig:
     seed: int = 0
 
 
-CODE_VERSION = 1  # bump when a change here changes the trained weights
+CODE_VERSION = 2  # bump when a change here changes the trained weights
 
 
 class ConvStem(nn.Module):

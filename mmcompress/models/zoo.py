@@ -1,7 +1,10 @@
-"""Built-in teachers, registered by name like timm's models. A zoo teacher is trained on first use and cached
-in the user cache dir under a key made of its config and code version, so a config change retrains it."""
+"""Built-in teachers, registered by name like timm's models. A zoo teacher is cached in the user cache dir under
+a key made of its config and training-code version. On first use it comes from the copy the package ships
+(mmcompress/models/shipped/<name>, made by `mmcompress zoo build NAME --force --ship`) when that copy was
+trained from the same key, else it is trained there and then; a config change therefore retrains it."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -23,6 +26,7 @@ class ZooEntry:
 
 
 REGISTRY: dict[str, ZooEntry] = {}
+SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
 def register(entry: ZooEntry) -> None:
@@ -30,7 +34,8 @@ def register(entry: ZooEntry) -> None:
 
 
 register(ZooEntry("shapes-clip", "CLIP-style dual encoder (conv stem, 4+4 layers, hidden 192, 3.7 M params) "
-                                 "trained contrastively on procedural shapes; ~4 min on 2 cores on first use",
+                                 "trained contrastively on procedural shapes; shipped trained (retrain: zoo build --force, "
+                                 "3-6 min on 2 cores)",
                   shapes_clip.ShapesClipConfig()))
 register(ZooEntry("shapes-clip-tiny", "The same recipe at test size (hidden 64, 2+2 layers, 60 steps); "
                                       "seconds to train; for tests and smoke runs",
@@ -60,32 +65,86 @@ def is_built(entry: ZooEntry) -> bool:
     return (d / "mmcompress_zoo.json").is_file() and (d / "model.safetensors").is_file()
 
 
+def shipped_dir(entry: ZooEntry) -> Path:
+    """Where the package ships a trained copy of a zoo teacher (mmcompress/models/shipped/<name>)."""
+    return SHIPPED / entry.name
+
+
+def shipped_matches(entry: ZooEntry) -> bool:
+    """A shipped copy exists and was trained from exactly this config and training code (its cache key)."""
+    meta = shipped_dir(entry) / "mmcompress_zoo.json"
+    try:
+        return json.loads(meta.read_text()).get("cache_key") == cache_key(entry)
+    except (OSError, ValueError):
+        return False
+
+
+def _install(out: Path, fill: Callable[[Path], None], replace: bool) -> None:
+    """Write a teacher directory with fill(tmp) beside `out`, then rename it into place (atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists() and replace:
+            shutil.rmtree(out)  # replaced on --force; otherwise an incomplete copy left by something else
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if not (out / "mmcompress_zoo.json").is_file():  # another process finished the same build first
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def build(name: str, progress: Callable[[int, int, float], None] | None = None, force: bool = False) -> Path:
-    """Train (or reuse) the named teacher; returns its directory. Written to a temp dir, then renamed."""
+    """The named teacher's directory in the cache: already there; else the copy the package ships (when it was
+    trained from this exact config); else trained now. force: train now, replacing any cached copy."""
     entry = REGISTRY[name]
     out = cache_dir(entry)
     if is_built(entry) and not force:
+        return out
+    if not force and shipped_matches(entry):
+        _install(out, lambda tmp: shutil.copytree(shipped_dir(entry), tmp, dirs_exist_ok=True),
+                 replace=not is_built(entry))
         return out
     import torch
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # save_pretrained's shard bar would break into our progress output
-    out.parent.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     t0 = time.perf_counter()
     model, tokenizer, log = shapes_clip.train(entry.config, progress)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        shapes_clip.save(model, tokenizer, entry.config, tmp, {"train_seconds": round(time.perf_counter() - t0, 1),
-                                                               "threads": threads, "log": log})
-        if out.exists() and (force or not is_built(entry)):
-            shutil.rmtree(out)  # replaced on --force; otherwise an incomplete copy left by something else
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if not is_built(entry):  # another process finished the same build first: use theirs
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    seconds = round(time.perf_counter() - t0, 1)
+    _install(out, lambda tmp: shapes_clip.save(model, tokenizer, entry.config, tmp,
+                                              {"cache_key": cache_key(entry), "origin": "trained",
+                                               "train_seconds": seconds, "threads": threads, "log": log}),
+             replace=force or not is_built(entry))
     return out
+
+
+def ship(name: str, facts: dict) -> Path:
+    """Copy the cached, trained teacher into the package (weights stored as fp16: half the size) so that a fresh
+    install skips training; facts (machine, accuracy) are recorded beside it. Returns the shipped folder."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    entry = REGISTRY[name]
+    src, dst = cache_dir(entry), shipped_dir(entry)
+    meta = json.loads((src / "mmcompress_zoo.json").read_text()) if is_built(entry) else {}
+    if not meta or meta.get("origin") == "shipped":  # the cache folder's name carries the current key
+        raise RuntimeError(f"{src} holds no teacher trained here from the current config; run `mmcompress zoo "
+                           f"build {name} --force` first")
+    meta["cache_key"] = cache_key(entry)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.safetensors"))
+    weights = {k: v.to(torch.float16) if v.is_floating_point() else v
+               for k, v in load_file(src / "model.safetensors").items()}
+    save_file(weights, dst / "model.safetensors", metadata={"format": "pt"})
+    meta.update(origin="shipped", weights_dtype="float16", shipped=facts)
+    (dst / "mmcompress_zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
+    dst.chmod(0o755)  # copied from a mkdtemp folder (0700): make the package files readable by everyone
+    for p in dst.iterdir():
+        p.chmod(0o644)
+    return dst

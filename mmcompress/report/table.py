@@ -15,7 +15,8 @@ def render(report: dict) -> Table:
     lengths = report["checks"].get("text_lengths") or []
     notes = [f"text L{x['seq_len']}: {x['from']}" for x in lengths]
     notes += [f"{n}: {e['int8']['note']}" for n, e in report["artifacts"].items() if e.get("int8", {}).get("note")]
-    notes += ["(cos) in brackets: a tower the variant leaves as the fp32 export, not gated by it"]
+    if any(not t.get("gated", True) for e in report["artifacts"].values() for t in e["towers"].values()):
+        notes.append("(cos) in brackets: a tower the variant leaves as the fp32 export, not gated by it")
     t = Table(title=title, title_justify="left", caption="; ".join(notes), caption_justify="left")
     headers, body = rows(report)
     for i, h in enumerate(headers):
