@@ -33,7 +33,10 @@ def test_hf_dual_encoders_export_quantize_and_check(recipes_dir, tmp_path, recip
     # SigLIP pools the last position: it keeps its fixed length; CLIP pads each batch to its longest text
     assert pre["padding"] == ("max_length" if arch == "SiglipModel" else "longest")
     assert report["teacher"]["task"] == "dual-encoder" and report["teacher"]["towers"] == ["image", "text"]
+    # int8-path dependent: on AVX2 (no VNNI) 8-bit weights saturated this tiny SigLIP's image tower to 0.86
+    # (static); export.target: auto gives 7-bit weights there and 8-bit on VNNI, so 0.95 holds on both kinds
     static = report["artifacts"]["int8-static"]
+    assert static["int8"]["target"] in ("avx2", "avx512", "vnni", "amx", "arm64")
     assert static["fidelity"]["image"]["min"] > 0.95 and static["fidelity"]["text"]["min"] > 0.95
     assert {"zero_shot", "recall", "mixed"} <= set(static["accuracy"])
     assert report["data"]["source"] == "jsonl" and report["data"]["splits"]["eval"] == 64
