@@ -239,3 +239,17 @@ def test_a_failed_run_leaves_no_report_and_exits_3(tiny_copy, monkeypatch):
     assert "ZeroDivisionError" in (tiny_copy / "error.log").read_text()
     shown = invoke("inspect", str(tiny_copy))
     assert shown.exit_code == 2 and "all budgets met" not in shown.output
+
+
+def test_an_explicit_target_of_another_kind_is_reported_as_such(tiny_copy):
+    from mmcompress.machine import int8_kind
+
+    other = "vnni" if int8_kind() != "vnni" else "avx2"
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy), "--set", f"export.target={other}")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tiny_copy / "report.json").read_text())
+    i = report["artifacts"]["int8-static"]["int8"]
+    assert (i["target"], i["checked_on"], i["reduce_range"]) == (other, int8_kind(), other != "vnni")
+    assert f"made for {other} CPUs, checked on a {int8_kind()} CPU" in i["note"]
+    assert "made for" in result.output  # the table caption says it too
+    assert f"int8 for {other} CPUs" in (tiny_copy / "report.html").read_text()

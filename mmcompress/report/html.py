@@ -48,6 +48,17 @@ def _lengths(report: dict) -> str:
     return "; text at " + ", ".join(f"{x['seq_len']} tokens ({x['from']})" for x in lengths) if lengths else ""
 
 
+def _int8(report: dict) -> str:
+    """One sentence per int8 artifact: the CPU kind its settings are for, and a warning when checked elsewhere."""
+    out = []
+    for name, e in report["artifacts"].items():
+        i = e.get("int8")
+        if i:
+            out.append(f"{name}: int8 for {i['target']} CPUs ({'7' if i['reduce_range'] else '8'}-bit weights)"
+                       + (f" — {i['note']}" if i.get("note") else ""))
+    return "<br>".join(_e(x) for x in out)
+
+
 def render(report: dict) -> str:
     arts = report["artifacts"]
     m = report["machine"]
@@ -74,7 +85,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th
 {_e(', '.join(f'{k} {v}' for k, v in m['versions'].items()))}.<br>
 Teacher: {_e(report['teacher'].get('kind'))} {_e(report['teacher'].get('name') or report['teacher'].get('path') or report['teacher'].get('entrypoint'))}
 ({_e(report['teacher'].get('task'))}). Data: {_e(report['data']['source'])}, eval {_e(report['data']['splits'].get('eval'))} rows.
-Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with the teacher{_e(_lengths(report))}. Run took {_e(report['seconds'])} s; created {_e(report['created'])}.</p>
+Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with the teacher{_e(_lengths(report))}. Run took {_e(report['seconds'])} s; created {_e(report['created'])}.<br>
+{_int8(report)}</p>
 <table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>
 <h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>tokens</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
 <h2>Charts</h2>{''.join(charts)}
