@@ -76,7 +76,7 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
     """
     from mmcompress.artifact import atomic_path
     from mmcompress.checks.latency import feeds_at
-    from mmcompress.runtimes.base import run_batched
+    from mmcompress.runtimes.base import EVAL_BATCH, run_batched
     from mmcompress.runtimes.onnxruntime import OrtSession
     from mmcompress.runtimes.torch import TorchSession
 
@@ -97,8 +97,8 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
             facts = parity(got, teacher_emb[tower][:parity_rows], max_abs=cfg.parity_max_abs,
                            min_cosine=cfg.parity_min_cosine, what=f"export-onnx {tower} tower")
             if trim:  # and padded to the model's limit: the graph must hold at every length it may be sent
-                facts["lengths"] = sorted({int(m.sum(1).max()) for m in np.array_split(
-                    feeds["attention_mask"], max(1, -(-len(feeds["attention_mask"]) // 64)))})
+                mask = feeds["attention_mask"]  # the lengths run_batched's batches were cut to
+                facts["lengths"] = sorted({int(mask[i:i + EVAL_BATCH].sum(1).max()) for i in range(0, len(mask), EVAL_BATCH)})
                 long = feeds_at(feeds, min(32, len(feeds["attention_mask"])), bundle.text_preprocess.max_length,
                                 bundle.text_preprocess.pad_id)
                 ref = TorchSession(module, list(bundle.specs[tower].inputs)).run(long)

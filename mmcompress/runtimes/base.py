@@ -30,7 +30,10 @@ def trim_padding(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             for k, v in feeds.items()}
 
 
-def run_batched(session: Session, feeds: dict[str, np.ndarray], batch: int = 64, progress=None,
+EVAL_BATCH = 64  # rows per call when running a whole split
+
+
+def run_batched(session: Session, feeds: dict[str, np.ndarray], batch: int = EVAL_BATCH, progress=None,
                 trim: bool = False) -> np.ndarray:
     """Run over all rows of `feeds` in batches; progress(n) is called with the rows done so far.
     trim: cut each text batch to its longest row (trim_padding), as a serving stack pads."""
