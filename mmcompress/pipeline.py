@@ -130,9 +130,10 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     dataset = load_data(recipe.data, recipe.seed, base)
     inputs = checks.prepare_inputs(bundle, dataset)
     teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
-    from mmcompress.preflight import check_applicable  # known only now for a python entrypoint teacher
+    if recipe.teacher.python is not None:  # its towers are known only now (zoo and hf: checked in preflight)
+        from mmcompress.preflight import check_applicable
 
-    check_applicable(recipe, tuple(bundle.towers))
+        check_applicable(recipe, tuple(bundle.towers))
     for i, v in enumerate(recipe.export.variants):
         if v.quantize != "none" and not set(v.towers) & set(bundle.towers):
             raise RecipeError(f"{recipe.where('export', 'variants', i, 'towers')}: the teacher has no "

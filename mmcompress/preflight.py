@@ -27,18 +27,24 @@ def available() -> dict[str, bool]:
 
 
 def teacher_towers(recipe: Recipe) -> tuple[str, ...] | None:
-    """The towers the teacher will have, known without loading weights; None for a python entrypoint."""
+    """The towers the teacher's model has (before teacher.towers picks some), known without loading weights
+    (None for a python entrypoint); also checks teacher.towers and teacher.max_length against the model."""
     t = recipe.teacher
+    limit = None
     if t.zoo is not None:
         from mmcompress.models.zoo import REGISTRY
 
-        have = REGISTRY[t.zoo].towers
+        have, limit = REGISTRY[t.zoo].towers, REGISTRY[t.zoo].config.max_length
     elif t.hf is not None:
         from mmcompress.models import hf
 
-        have = hf.towers_of(t.hf, recipe.base, recipe.where("teacher", "hf"))
+        config = hf.read_config(t.hf, recipe.base, recipe.where("teacher", "hf"))
+        have, limit = hf.towers_of(config), hf.text_positions(config)
     else:
         return None
+    if t.max_length and limit and t.max_length > limit:
+        raise RecipeError(f"{recipe.where('teacher', 'max_length')}: {t.max_length} tokens is more than the "
+                          f"model's {limit} text positions; use at most {limit}")
     if have is None:
         return None
     if t.towers:
@@ -46,7 +52,6 @@ def teacher_towers(recipe: Recipe) -> tuple[str, ...] | None:
             if name not in have:
                 raise RecipeError(f"{recipe.where('teacher', 'towers', i)}: the teacher has no {name} tower (it has "
                                   f"{', '.join(have)}); list only those")
-        return tuple(x for x in have if x in t.towers)
     return have
 
 
@@ -54,12 +59,16 @@ def _not_for(recipe: Recipe, path: tuple, why: str) -> RecipeError:
     return RecipeError(f"{recipe.where(*path)}: {why}; remove the key")
 
 
-def check_applicable(recipe: Recipe, towers: tuple[str, ...] | None) -> None:
-    """Keys that are valid on their own but can never act with this teacher and data source."""
+def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
+    """Keys that are valid on their own but can never act with this teacher and data source.
+    model_towers: the towers the teacher's model has (teacher_towers), before teacher.towers picks some."""
     t, d, set_ = recipe.teacher, recipe.data, recipe.teacher.model_fields_set
-    single_hf = t.hf is not None and towers is not None and len(towers) == 1
+    single_hf = t.hf is not None and model_towers is not None and len(model_towers) == 1
+    towers = model_towers
+    if towers is not None and t.towers:
+        towers = tuple(x for x in towers if x in t.towers)
     for key in ("pooling", "normalize"):
-        if key in set_ and getattr(t, key) is not None and not (t.hf is not None and (towers is None or single_hf)):
+        if key in set_ and getattr(t, key) is not None and not (t.hf is not None and (model_towers is None or single_hf)):
             kind = "a zoo teacher" if t.zoo else ("a python entrypoint" if t.python else "a dual encoder")
             raise _not_for(recipe, ("teacher", key), f"{key} applies to single-tower hf encoders, not to {kind}")
     if towers is not None and "text" not in towers:

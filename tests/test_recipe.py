@@ -170,3 +170,42 @@ def test_every_recipe_in_the_docs_validates(recipes_dir, text):
     path.write_text(text)
     result = invoke("validate", str(path))
     assert result.exit_code == 0, result.output
+
+
+def _validate_error(tmp_path: Path, text: str) -> str:
+    """`mmcompress validate` on text: exit 2 and the message, with the temp path shown as recipe.yaml."""
+    p = write(tmp_path, text)
+    result = invoke("validate", str(p))
+    assert result.exit_code == 2, result.output
+    return result.output.replace(str(p), "recipe.yaml").strip()
+
+
+def test_a_key_written_twice_is_an_error(tmp_path):
+    text = GOOD.replace("  source: shapes\n", "  source: shapes\n  source: digits\n")
+    assert _validate_error(tmp_path, text) == (
+        "error: recipe.yaml:6 data.source: key written twice (first at line 5); keep one")
+
+
+def test_keys_that_do_not_apply_to_the_teacher_or_data(tmp_path):
+    pooling = GOOD.replace("  zoo: shapes-clip-tiny\n", "  zoo: shapes-clip-tiny\n  pooling: cls\n")
+    assert _validate_error(tmp_path, pooling) == (
+        "error: recipe.yaml:4 teacher.pooling: pooling applies to single-tower hf encoders, not to a zoo teacher; "
+        "remove the key")
+    path = GOOD.replace("  source: shapes\n", "  source: shapes\n  path: data.jsonl\n")
+    assert _validate_error(tmp_path, path) == (
+        "error: recipe.yaml:6 data.path: data.source shapes is built in: it has no files and fixed classes; "
+        "remove the key")
+
+
+def test_max_length_beyond_the_models_positions(tmp_path):
+    text = GOOD.replace("  zoo: shapes-clip-tiny\n", "  zoo: shapes-clip-tiny\n  max_length: 16\n")
+    assert _validate_error(tmp_path, text) == (
+        "error: recipe.yaml:4 teacher.max_length: 16 tokens is more than the model's 8 text positions; use at most 8")
+
+
+@pytest.mark.parametrize("replace,where", [
+    ("batch_sizes: [1, 4]", "checks.batch_sizes[0]"), ("max_accuracy_drop: 1.0", "checks.budgets.max_accuracy_drop")])
+def test_non_positive_and_out_of_range_values(tmp_path, replace, where):
+    bad = {"batch_sizes: [1, 4]": "batch_sizes: [0, 4]", "max_accuracy_drop: 1.0": "max_accuracy_drop: .nan"}[replace]
+    out = _validate_error(tmp_path, GOOD.replace(replace, bad))
+    assert out.startswith("error: recipe.yaml:") and where in out

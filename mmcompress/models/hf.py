@@ -128,18 +128,21 @@ def image_preprocess(path: Path) -> ImagePreprocess:
     return ImagePreprocess(int(final), tuple(mean), tuple(std), shortest_edge=shortest, resample=int(c.get("resample", 3)))
 
 
-def towers_of(ref: str, base: Path, where: str = "teacher.hf") -> tuple[str, ...] | None:
-    """The towers `load` will make, from config.json alone (no weights): ('image', 'text'), ('text',), ('image',),
-    or None when the config does not say (then the load decides)."""
+def read_config(ref: str, base: Path, where: str = "teacher.hf"):
+    """The model's transformers config from config.json alone (no weights), for checks before any stage."""
     from transformers import AutoConfig
 
-    path = resolve(ref, base, where)
-    model_dir, _ = _st_config(path)
+    model_dir, _ = _st_config(resolve(ref, base, where))
     try:
-        config = AutoConfig.from_pretrained(model_dir)
+        return AutoConfig.from_pretrained(model_dir)
     except Exception as e:
         raise RecipeError(f"{where}: {model_dir}/config.json cannot be read by transformers ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]}); is it a save_pretrained directory?") from None
+
+
+def towers_of(config) -> tuple[str, ...] | None:
+    """The towers `load` will make from a model with this config: ('image', 'text'), ('text',), ('image',), or
+    None when the config does not say (then the load decides)."""
     if hasattr(config, "vision_config") and hasattr(config, "text_config"):
         return ("image", "text")
     if hasattr(config, "vocab_size") and not hasattr(config, "image_size"):
@@ -147,6 +150,12 @@ def towers_of(ref: str, base: Path, where: str = "teacher.hf") -> tuple[str, ...
     if hasattr(config, "image_size"):
         return ("image",)
     return None
+
+
+def text_positions(config) -> int | None:
+    """How many text positions the model has (its longest possible input), if the config says."""
+    n = getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
 
 
 def _max_length(cfg_max: int | None, st: dict, tokenizer, config) -> int:
