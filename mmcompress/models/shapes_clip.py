@@ -83,7 +83,7 @@ def make_tokenizer(max_length: int):
 
 
 def build_model(cfg: ShapesClipConfig, vocab_size: int) -> nn.Module:
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPConfig
 
     common = dict(hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
                   intermediate_size=cfg.intermediate, projection_dim=cfg.projection)
@@ -94,8 +94,16 @@ def build_model(cfg: ShapesClipConfig, vocab_size: int) -> nn.Module:
         projection_dim=cfg.projection,
     )
     config._attn_implementation = "sdpa"
+    return from_config(config)
+
+
+def from_config(config) -> nn.Module:
+    """An untrained CLIPModel with the conv stem, from a transformers CLIPConfig (also a student's, whose image
+    tower may be narrower than the text tower)."""
+    from transformers import CLIPModel
+
     model = CLIPModel(config)
-    model.vision_model.embeddings.patch_embedding = ConvStem(cfg.hidden)
+    model.vision_model.embeddings.patch_embedding = ConvStem(config.vision_config.hidden_size)
     return model
 
 
