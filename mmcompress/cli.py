@@ -189,7 +189,11 @@ def zoo_build(name: str, force: bool, ship: bool) -> None:
         fp = fingerprint()
         facts = {"command": f"mmcompress zoo build {name} --force --ship", "cpu": fp["cpu"], "isa": fp["isa"],
                  "versions": fp["versions"]}
-        click.echo(str(z.ship(name, facts)))
+        try:
+            click.echo(str(z.ship(name, facts)))
+        except RuntimeError as e:  # the cached copy was itself installed from the package: nothing new to ship
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
 
 
 @cli.command("list")

@@ -40,3 +40,5 @@ def test_ship_then_fresh_cache_installs_the_shipped_copy(tmp_path, monkeypatch):
     ea, eb = (getattr(e, "pooler_output", e) for e in (ea, eb))
     assert torch.nn.functional.cosine_similarity(ea, eb).min() > 0.999  # fp16-rounded weights, fp32 compute
     assert b.visual_projection.weight.dtype == torch.float32
+    again = invoke("zoo", "build", "shapes-clip-tiny", "--ship")  # an installed copy is not a new training
+    assert again.exit_code == 2 and "holds no teacher trained here" in again.output
