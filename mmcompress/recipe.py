@@ -177,6 +177,12 @@ class Budgets(Strict):
         return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
+# dynamic and static int8 alike: 7-bit weights, defaulting from export.target (export/int8_targets.py)
+ReduceRange = Annotated[bool | None, Field(
+    description="7-bit weights. Default: from `export.target` (on for CPUs without VNNI, where ONNX Runtime's "
+                "U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")]
+
+
 class _Variant(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Artifact name: folder and report row.")
     towers: list[TowerName] = Field(["image", "text"], min_length=1,
@@ -195,9 +201,7 @@ class DynamicVariant(_Variant):
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
     weight_type: Literal["int8", "uint8"] = Field("int8", description="Weight integer type.")
     op_types: list[str] = Field(["MatMul", "Gemm"], min_length=1, description="ONNX op types to quantize.")
-    reduce_range: bool | None = Field(
-        None, description="7-bit weights. Default: from `export.target` (on for CPUs without VNNI, where ONNX "
-                          "Runtime's U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")
+    reduce_range: ReduceRange = None
 
 
 class CalibrationConfig(Strict):
@@ -227,9 +231,7 @@ class StaticVariant(_Variant):
                            "0.9960 vs 0.9996) and speed (batch 16: 1.15x vs 1.30x over PyTorch).")
     preprocess: bool = Field(True, description="Run ORT's `quant_pre_process` (shape inference, graph "
                                                "optimisation) before quantizing.")
-    reduce_range: bool | None = Field(
-        None, description="7-bit weights. Default: from `export.target` (on for CPUs without VNNI, where ONNX "
-                          "Runtime's U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")
+    reduce_range: ReduceRange = None
 
 
 class Fp16Variant(_Variant):

@@ -89,7 +89,7 @@ def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None) -
 def budget_point(latency: dict, batch: int) -> str | None:
     """The key `max_latency_ms` holds for at this batch: the image point, or for text the eval p90 length
     (else the longest length timed)."""
-    rows = [(k, v) for k, v in latency.items() if v.get("batch", int(k.split("@")[0])) == batch]
+    rows = [(k, v) for k, v in latency.items() if v["batch"] == batch]
     if not rows:
         return None
     p90 = [k for k, v in rows if "p90" in (v.get("seq_len_from") or "")]

@@ -3,10 +3,10 @@
 Without VNNI (AVX2, AVX-512F/BW), ONNX Runtime's U8S8 kernels multiply u8 x s8 with vpmaddubsw, which adds
 pairs of products in int16 and saturates at 32767: 255 * 127 * 2 = 64770 overflows. ORT's quantization docs
 name two ways out: 7-bit weights (`reduce_range`: 255 * 63 * 2 = 32130 fits) or U8U8. Measured on an AVX2
-EPYC (docs/quantization.md): reduce_range keeps min cosine >= 0.999 at the same speed (dynamic, demo and
-ViT-B/32-shaped towers), U8U8 is as accurate but 15-20% slower. With VNNI (and AMX) the products accumulate
-in int32, nothing saturates, and full 8-bit weights keep more precision. ARM64 kernels do not saturate
-either (ORT docs; not measured here).
+EPYC (docs/quantization.md): reduce_range keeps min cosine >= 0.999 at the same speed (dynamic and static, demo
+and ViT-B/32-shaped towers); U8U8 is as accurate but 6-13% slower (ViT-B/32-shaped tower). With VNNI (and AMX)
+the products accumulate in int32, nothing saturates, and full 8-bit weights keep more precision. ARM64
+kernels do not saturate either (ORT docs; not measured here).
 """
 from __future__ import annotations
 

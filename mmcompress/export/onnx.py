@@ -99,7 +99,7 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
             if trim:  # and padded to the model's limit: the graph must hold at every length it may be sent
                 mask = feeds["attention_mask"]  # the lengths run_batched's batches were cut to
                 facts["lengths"] = sorted({int(mask[i:i + EVAL_BATCH].sum(1).max()) for i in range(0, len(mask), EVAL_BATCH)})
-                long = feeds_at(feeds, min(32, len(feeds["attention_mask"])), bundle.text_preprocess.max_length,
+                long = feeds_at(feeds, min(32, len(mask)), bundle.text_preprocess.max_length,
                                 bundle.text_preprocess.pad_id)
                 ref = TorchSession(module, list(bundle.specs[tower].inputs)).run(long)
                 facts["padded_to_max"] = parity(sess.run(long), ref, max_abs=cfg.parity_max_abs,

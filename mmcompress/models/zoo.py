@@ -125,7 +125,7 @@ def build(name: str, progress: Callable[[int, int, float], None] | None = None, 
 
 def ship(name: str, facts: dict) -> Path:
     """Copy the cached, trained teacher into the package (weights stored as fp16: half the size) so that a fresh
-    install skips training; facts (machine, accuracy) are recorded beside it. Returns the shipped folder."""
+    install skips training; facts (the command, the machine) are recorded beside it. Returns the shipped folder."""
     import torch
     from safetensors.torch import load_file, save_file
 
