@@ -74,6 +74,8 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
         sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # execute() already turns its own into StageError; this is loading and validation
         _internal(e)
+    if report is None:  # a torchrun rank other than 0: its part (training) is done; rank 0 reports
+        sys.exit(EXIT_OK)
     try:
         _show(report, as_json)
         console.print(f"report: {Path(report['run_dir']) / 'report.json'}  ({report['seconds']:.0f} s)")

@@ -39,57 +39,101 @@ class Run:
     threads: int
     stages: list[dict] = field(default_factory=list)
 
-    def stage(self, name: str, folder: Path, key_obj: dict, compute: Callable[[Path], tuple[dict, dict]],
-              measured: bool = False) -> dict:
+    def stage(self, name: str, folder: Path, key_obj: dict, compute: Callable[[Path], tuple[dict, dict] | None],
+              measured: bool = False, resumable: bool = False, collective: bool = False) -> dict:
         """Reuse `folder` if its manifest matches the key; else clear it and call compute(folder) -> (files, extra).
 
         compute writes its files (atomically) into folder and returns {name: facts} and extra manifest fields.
         measured: the result depends on this CPU's int8 kernels (evaluating an int8 graph), so the key has the
-        CPU's int8 kind.
+        CPU's int8 kind. resumable: a folder left by an interrupted attempt with the same key is kept, not
+        cleared, so compute can resume from its checkpoints. Under torchrun (distributed.py) rank 0 computes
+        while the other ranks wait and then read its manifest; a collective stage computes on every rank
+        (training), rank 0 writing.
         """
+        from mmcompress import distributed
         from mmcompress.machine import int8_kind, versions
 
         env = {"code": art.code_version(), "versions": versions(), **({"cpu_int8": int8_kind()} if measured else {})}
         key = art.stable_hash({"stage": name, **env, **key_obj})
+        shared = distributed.world() > 1
+        if shared and not collective and not distributed.is_main():
+            distributed.barrier()  # rank 0 computes it (or finds it cached) meanwhile
+            return self._written_by_rank0(name, folder, key)
         manifest = art.read_valid_manifest(folder, key)
         if manifest is not None:
             stage_line(name, "cached")
             self.stages.append({"name": name, "status": "cached", "dir": str(folder.relative_to(self.run_dir))})
+            if shared and not collective:
+                distributed.barrier()
             return manifest
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        attempt = folder / ".attempt-key"  # an interrupted attempt of a resumable stage leaves its key here
+        if distributed.is_main():
+            resume = resumable and attempt.is_file() and attempt.read_text() == key
+            if folder.exists() and not resume:
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            if resumable:
+                attempt.write_text(key)
+        if shared and collective:
+            distributed.barrier()  # the folder is ready for every rank
         t0 = time.perf_counter()
         try:
-            files, extra = compute(folder)
+            result = compute(folder)
         except MMCompressError:
             raise
         except Exception as e:  # a failure inside a backend: keep the traceback, name the stage
             raise stage_failure(self.run_dir, name, e) from e
+        if not distributed.is_main():
+            distributed.barrier()  # rank 0 writes the manifest
+            return self._written_by_rank0(name, folder, key)
+        files, extra = result
         seconds = time.perf_counter() - t0
         manifest = art.write_manifest(folder, stage=name, cache_key=key, files=files,
                                       config=key_obj.get("config"), parents=key_obj.get("parents", {}),
                                       extra={"seconds": round(seconds, 2), **({"cpu_int8": env["cpu_int8"]} if measured else {}),
                                              **extra})
+        attempt.unlink(missing_ok=True)
         stage_line(name, "done", f"{seconds:.1f} s")
         self.stages.append({"name": name, "status": "ran", "seconds": round(seconds, 2),
                             "dir": str(folder.relative_to(self.run_dir))})
+        if shared:
+            distributed.barrier()
+        return manifest
+
+    def _written_by_rank0(self, name: str, folder: Path, key: str) -> dict:
+        from mmcompress import distributed
+
+        manifest = art.read_valid_manifest(folder, key)
+        if manifest is None:
+            raise StageError(f"stage {name}: rank {distributed.rank()} cannot read what rank 0 wrote in {folder}; "
+                             f"under torchrun the run directory must be on a filesystem every process sees "
+                             f"(--run-dir on shared storage)")
         return manifest
 
 
 def stage_failure(run_dir: Path, name: str, e: BaseException) -> StageError:
     """A StageError naming the stage; the traceback goes to run_dir/error.log (call inside `except`)."""
-    log = run_dir / "error.log"
+    from mmcompress import distributed
+
+    log = run_dir / ("error.log" if distributed.is_main() else f"error.rank{distributed.rank()}.log")
     log.write_text(traceback.format_exc())
     return StageError(f"stage {name} failed: {type(e).__name__}: {e}\n(traceback in {log})")
 
 
-def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> dict:
-    """Run every stage and check; returns the report (also written to run_dir/report.json and report.html)."""
+def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> dict | None:
+    """Run every stage and check; returns the report (also written to run_dir/report.json and report.html).
+    Under torchrun, ranks other than 0 return None once the torch-side stages are done."""
+    from mmcompress import distributed
+
     run_dir = Path(run_dir or Path("runs") / recipe.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "report.html", "error.log"):  # a run that fails must not leave an old verdict
-        (run_dir / stale).unlink(missing_ok=True)
+    distributed.init()
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("report.json", "report.html", "error.log"):  # a run that fails must not leave an old verdict
+            (run_dir / stale).unlink(missing_ok=True)
+    else:
+        console.quiet = True  # one voice under torchrun: rank 0's
+    distributed.barrier()
     step = ["setup"]
     try:
         return _execute(recipe, recipe_path, run_dir, step)
@@ -121,8 +165,14 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
 
     step[0] = "teacher and data"
     t0 = time.perf_counter()
+    from mmcompress import distributed
+
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 builds a zoo teacher on first use; the others then load it
     with bar("training teacher (first use)") as update:
         bundle = load_teacher(recipe.teacher, base, lambda s, total, loss: update(s, total, f"loss {loss:.3f}"))
+    if distributed.is_main():
+        distributed.barrier()
     src = bundle.source
     stage_line("teacher", "done" if src.get("trained_now") else "loaded",
                f"{src['kind']}:{src.get('name') or src.get('path') or src.get('entrypoint')} {bundle.task} "
@@ -131,9 +181,10 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     inputs = checks.prepare_inputs(bundle, dataset)
     teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
     if recipe.teacher.python is not None:  # its towers are known only now (zoo and hf: checked in preflight)
-        from mmcompress.preflight import check_applicable
+        from mmcompress.preflight import check_applicable, check_stages
 
         check_applicable(recipe, tuple(bundle.towers))
+        check_stages(recipe, tuple(bundle.towers))
     for i, v in enumerate(recipe.export.variants):
         if v.quantize != "none" and not set(v.towers) & set(bundle.towers):
             raise RecipeError(f"{recipe.where('export', 'variants', i, 'towers')}: the teacher has no "
@@ -145,25 +196,40 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
                           lambda d: checks.embed_teacher(bundle, inputs, d))
     teacher_emb = art.load_npz(run_dir / "teacher" / "embeddings.npz")
 
-    step[0] = "export-onnx"
-    export_m = run.stage("export-onnx", run_dir / "export-onnx",
-                         {"config": recipe.export.onnx.model_dump(), "parents": {"teacher": teacher_m["cache_key"]}},
-                         lambda d: onnx_export.stage(bundle, recipe.export.onnx, inputs, teacher_emb, d))
+    # every model a variant can start from: name -> (bundle, identity key, its PyTorch embeddings of the eval inputs)
+    models = {"teacher": (bundle, teacher_m["cache_key"], teacher_emb)}
+    if recipe.stages:
+        models.update(_torch_stages(run, recipe, bundle, dataset, inputs, teacher_source, teacher_emb, step))
+    distributed.close()  # training is done: the other ranks stop here, rank 0 exports and checks alone
+    if not distributed.is_main():
+        return None
+    exports = {}
+    for model in dict.fromkeys(recipe.model_of(v) for v in recipe.export.variants):
+        mb, mkey, memb = models[model]
+        name = "export-onnx" if model == "teacher" else f"export-onnx {model}"
+        step[0] = name
+        folder = run_dir / ("export-onnx" if model == "teacher" else f"export-onnx-{model}")
+        exports[model] = (folder, run.stage(name, folder, {"config": recipe.export.onnx.model_dump(),
+                                                           "parents": {"model": mkey}},
+                                            lambda d, mb=mb, memb=memb: onnx_export.stage(mb, recipe.export.onnx, inputs, memb, d)))
     artifacts = {}
     for v in recipe.export.variants:
         step[0] = f"variant {v.name}"
+        model = recipe.model_of(v)
+        src, export_m = exports[model]
         folder = run_dir / "variants" / v.name
         int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static") else {}
         cfg = {**v.model_dump(exclude={"budgets"}), "int8": int8}
         parents = {"export-onnx": export_m["cache_key"], **({"data": inputs.key} if v.quantize == "static" else {})}
         m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
-                      lambda d, v=v, int8=int8: quantize_onnx.stage(v, run_dir / "export-onnx", inputs, d, int8))
+                      lambda d, v=v, int8=int8, src=src: quantize_onnx.stage(v, src, inputs, d, int8))
         towers, shas = {}, {}
         for t in bundle.towers:
             own = t in v.towers and v.quantize != "none"
-            towers[t] = (folder if own else run_dir / "export-onnx") / TOWER_FILES[t]
+            towers[t] = (folder if own else src) / TOWER_FILES[t]
             shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
-        artifacts[v.name] = {"variant": v, "manifest": m, "towers": towers, "sha256": shas, "int8": int8}
+        artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
+                             "int8": int8}
     for name, a in artifacts.items():
         step[0] = f"evaluate {name}"
         folder = run_dir / "checks" / name
@@ -182,3 +248,39 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     with art.atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(report_html.render(rep))
     return rep
+
+
+def _torch_stages(run: Run, recipe: Recipe, teacher, dataset, inputs, teacher_source: dict, teacher_emb: dict,
+                  step: list[str]) -> dict:
+    """The recipe's torch-side stages in order, each from the previous model; the teacher's outputs on the train
+    split are computed once (cached) and every stage learns from them. -> {stage name: (bundle, key, eval emb)}."""
+    from mmcompress.compress import Context, distill, stage_module
+
+    run_dir = run.run_dir
+    step[0] = "teacher-train-outputs"
+    split = dataset.split("train")
+    targets_m = run.stage("teacher-train-outputs", run_dir / "teacher-train",
+                          {"config": {"teacher": teacher_source, "train": distill.train_key(teacher, split),
+                                      "seed": recipe.seed}},
+                          lambda d: distill.teacher_targets(teacher, split, recipe.seed, d))
+    targets = art.load_npz(run_dir / "teacher-train" / "targets.npz")
+    out: dict = {}
+    parent, parent_key = teacher, teacher_source["cache_key"]
+    for i, entry in enumerate(recipe.stages):
+        kind, cfg = next((k, v) for k, v in entry if v is not None)
+        mod = stage_module(cfg)
+        where = lambda *keys, i=i, kind=kind: recipe.where("stages", i, kind, *keys)
+        ctx = Context(teacher=teacher, dataset=dataset, inputs=inputs, teacher_emb=teacher_emb, targets=targets,
+                      recipe=recipe, threads=run.threads, where=where)
+        name = f"{kind} {cfg.name}"
+        step[0] = name
+        folder = run_dir / "stages" / cfg.name
+        key = {"config": cfg.model_dump(mode="json"), "seed": recipe.seed,
+               "parents": {"model": parent_key, "targets": targets_m["cache_key"], "eval": inputs.key},
+               "code": mod.identity(cfg, recipe.base, where)}
+        m = run.stage(name, folder, key, lambda d, p=parent, c=cfg, x=ctx, mod=mod: mod.run(p, c, x, d),
+                      resumable=True, collective=True)
+        parent = mod.load(parent, cfg, folder, recipe.base, where)
+        parent_key = m["cache_key"]
+        out[cfg.name] = (parent, parent_key, art.load_npz(folder / "embeddings.npz"))
+    return out

@@ -101,6 +101,57 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
                           f"text tower; use data.source jsonl with texts")
 
 
+def _teacher_config(recipe: Recipe):
+    """The teacher's transformers-like config without loading weights (zoo: from its registry entry), or None."""
+    t = recipe.teacher
+    if t.zoo is not None:
+        from types import SimpleNamespace
+
+        from mmcompress.models.zoo import REGISTRY
+
+        c = REGISTRY[t.zoo].config
+        sub = lambda: SimpleNamespace(num_hidden_layers=c.layers, num_attention_heads=c.heads)
+        return SimpleNamespace(model_type="clip", vision_config=sub(), text_config=sub())
+    if t.hf is not None:
+        from mmcompress.models import hf
+
+        return hf.read_config(t.hf, recipe.base, recipe.where("teacher", "hf"))
+    return None
+
+
+def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
+    """Torch-side stages against the teacher: distilled towers it has, students it can give, losses that apply,
+    python students that import."""
+    from mmcompress.compress import students
+
+    towers = model_towers
+    if towers is not None and recipe.teacher.towers:
+        towers = tuple(x for x in towers if x in recipe.teacher.towers)
+    for i, entry in enumerate(recipe.stages):
+        c = entry.distill
+        if c is None:
+            continue
+        at = lambda *keys: recipe.where("stages", i, "distill", *keys)
+        for t, s in c.towers.items():
+            if towers is not None and t not in towers:
+                raise RecipeError(f"{at('towers', t)}: the teacher has no {t} tower (it has {', '.join(towers)}); "
+                                  f"distil only those")
+            if s.python:
+                from mmcompress.models import entrypoint
+
+                entrypoint.check(s.python, recipe.base, at("towers", t, "python"))
+            elif i == 0 and (config := _teacher_config(recipe)) is not None:
+                try:
+                    students.check(config, t, s.layers, s.width)
+                except ValueError as e:
+                    raise RecipeError(f"{at('towers', t)}: {e}") from None
+        if towers is not None and not {"image", "text"} <= set(towers):
+            for key in ("contrastive", "contrastive_kd"):
+                if getattr(c.losses, key):
+                    raise RecipeError(f"{at('losses', key)}: {key} compares images with texts and the teacher "
+                                      f"has only a {towers[0]} tower; use cosine or mse")
+
+
 def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
     missing = [(mod, pip, why) for mod, (pip, why) in needed(recipe).items() if importlib.util.find_spec(mod) is None]
     if missing:
@@ -111,7 +162,9 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
         from mmcompress.models import entrypoint
 
         entrypoint.check(recipe.teacher.python, recipe.base, recipe.where("teacher", "python"))
-    check_applicable(recipe, teacher_towers(recipe))
+    have = teacher_towers(recipe)
+    check_applicable(recipe, have)
+    check_stages(recipe, have)
     from mmcompress.data import check_data
 
     check_data(recipe.data, recipe.base, recipe.where)

@@ -185,6 +185,10 @@ ReduceRange = Annotated[bool | None, Field(
 
 class _Variant(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Artifact name: folder and report row.")
+    model: str | None = Field(None, description="The model this variant is made from: `teacher`, or the `name` of "
+                                                "a torch-side stage (e.g. `distill`). Default: the last stage's "
+                                                "model, or the teacher when the recipe has no stages. Every "
+                                                "variant is checked against the teacher.")
     towers: list[TowerName] = Field(["image", "text"], min_length=1,
                                     description="Towers this variant converts; the others stay ONNX fp32.")
     budgets: Budgets | None = Field(None, description="Per-variant budgets; each key set here replaces "
@@ -264,6 +268,99 @@ class ExportConfig(Strict):
         return self
 
 
+
+# ---- torch-side stages -----------------------------------------------------------------------------------
+PYTHON_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class StudentTower(Strict):
+    """One tower's student: fewer layers and/or a narrower width of the teacher's own class, or your module."""
+
+    layers: PositiveInt | None = Field(None, description="Encoder layers to keep, initialised from every k-th "
+                                                          "teacher layer (the last always kept). Default: all.")
+    width: float = Field(1.0, gt=0, le=1, description="Fraction of the hidden size, attention heads and MLP "
+                                                      "width to keep (whole heads; initialised from the "
+                                                      "teacher's leading channels). Dual encoders only: their "
+                                                      "projection keeps the embedding size.")
+    python: str | None = Field(None, pattern=PYTHON_REF,
+                               description="`package.module:function(teacher_tower) -> torch.nn.Module`: your "
+                                           "own student module, taking the tower's inputs and returning the "
+                                           "teacher's embedding size (docs/distillation.md). Instead of "
+                                           "layers/width.")
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.python and (self.layers is not None or self.width != 1.0):
+            raise ValueError("give python or layers/width, not both")
+        return self
+
+
+class LossWeights(Strict):
+    cosine: float = Field(1.0, ge=0, description="1 - cosine between student and teacher embeddings, per tower.")
+    mse: float = Field(0.0, ge=0, description="Mean squared error of the raw embeddings, per tower.")
+    contrastive_kd: float = Field(0.0, ge=0, description="KL between the teacher's and the student's "
+                                                         "similarity distributions over anchor texts (image "
+                                                         "tower) or the batch's images (text tower), at the "
+                                                         "teacher's temperature.")
+    contrastive: float = Field(0.0, ge=0, description="CLIP's loss of the student on the train split's paired "
+                                                      "captions (image-text data; dual encoders).")
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not any(self.model_dump().values()):
+            raise ValueError("every loss weight is 0; give at least one a positive weight (cosine: 1)")
+        return self
+
+
+class DistillConfig(Strict):
+    """Distillation: a student learns the teacher's embeddings on the train split (docs/distillation.md)."""
+
+    name: StageName = Field("distill", description="Stage name: its folder `stages/<name>` and what variants' "
+                                                   "`model` refers to.")
+    towers: dict[TowerName, StudentTower] = Field(min_length=1, description="Towers to distil, each with its "
+                                                                            "student; the others stay the "
+                                                                            "teacher's.")
+    losses: LossWeights = Field(default_factory=LossWeights, description="Loss weights.")
+    steps: PositiveInt = Field(300, description="Optimizer steps (fixed, so runs are comparable).")
+    batch: PositiveInt = Field(64, description="Global batch (split across processes under torchrun).")
+    lr: PositiveFloat = Field(1e-3, description="Peak AdamW learning rate.")
+    warmup: int = Field(20, ge=0, description="Linear warm-up steps before the cosine decay.")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay on matrices (not on norms and biases).")
+    grad_clip: PositiveFloat | None = Field(1.0, description="Clip the gradient norm to this (null: no clipping).")
+    eval_every: PositiveInt | None = Field(100, description="Evaluate on the eval split (task metric, cosine to "
+                                                            "the teacher) every this many steps and at the end.")
+    checkpoint_every: PositiveInt = Field(50, description="Save a checkpoint every this many steps; a rerun "
+                                                          "after an interrupt resumes from the last one.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="`bf16`: autocast matmuls to bfloat16. `auto`: bf16 where the hardware has it (GPUs "
+                            "with bf16, CPUs with AVX-512 BF16 or AMX), else fp32.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the student trains (`auto`: cuda "
+                                                                       "when available).")
+
+    @model_validator(mode="after")
+    def _intervals(self):
+        if self.warmup >= self.steps:
+            raise ValueError(f"warmup {self.warmup} must be below steps {self.steps}")
+        return self
+
+
+class StageEntry(Strict):
+    """One torch-side stage: a mapping with one key naming its kind."""
+
+    distill: DistillConfig | None = Field(None, description="A smaller student learns from the teacher.")
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k, v in self if v is not None]
+        if len(given) != 1:
+            raise ValueError("a stage is a mapping with exactly one key: distill")
+        return self
+
+    @property
+    def config(self):
+        return next(v for _, v in self if v is not None)
+
 # ---- checks ----------------------------------------------------------------------------------------------
 class ChecksConfig(Strict):
     runtime: Literal["onnxruntime"] = Field("onnxruntime", description="Runtime the artifacts are checked on.")
@@ -292,11 +389,29 @@ class Recipe(Strict):
     seed: int = Field(0, ge=0, lt=2 ** 32, description="Seed for data splits and anything random in the stages.")
     teacher: TeacherConfig = Field(description="The model to compress.")
     data: DataConfig = Field(description="Where training, calibration and evaluation data come from.")
+    stages: list[StageEntry] = Field([], description="Torch-side stages, in order, each making a new model from "
+                                                     "the previous one (distillation). Export variants name the "
+                                                     "model they start from.")
     export: ExportConfig = Field(description="ONNX export and the variants made from it.")
     checks: ChecksConfig = Field(default_factory=ChecksConfig, description="What is measured and the budgets.")
 
     @model_validator(mode="after")
     def _cross_field(self):
+        names = ["teacher"]
+        for i, entry in enumerate(self.stages):
+            c = entry.config
+            if c.name in names:
+                raise _CrossFieldError(("stages", i, "distill", "name"),
+                                       f"stage name {c.name!r} is taken ({'the teacher' if c.name == 'teacher' else 'by an earlier stage'}); give each stage its own name")
+            names.append(c.name)
+            if isinstance(c, DistillConfig) and self.data.splits.train == 0:
+                raise _CrossFieldError(("data", "splits", "train"),
+                                       "distillation trains on the train split but data.splits.train is 0; set it "
+                                       "(4000 is a good start for the demo)")
+        for i, v in enumerate(self.export.variants):
+            if v.model is not None and v.model not in names:
+                raise _CrossFieldError(("export", "variants", i, "model"),
+                                       f"{v.model!r} is not a model of this recipe; use one of {', '.join(names)}")
         for i, v in enumerate(self.export.variants):
             if isinstance(v, StaticVariant) and self.data.splits.calibration == 0:
                 raise _CrossFieldError(("export", "variants", i, "quantize"),
@@ -320,6 +435,10 @@ class Recipe(Strict):
         yield ("checks", "budgets"), self.checks.budgets
         for i, v in enumerate(self.export.variants):
             yield ("export", "variants", i, "budgets"), v.budgets
+
+    def model_of(self, variant: _Variant) -> str:
+        """The model a variant starts from: its `model`, else the last stage's, else 'teacher'."""
+        return variant.model or (self.stages[-1].config.name if self.stages else "teacher")
 
     def budgets_for(self, variant: _Variant) -> Budgets:
         return self.checks.budgets.merged(variant.budgets)

@@ -34,7 +34,7 @@ def test_kept_layers_are_evenly_spaced_and_end_with_the_last():
 
 def test_a_student_keeping_everything_is_the_teacher():
     teacher = _tiny_clip()
-    student = students.shrink(teacher, "image", layers=4, width=1.0)
+    student = students.shrink(teacher, {"image": {"layers": 4, "width": 1.0}})
     x, ids = torch.randn(3, 3, 32, 32), torch.randint(0, 50, (3, 8))
     for a, b in zip(_embed(teacher, x, ids), _embed(student, x, ids)):
         assert torch.equal(a, b)
@@ -44,7 +44,7 @@ def test_half_layers_three_quarter_width_student(tmp_path):
     from transformers import CLIPModel
 
     teacher = _tiny_clip()
-    student = students.shrink(teacher, "image", layers=2, width=0.75)
+    student = students.shrink(teacher, {"image": {"layers": 2, "width": 0.75}})
     v = student.config.vision_config
     assert (v.num_hidden_layers, v.hidden_size, v.num_attention_heads, v.intermediate_size) == (2, 48, 3, 96)
     assert student.config.text_config.hidden_size == 64  # the other tower is the teacher's
@@ -64,14 +64,14 @@ def test_half_layers_three_quarter_width_student(tmp_path):
 
 def test_widths_that_are_not_whole_heads_are_refused():
     with pytest.raises(ValueError, match="whole number of heads"):
-        students.shrink(_tiny_clip(), "text", width=0.6)
+        students.shrink(_tiny_clip(), {"text": {"width": 0.6}})
 
 
 def test_the_zoo_teacher_with_its_conv_stem_shrinks_too():
     from mmcompress.models import shapes_clip, zoo
 
     teacher, _, _ = shapes_clip.load(zoo.build("shapes-clip-tiny"))
-    student = students.shrink(teacher, "image", layers=1, width=0.5, build=shapes_clip.from_config)
+    student = students.shrink(teacher, {"image": {"layers": 1, "width": 0.5}}, build=shapes_clip.from_config)
     stem = student.vision_model.embeddings.patch_embedding
     assert isinstance(stem, shapes_clip.ConvStem) and stem.net[-1].out_channels == 32  # hidden 64 -> 32
     x = torch.randn(2, 3, 64, 64)
@@ -80,3 +80,33 @@ def test_the_zoo_teacher_with_its_conv_stem_shrinks_too():
 
         out = embedding(student.get_image_features(pixel_values=x))
     assert out.shape == (2, teacher.config.projection_dim) and torch.isfinite(out).all()
+
+
+def test_both_towers_at_once_and_only_their_parameters_are_owned():
+    teacher = _tiny_clip()
+    student = students.shrink(teacher, {"image": {"layers": 2}, "text": {"layers": 1, "width": 0.5}})
+    assert student.config.vision_config.num_hidden_layers == 2 and student.config.text_config.hidden_size == 32
+    # the student's text layer 0 starts from the teacher's last layer (4 -> 1 keeps layer 3), cut to 32 channels
+    got = student.text_model.encoder.layers[0].mlp.fc1.weight
+    assert torch.equal(got, teacher.text_model.encoder.layers[3].mlp.fc1.weight[:64, :32])
+    assert students.owns(student.config, "image", "visual_projection.weight")
+    assert not students.owns(student.config, "image", "text_model.embeddings.token_embedding.weight")
+    assert not students.owns(student.config, "text", "logit_scale")
+
+
+def test_a_bert_text_encoder_drops_layers_and_refuses_a_narrower_width(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=6, num_attention_heads=4,
+                                   intermediate_size=64, max_position_embeddings=16)).eval()
+    assert students.layers_prefix(teacher, "text") == "encoder.layer"
+    student = students.shrink(teacher, {"text": {"layers": 3}})
+    assert isinstance(student, BertModel) and student.config.num_hidden_layers == 3
+    assert torch.equal(student.encoder.layer[2].output.dense.weight, teacher.encoder.layer[5].output.dense.weight)
+    with pytest.raises(ValueError, match="no projection"):
+        students.check(teacher.config, "text", None, 0.5)
+    with pytest.raises(ValueError, match="has 6 layers"):
+        students.check(teacher.config, "text", 7, 1.0)
+    student.save_pretrained(tmp_path)
+    assert BertModel.from_pretrained(tmp_path).config.num_hidden_layers == 3

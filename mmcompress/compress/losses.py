@@ -4,6 +4,7 @@ cosine          1 - cos(student, teacher), per row, averaged: direction only, th
 mse             mean squared error of the raw embeddings (CLIP-KD's best single loss)
 contrastive_kd  KL(teacher || student) between image->text similarity distributions over a shared set of texts,
                 at the teacher's temperature: the student learns the teacher's ranking of captions/prompts
+caption_ce      image -> anchor captions cross-entropy (the contrastive loss when captions repeat)
 contrastive     the ordinary CLIP loss of the student on paired captions (needs captions)
 """
 from __future__ import annotations
@@ -29,6 +30,17 @@ def contrastive_kd(student_img: torch.Tensor, teacher_img: torch.Tensor, texts: 
     s_logits = scale * F.normalize(student_img, dim=-1) @ t.T  # (B, T)
     t_logits = scale * F.normalize(teacher_img, dim=-1) @ t.T  # (B, T)
     return F.kl_div(s_logits.log_softmax(-1), t_logits.log_softmax(-1), log_target=True, reduction="batchmean")
+
+
+def caption_ce(img: torch.Tensor, anchors: torch.Tensor, caption: torch.Tensor, scale: float) -> torch.Tensor:
+    """Cross-entropy of each image over the anchor texts, the target being its own caption's anchor
+    (caption -1: its caption is not an anchor; the row is left out). The contrastive loss on captions when
+    captions repeat across rows (a batch may hold several images of one caption)."""
+    keep = caption >= 0
+    if not bool(keep.any()):
+        return img.sum() * 0.0
+    logits = scale * F.normalize(img[keep], dim=-1) @ F.normalize(anchors, dim=-1).T  # (B', T)
+    return F.cross_entropy(logits, caption[keep])
 
 
 def contrastive(img: torch.Tensor, txt: torch.Tensor, scale: float) -> torch.Tensor:

@@ -17,8 +17,37 @@ import re
 import torch
 from torch import nn
 
-# tower -> (sub-config attribute, sub-model attribute) of a CLIP-layout model
-TOWERS = {"image": ("vision_config", "vision_model"), "text": ("text_config", "text_model")}
+# tower -> (sub-config attribute, sub-model attribute, projection attribute) of a CLIP-layout model
+TOWERS = {"image": ("vision_config", "vision_model", "visual_projection"),
+          "text": ("text_config", "text_model", "text_projection")}
+_LAYERS = re.compile(r"^(.*?encoder\.layers?)\.(\d+)\.")  # 'vision_model.encoder.layers.3.', 'encoder.layer.3.'
+
+
+def dual(config) -> bool:
+    """A CLIP-layout dual encoder (one sub-config per tower) rather than a single-tower model (ViT, BERT)."""
+    return hasattr(config, "vision_config") and hasattr(config, "text_config")
+
+
+def _sub_config(config, tower: str):
+    return getattr(config, TOWERS[tower][0]) if dual(config) else config
+
+
+def layers_prefix(model: nn.Module, tower: str) -> str:
+    """'vision_model.encoder.layers' (CLIP, SigLIP) or 'encoder.layer' (ViT, BERT): where the tower's layers are."""
+    want = TOWERS[tower][1] + "." if dual(model.config) else ""
+    found = {m.group(1) for n in model.state_dict() if (m := _LAYERS.match(n)) and n.startswith(want)}
+    if len(found) != 1:
+        raise ValueError(f"cannot find one stack of encoder layers for the {tower} tower of "
+                         f"{type(model).__name__} (found {sorted(found) or 'none'})")
+    return found.pop()
+
+
+def owns(config, tower: str, name: str) -> bool:
+    """Whether parameter `name` belongs to `tower` (what distilling that tower trains)."""
+    if not dual(config):
+        return True
+    _, sub_model, proj = TOWERS[tower]
+    return name.startswith(sub_model + ".") or name.startswith(proj + ".")
 
 
 def kept_layers(n_teacher: int, n_student: int) -> list[int]:
@@ -30,41 +59,60 @@ def kept_layers(n_teacher: int, n_student: int) -> list[int]:
     return [round(step * (i + 1)) - 1 for i in range(n_student)]
 
 
-def student_config(config, tower: str, layers: int | None = None, width: float = 1.0):
-    """A copy of `config` with the tower's layers and width changed. width scales hidden size, heads and MLP
-    together, keeping the head size (192 hidden, 4 heads, 0.75 -> 144 hidden, 3 heads of 48)."""
-    sub_name, _ = TOWERS[tower]
-    cfg = copy.deepcopy(config)
-    sub = getattr(cfg, sub_name)
-    if layers is not None:
-        sub.num_hidden_layers = layers
+def check(config, tower: str, layers: int | None, width: float) -> None:
+    """ValueError with the fix when this teacher config cannot give that student (before any work)."""
+    sub = _sub_config(config, tower)
+    n = sub.num_hidden_layers
+    if layers is not None and not 1 <= layers <= n:
+        raise ValueError(f"layers {layers}: the teacher's {tower} tower has {n} layers; keep 1..{n}")
     if width != 1.0:
-        head = sub.hidden_size // sub.num_attention_heads
-        exact = sub.num_attention_heads * width
-        heads = round(exact)
-        if heads < 1 or abs(exact - heads) > 0.01:  # 12 heads x 0.67 = 8.04 heads: close enough to 8
-            raise ValueError(f"width {width} of {sub.num_attention_heads} heads of {head} is not a whole number of "
-                             f"heads; choose a width that is a multiple of 1/{sub.num_attention_heads}")
-        sub.num_attention_heads = heads
-        sub.hidden_size = heads * head
-        sub.intermediate_size = int(round(sub.intermediate_size * width))
+        if not dual(config):
+            raise ValueError(f"width {width}: a single-tower {config.model_type} model has no projection, so a "
+                             f"narrower student would change the embedding size; keep width 1.0 and drop layers")
+        heads = sub.num_attention_heads
+        exact = heads * width
+        if round(exact) < 1 or abs(exact - round(exact)) > 0.01:  # 12 heads x 0.67 = 8.04: close enough to 8
+            raise ValueError(f"width {width} of {heads} heads is not a whole number of heads; choose a multiple "
+                             f"of 1/{heads}")
+
+
+def student_config(config, plan: dict[str, dict]):
+    """A copy of `config` with each planned tower's layers and width changed ({tower: {layers, width}}). width
+    scales hidden size, heads and MLP together, keeping the head size (192 hidden, 4 heads, 0.75 -> 144
+    hidden, 3 heads of 48)."""
+    cfg = copy.deepcopy(config)
+    for tower, p in plan.items():
+        layers, width = p.get("layers"), p.get("width", 1.0)
+        check(config, tower, layers, width)
+        sub = _sub_config(cfg, tower)
+        if layers is not None:
+            sub.num_hidden_layers = layers
+        if width != 1.0:
+            head = sub.hidden_size // sub.num_attention_heads
+            sub.num_attention_heads = round(sub.num_attention_heads * width)
+            sub.hidden_size = sub.num_attention_heads * head
+            sub.intermediate_size = int(round(sub.intermediate_size * width))
     return cfg
 
 
-def _teacher_name(name: str, sub_model: str, keep: list[int]) -> str:
+def _teacher_name(name: str, prefixes: dict[str, list[int]]) -> str:
     """Student parameter name -> the teacher parameter it starts from (layer i -> layer keep[i])."""
-    pattern = rf"^({re.escape(sub_model)}\.encoder\.layers\.)(\d+)\."
-    return re.sub(pattern, lambda m: f"{m.group(1)}{keep[int(m.group(2))]}.", name)
+    for prefix, keep in prefixes.items():
+        if name.startswith(prefix + "."):
+            rest = name[len(prefix) + 1:]
+            i, _, tail = rest.partition(".")
+            return f"{prefix}.{keep[int(i)]}.{tail}"
+    return name
 
 
-def init_from_teacher(student: nn.Module, teacher: nn.Module, tower: str, keep: list[int]) -> None:
+def init_from_teacher(student: nn.Module, teacher: nn.Module, prefixes: dict[str, list[int]]) -> None:
     """Copy every student tensor from the teacher's, cut to the student's shape by keeping the leading entries
-    of each dimension: whole heads (q/k/v rows are head-major), leading hidden and MLP channels."""
-    _, sub_model = TOWERS[tower]
+    of each dimension: whole heads (q/k/v rows are head-major), leading hidden and MLP channels.
+    prefixes: layer-stack prefix -> the teacher layers the student's layers start from."""
     source = teacher.state_dict()
     with torch.no_grad():
         for name, t in student.state_dict().items():
-            src = source[_teacher_name(name, sub_model, keep)]
+            src = source[_teacher_name(name, prefixes)]
             if "in_proj" in name and src.shape != t.shape:  # q, k, v stacked in one matrix: a leading cut is wrong
                 raise ValueError(f"{name}: packed q/k/v projections (e.g. SigLIP's attention-pooling head) cannot "
                                  f"be narrowed yet; keep width 1.0 for this tower")
@@ -73,16 +121,16 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, tower: str, keep: 
             t.copy_(src[tuple(slice(0, d) for d in t.shape)])
 
 
-def shrink(teacher: nn.Module, tower: str, layers: int | None = None, width: float = 1.0,
-           build=None) -> nn.Module:
-    """The student for one tower of a CLIP-layout teacher, initialised from it.
+def shrink(teacher: nn.Module, plan: dict[str, dict], build=None) -> nn.Module:
+    """The student of a Hugging Face teacher ({tower: {'layers': n, 'width': w}}), initialised from it.
 
     build(config) -> an untrained model of the teacher's class (default: type(teacher)(config)); the zoo
     teacher passes its own builder, which adds the conv stem."""
-    sub_name, _ = TOWERS[tower]
-    n_teacher = getattr(teacher.config, sub_name).num_hidden_layers
-    cfg = student_config(teacher.config, tower, layers, width)
-    keep = kept_layers(n_teacher, getattr(cfg, sub_name).num_hidden_layers)
+    cfg = student_config(teacher.config, plan)
+    prefixes = {}
+    for tower in plan:
+        n_teacher = _sub_config(teacher.config, tower).num_hidden_layers
+        prefixes[layers_prefix(teacher, tower)] = kept_layers(n_teacher, _sub_config(cfg, tower).num_hidden_layers)
     student = (build or type(teacher))(cfg)
-    init_from_teacher(student, teacher, tower, keep)
+    init_from_teacher(student, teacher, prefixes)
     return student.eval()

@@ -60,9 +60,12 @@ def cache_dir(entry: ZooEntry) -> Path:
     return cache_root() / "zoo" / f"{entry.name}-{cache_key(entry)}"
 
 
-def is_built(entry: ZooEntry) -> bool:
-    d = cache_dir(entry)
+def _complete(d: Path) -> bool:
     return (d / "mmcompress_zoo.json").is_file() and (d / "model.safetensors").is_file()
+
+
+def is_built(entry: ZooEntry) -> bool:
+    return _complete(cache_dir(entry))
 
 
 def shipped_dir(entry: ZooEntry) -> Path:
@@ -79,18 +82,22 @@ def shipped_matches(entry: ZooEntry) -> bool:
         return False
 
 
-def _install(out: Path, fill: Callable[[Path], None], replace: bool) -> None:
-    """Write a teacher directory with fill(tmp) beside `out`, then rename it into place (atomic)."""
+def _install(out: Path, fill: Callable[[Path], None], force: bool) -> None:
+    """Write a teacher directory with fill(tmp) beside `out`, then rename it into place (atomic). A complete
+    copy another process installed meanwhile (two runs, or torchrun ranks, building at once) is kept unless
+    force."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         fill(tmp)
-        if out.exists() and replace:
+        if not force and _complete(out):
+            return  # finished by someone else first: theirs is the same build
+        if out.exists():
             shutil.rmtree(out)  # replaced on --force; otherwise an incomplete copy left by something else
         try:
             os.replace(tmp, out)
         except OSError:
-            if not (out / "mmcompress_zoo.json").is_file():  # another process finished the same build first
+            if not _complete(out):  # another process finished the same build first
                 raise
     finally:
         if tmp.exists():
@@ -105,8 +112,7 @@ def build(name: str, progress: Callable[[int, int, float], None] | None = None, 
     if is_built(entry) and not force:
         return out
     if not force and shipped_matches(entry):
-        _install(out, lambda tmp: shutil.copytree(shipped_dir(entry), tmp, dirs_exist_ok=True),
-                 replace=not is_built(entry))
+        _install(out, lambda tmp: shutil.copytree(shipped_dir(entry), tmp, dirs_exist_ok=True), force=False)
         return out
     import torch
     from transformers.utils import logging as hf_logging
@@ -119,7 +125,7 @@ def build(name: str, progress: Callable[[int, int, float], None] | None = None, 
     _install(out, lambda tmp: shapes_clip.save(model, tokenizer, entry.config, tmp,
                                               {"cache_key": cache_key(entry), "origin": "trained",
                                                "train_seconds": seconds, "threads": threads, "log": log}),
-             replace=force or not is_built(entry))
+             force=force)
     return out
 
 

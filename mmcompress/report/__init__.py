@@ -42,7 +42,7 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
         if pred is not None:
             fid["top1_agreement"] = fidelity.top1_agreement(pred, t_pred)
         entry = {"kind": f"onnxruntime-{v.quantize if v.quantize != 'none' else 'fp32'}",
-                 "variant": v.model_dump(mode="json"),
+                 "model": a["model"], "variant": v.model_dump(mode="json"),
                  # gated: the variant's own towers (converted ones; every listed tower of a quantize: none variant)
                  "towers": {t: {"path": str(p.relative_to(run.run_dir)), "converted": t in v.towers and v.quantize != "none",
                                 "gated": t in v.towers, "bytes": p.stat().st_size, "sha256": a["sha256"][t]}
@@ -76,6 +76,7 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
                    "text_lengths": _lengths(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
                    "ort_spinning": False},
         "stages": run.stages,
+        "models": models(run),
         "artifacts": rows,
         "passed": passed,
         "failures": [gate.describe(n, r) for n, e in rows.items() for r in e["budgets"] if r["passed"] is False],
@@ -90,3 +91,16 @@ def _lengths(timings: dict) -> list[dict]:
         if row.get("seq_len"):
             seen[row["seq_len"]] = row["seq_len_from"]
     return [{"seq_len": n, "from": src} for n, src in sorted(seen.items())]
+
+
+def models(run) -> dict:
+    """The models torch-side stages made: {name: {stage, student, history, seconds, ...}} from their manifests."""
+    import json
+
+    out = {}
+    for entry in run.recipe.stages:
+        kind, cfg = next((k, v) for k, v in entry if v is not None)
+        m = json.loads((run.run_dir / "stages" / cfg.name / "manifest.json").read_text())
+        out[cfg.name] = {"stage": kind, "dir": f"stages/{cfg.name}", "seconds": m.get("seconds"),
+                         **{k: m[k] for k in ("student", "history", "device", "precision", "processes") if k in m}}
+    return out
