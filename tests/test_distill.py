@@ -210,3 +210,53 @@ def test_a_python_student_module_is_trained_saved_exported_and_checked(tmp_path)
     assert rep["artifacts"]["cnn-int8"]["model"] == "distill"
     assert rep["models"]["distill"]["student"]["parameters"]["image"] < 10_000  # the CNN, not the teacher tower
 
+
+
+def test_a_hugging_face_clip_distils_both_towers_into_a_directory_transformers_loads(recipes_dir, tmp_path):
+    import onnxruntime as ort
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+    stage = ("stages=[{distill: {towers: {image: {layers: 1, width: 0.5}, text: {layers: 1}}, steps: 10, batch: 8, "
+             "warmup: 2, eval_every: 5, checkpoint_every: 5, precision: fp32}}]")
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(recipes_dir / "hf-clip.yaml"), "--run-dir", str(run_dir), "--set",
+                    "data.splits.train=24", "--set", stage, "--set", "checks.budgets.min_cosine=null")
+    assert result.exit_code == 0, result.output
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert {a["model"] for n, a in rep["artifacts"].items() if n != "teacher"} == {"distill"}
+    student_dir = run_dir / "stages" / "distill" / "student"
+    model = CLIPModel.from_pretrained(student_dir).eval()  # no mmcompress needed to use the student
+    assert model.config.vision_config.hidden_size == 16 and model.config.text_config.num_hidden_layers == 1
+    AutoTokenizer.from_pretrained(student_dir)
+    AutoImageProcessor.from_pretrained(student_dir)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        from mmcompress.models.clip import embedding
+
+        want = embedding(model.get_image_features(pixel_values=x)).numpy()
+    onnx = ort.InferenceSession(str(run_dir / "export-onnx-distill" / "image.onnx"), providers=["CPUExecutionProvider"])
+    got = onnx.run(None, {"pixel_values": x.numpy()})[0]
+    assert np.allclose(got, want, atol=1e-4)
+
+
+def test_a_sentence_transformer_drops_layers_and_keeps_its_pooling(recipes_dir, tmp_path):
+    stage = ("stages=[{distill: {towers: {text: {layers: 1}}, losses: {cosine: 1, mse: 1}, steps: 8, batch: 8, "
+             "warmup: 2, eval_every: 4, checkpoint_every: 4}}]")
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(recipes_dir / "hf-sentence-transformer.yaml"), "--run-dir", str(run_dir), "--set",
+                    "data.splits.train=16", "--set", stage, "--set", "checks.budgets.min_cosine=null")
+    assert result.exit_code == 0, result.output
+    rep = json.loads((run_dir / "report.json").read_text())
+    history = rep["models"]["distill"]["history"]
+    assert [h["step"] for h in history] == [4, 8] and "class_prompt_top1" in history[-1]["eval"]
+    # mean pooling + Normalize kept: the student's embeddings are unit vectors like the teacher's
+    emb = np.load(run_dir / "stages" / "distill" / "embeddings.npz")["text"]
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_contrastive_losses_are_refused_for_a_single_tower_teacher(recipes_dir, tmp_path):
+    stage = "stages=[{distill: {towers: {text: {layers: 1}}, losses: {contrastive_kd: 1}}}]"
+    result = invoke("run", str(recipes_dir / "hf-sentence-transformer.yaml"), "--run-dir", str(tmp_path / "r"),
+                    "--set", "data.splits.train=16", "--set", stage)
+    assert result.exit_code == 2
+    assert "stages[0].distill.losses.contrastive_kd" in result.output and "use cosine or mse" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from mmcompress.checks.fidelity import cosine_rows
 from mmcompress.errors import StageError
@@ -126,3 +127,22 @@ def test_recipe_targets_are_the_cpu_kinds_with_settings():
     assert int8_kind_of({"avx512_vnni", "amx_int8"}, "x86_64") == "amx"
     assert int8_kind_of(set(), "aarch64") == "arm64"
     assert int8_targets.resolve("auto") == int8_targets.resolve(int8_kind())  # auto is this machine
+
+
+def test_the_pooled_token_export_form_is_the_image_tower_exactly():
+    from transformers import CLIPConfig, CLIPModel
+
+    from mmcompress.models import clip
+
+    torch.manual_seed(0)
+    common = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
+    model = CLIPModel(CLIPConfig(text_config=dict(vocab_size=40, max_position_embeddings=8, **common),
+                                 vision_config=dict(image_size=32, patch_size=8, **common), projection_dim=16)).eval()
+    tower = clip.ImageTower(model)
+    fast = clip.export_form(tower, pooled_only=True)
+    assert isinstance(fast, clip.PooledTokenImageTower)
+    assert clip.export_form(tower, pooled_only=False) is tower
+    assert clip.export_form(clip.TextTower(model), pooled_only=True).__class__ is clip.TextTower
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), tower(x), atol=1e-5)

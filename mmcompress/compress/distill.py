@@ -116,8 +116,16 @@ def build(bundle: Bundle, cfg, base: Path, where: Callable[..., str]) -> tuple[S
         desc["towers"][t] = {"kind": "python", "entrypoint": s.python}
     student = Student(towers, {t: list(bundle.specs[t].inputs) for t in towers})
     desc["parameters"] = {t: sum(p.numel() for n, p in _tower_params(student, hf_model, t)) for t in towers}
-    desc["teacher_parameters"] = {t: sum(p.numel() for p in bundle.towers[t].parameters()) for t in towers}
+    desc["teacher_parameters"] = {t: _teacher_parameters(bundle.towers[t], t) for t in towers}
     return student, hf_model, desc
+
+
+def _teacher_parameters(tower_module: nn.Module, tower: str) -> int:
+    """Parameters of one teacher tower (a dual encoder's tower module holds the whole model: count its own)."""
+    m = _hf_model(tower_module)
+    if m is not None and students.dual(m.config):
+        return sum(p.numel() for n, p in m.named_parameters() if students.owns(m.config, tower, n))
+    return sum(p.numel() for p in tower_module.parameters())
 
 
 def _tower_params(student: Student, hf_model, tower: str):

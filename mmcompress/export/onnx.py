@@ -81,7 +81,10 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
     from mmcompress.runtimes.torch import TorchSession
 
     files = {}
+    from mmcompress.models.clip import export_form
+
     for tower, module in bundle.towers.items():
+        module = export_form(module, cfg.pooled_tokens_only)
         feeds = {k: v[:parity_rows] for k, v in inputs.feeds[tower].items()}
         out = folder / f"{tower}.onnx"
         with atomic_path(out) as tmp:
@@ -107,5 +110,6 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
                                                 what=f"export-onnx {tower} tower at {long['input_ids'].shape[1]} tokens")
         pre = bundle.preprocess(tower)
         files[out.name] = {"tower": tower, "format": "onnx", "precision": "fp32", "io": input_spec(out),
+                           "module": type(module).__name__,
                            "parity": facts, "preprocess": pre.to_dict() if pre else None}
     return files, {"exporter": cfg.exporter, "opset": cfg.opset, "teacher": bundle.source}

@@ -59,6 +59,24 @@ def _int8(report: dict) -> str:
     return "<br>".join(_e(x) for x in out)
 
 
+def _models(report: dict) -> str:
+    """Torch-side stages: the student per stage and its training history (loss, eval at intervals)."""
+    out = []
+    for name, m in (report.get("models") or {}).items():
+        s = m.get("student", {})
+        towers = "; ".join(f"{t}: " + (f"{d.get('class')} layers {d.get('layers') or 'all'}, width {d.get('width')}"
+                                       if d.get("kind") == "hf" else f"python {d.get('entrypoint')}")
+                           + f" ({s.get('parameters', {}).get(t, 0) / 1e6:.2f} M of the teacher's "
+                             f"{s.get('teacher_parameters', {}).get(t, 0) / 1e6:.2f} M parameters)"
+                           for t, d in s.get("towers", {}).items())
+        rows = "".join(f"<tr><td>{h['step']}</td><td>{h['loss']:.4g}</td><td>{_e(', '.join(f'{k} {v}' for k, v in h.get('eval', {}).items()))}</td></tr>"
+                       for h in m.get("history", []))
+        out.append(f"<h3>{_e(name)} ({_e(m.get('stage'))})</h3><p>{_e(towers)}. {_e(m.get('seconds'))} s, "
+                   f"{_e(m.get('precision'))} on {_e(m.get('device'))}, {_e(m.get('processes'))} process(es).</p>"
+                   f"<table><tr><th>step</th><th>loss</th><th>eval</th></tr>{rows}</table>")
+    return ("<h2>Models made by stages</h2>" + "".join(out)) if out else ""
+
+
 def render(report: dict) -> str:
     arts = report["artifacts"]
     m = report["machine"]
@@ -88,6 +106,7 @@ Teacher: {_e(report['teacher'].get('kind'))} {_e(report['teacher'].get('name') o
 Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with the teacher{_e(_lengths(report))}. Run took {_e(report['seconds'])} s; created {_e(report['created'])}.<br>
 {_int8(report)}</p>
 <table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>
+{_models(report)}
 <h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>tokens</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
 <h2>Charts</h2>{''.join(charts)}
 </body></html>

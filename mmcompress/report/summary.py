@@ -41,6 +41,7 @@ def rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 continue
             v = f"{e['fidelity'][t]['min']:.4f}"
             cos.append(v if e["towers"][t].get("gated", True) else f"({v})")
-        out.append([name, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}", *cos,
+        label = name if e.get("model", "teacher") == "teacher" else f"{name} ({e['model']})"
+        out.append([label, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}", *cos,
                     *[_latency(e, t, k) for t, k in cols], f"{e['size_mb']:.1f}", e["verdict"]])
     return headers, out
