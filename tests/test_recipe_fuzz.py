@@ -20,15 +20,26 @@ teacher:
   zoo: shapes-clip-tiny
 data:
   source: shapes
-  splits: {train: 0, calibration: 16, eval: 32}
+  splits: {train: 16, calibration: 16, eval: 32}
   prompts:
     templates: ["a small {colour} {shape}", "a large {colour} {shape}"]
     ensemble: max
+stages:
+  - distill:
+      name: student
+      towers: {image: {layers: 1, width: 0.5}}
+      losses: {cosine: 1.0, mse: 0.5, contrastive_kd: 0.1}
+      steps: 20
+      batch: 8
+      warmup: 2
+      eval_every: 10
+      checkpoint_every: 5
+      precision: auto
 export:
   target: auto
   onnx: {opset: 18, exporter: dynamo, parity_max_abs: 0.001}
   variants:
-    - {name: fp32, quantize: none}
+    - {name: fp32, model: teacher, quantize: none}
     - {name: dyn, quantize: dynamic, towers: [image], reduce_range: true, budgets: {min_speedup: 1.1}}
     - name: st
       quantize: static
@@ -49,7 +60,8 @@ WHERE = re.compile(r"recipe\.yaml:\d+")
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 40, 2 ** 40),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
                     st.sampled_from(["image", "text", "none", "static", "dynamic", "fp16", "shapes", "digits", "jsonl",
-                                     "auto", "avx2", "vnni", "shapes-clip", "-1", "1e9", "", "{}", "[]"]))
+                                     "auto", "avx2", "vnni", "shapes-clip", "-1", "1e9", "", "{}", "[]", "teacher",
+                                     "student", "bf16", "distill"]))
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=6), scalars, max_size=2))
 
 

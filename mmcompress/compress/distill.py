@@ -147,7 +147,9 @@ def save(student: Student, hf_model, bundle: Bundle, folder: Path) -> dict:
     """Write the student: a save_pretrained directory (loadable without mmcompress) and/or one safetensors
     file per python-built tower. -> {relative file: {}} for the manifest."""
     from safetensors.torch import save_file
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # save_pretrained's shard bar would break into our progress output
     out = folder / STUDENT
     out.mkdir(parents=True, exist_ok=True)
     if hf_model is not None:
