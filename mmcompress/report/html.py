@@ -69,7 +69,7 @@ def _models(report: dict) -> str:
                            + f" ({s.get('parameters', {}).get(t, 0) / 1e6:.2f} M of the teacher's "
                              f"{s.get('teacher_parameters', {}).get(t, 0) / 1e6:.2f} M parameters)"
                            for t, d in s.get("towers", {}).items())
-        rows = "".join(f"<tr><td>{h['step']}</td><td>{h['loss']:.4g}</td><td>{_e(', '.join(f'{k} {v}' for k, v in h.get('eval', {}).items()))}</td></tr>"
+        rows = "".join(f"<tr><td>{h['step']}</td><td>{h['loss']:.4g}</td><td style='text-align:left'>{_e(', '.join(f'{k} {v}' for k, v in h.get('eval', {}).items()))}</td></tr>"
                        for h in m.get("history", []))
         out.append(f"<h3>{_e(name)} ({_e(m.get('stage'))})</h3><p>{_e(towers)}. {_e(m.get('seconds'))} s, "
                    f"{_e(m.get('precision'))} on {_e(m.get('device'))}, {_e(m.get('processes'))} process(es).</p>"
