@@ -93,7 +93,7 @@ def _show(report: dict, as_json: bool) -> None:
     from mmcompress.progress import console
     from mmcompress.report.table import render
 
-    Console(width=max(160, console.width)).print(render(report))
+    Console(width=max(200, console.width)).print(render(report))
 
 
 def _verdict(report: dict) -> int:

@@ -288,6 +288,9 @@ class StudentTower(Strict):
                                                       "width to keep (whole heads; initialised from the "
                                                       "teacher's leading channels). Dual encoders only: their "
                                                       "projection keeps the embedding size.")
+    init: Literal["teacher", "scratch"] = Field(
+        "teacher", description="`teacher`: start from the teacher's weights (kept layers, leading channels). "
+                               "`scratch`: the class's own random initialisation (needs many more steps).")
     python: str | None = Field(None, pattern=PYTHON_REF,
                                description="`package.module:function(teacher_tower) -> torch.nn.Module`: your "
                                            "own student module, taking the tower's inputs and returning the "
@@ -296,8 +299,8 @@ class StudentTower(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self):
-        if self.python and (self.layers is not None or self.width != 1.0):
-            raise ValueError("give python or layers/width, not both")
+        if self.python and (self.layers is not None or self.width != 1.0 or self.init != "teacher"):
+            raise ValueError("give python or layers/width/init, not both")
         return self
 
 
@@ -310,6 +313,10 @@ class LossWeights(Strict):
                                                          "teacher's temperature.")
     contrastive: float = Field(0.0, ge=0, description="CLIP's loss of the student on the train split's paired "
                                                       "captions (image-text data; dual encoders).")
+    hidden: float = Field(0.0, ge=0, description="MSE between each student layer's output, through a learned "
+                                                 "projection, and the teacher layer it started from (layers/width "
+                                                 "students; the teacher runs beside the student, so steps cost "
+                                                 "more).")
 
     @model_validator(mode="after")
     def _some(self):

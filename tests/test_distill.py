@@ -89,7 +89,8 @@ def test_the_student_is_checked_against_the_teacher_beside_the_teachers_own_arti
     assert arts["student-int8"]["towers"]["image"]["path"].startswith("variants/student-int8/")
     assert arts["student-fp32"]["towers"]["image"]["path"] == "export-onnx-distill/image.onnx"
     model = rep["models"]["distill"]
-    assert model["student"]["towers"]["image"] == {"kind": "hf", "class": "CLIPModel", "layers": 1, "width": 0.5}
+    assert model["student"]["towers"]["image"] == {"kind": "hf", "class": "CLIPModel", "layers": 1, "width": 0.5,
+                                                      "init": "teacher"}
     assert model["student"]["parameters"]["image"] < 0.3 * model["student"]["teacher_parameters"]["image"]
     steps = [h["step"] for h in model["history"]]
     assert steps == [10, 20, 30, 40, 50, 60]
@@ -197,7 +198,8 @@ def build(teacher_tower):
 def test_a_python_student_module_is_trained_saved_exported_and_checked(tmp_path):
     (tmp_path / "small_cnn.py").write_text(SMALL_CNN)
     recipe = json.loads(json.dumps(TINY_DISTILL))
-    recipe["stages"][0]["distill"].update(towers={"image": {"python": "small_cnn:build"}}, steps=20, eval_every=None)
+    recipe["stages"][0]["distill"].update(towers={"image": {"python": "small_cnn:build"}}, steps=20, eval_every=None,
+                                          precision="bf16")  # forced: autocast runs on any CPU, emulated without AVX-512 BF16
     recipe["export"]["variants"] = [{"name": "cnn-int8", "quantize": "dynamic", "towers": ["image"]}]
     recipe["checks"]["budgets"] = {}  # 20 steps from scratch: a plumbing test, not a quality one
     run_dir = tmp_path / "run"
@@ -209,6 +211,8 @@ def test_a_python_student_module_is_trained_saved_exported_and_checked(tmp_path)
     assert not (run_dir / "stages" / "distill" / "student" / "model.safetensors").exists()
     assert rep["artifacts"]["cnn-int8"]["model"] == "distill"
     assert rep["models"]["distill"]["student"]["parameters"]["image"] < 10_000  # the CNN, not the teacher tower
+    assert rep["models"]["distill"]["precision"] == "bf16"
+    assert all(np.isfinite(h["loss"]) for h in rep["models"]["distill"]["history"])
 
 
 
@@ -217,6 +221,7 @@ def test_a_hugging_face_clip_distils_both_towers_into_a_directory_transformers_l
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
     stage = ("stages=[{distill: {towers: {image: {layers: 1, width: 0.5}, text: {layers: 1}}, steps: 10, batch: 8, "
+             "losses: {cosine: 1, hidden: 0.5}, "
              "warmup: 2, eval_every: 5, checkpoint_every: 5, precision: fp32}}]")
     run_dir = tmp_path / "run"
     result = invoke("run", str(recipes_dir / "hf-clip.yaml"), "--run-dir", str(run_dir), "--set",

@@ -110,3 +110,13 @@ def test_a_bert_text_encoder_drops_layers_and_refuses_a_narrower_width(tmp_path)
         students.check(teacher.config, "text", 7, 1.0)
     student.save_pretrained(tmp_path)
     assert BertModel.from_pretrained(tmp_path).config.num_hidden_layers == 3
+
+
+def test_a_tower_from_scratch_keeps_its_fresh_weights_and_the_other_tower_stays_the_teachers():
+    teacher = _tiny_clip()
+    torch.manual_seed(1)
+    student = students.shrink(teacher, {"image": {"layers": 2, "init": "scratch"}})
+    got = student.vision_model.encoder.layers[1].mlp.fc1.weight
+    assert not torch.equal(got, teacher.vision_model.encoder.layers[3].mlp.fc1.weight)
+    assert torch.equal(student.text_model.encoder.layers[0].mlp.fc1.weight, teacher.text_model.encoder.layers[0].mlp.fc1.weight)
+    assert torch.equal(student.logit_scale, teacher.logit_scale)

@@ -42,15 +42,56 @@ DEFAULT_SCALE = 20.0  # similarity scale (1 / temperature) when the teacher has 
 
 # ---- the student -----------------------------------------------------------------------------------------
 class Student(nn.Module):
-    """The distilled towers as one module (what DistributedDataParallel wraps): feeds -> {tower: (B, D)}."""
+    """The distilled towers as one module (what DistributedDataParallel wraps): feeds -> {tower: (B, D)}.
+
+    With hidden-state matching (`matches`), forward also returns, per tower, the MSE between each student
+    layer's output, projected by a learned linear map, and the output of the teacher layer it started from
+    (the teacher runs alongside, frozen). The projections train with the student and are not saved with it.
+    """
 
     def __init__(self, towers: dict[str, nn.Module], input_names: dict[str, list[str]]):
         super().__init__()
         self.towers = nn.ModuleDict(towers)
         self.input_names = input_names
+        self.proj = nn.ModuleDict()
+        self.matches: dict = {}  # tower -> (student layers, teacher tower, teacher layers, kept teacher indices)
 
-    def forward(self, feeds: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return {t: self.towers[t](*[feeds[t][k] for k in self.input_names[t]]) for t in feeds}
+    def match_hidden(self, tower: str, student_layers: nn.ModuleList, teacher_tower: nn.Module,
+                     teacher_layers: nn.ModuleList, keep: list[int], d_student: int, d_teacher: int) -> None:
+        self.proj[tower] = nn.ModuleList([losses.HiddenMatch(d_student, d_teacher) for _ in keep])
+        self.matches[tower] = (student_layers, teacher_tower, teacher_layers, keep)  # not registered: not trained
+
+    def forward(self, feeds: dict[str, dict[str, torch.Tensor]]):
+        out, hidden = {}, {}
+        for t in feeds:
+            args = [feeds[t][k] for k in self.input_names[t]]
+            if t not in self.matches:
+                out[t] = self.towers[t](*args)
+                continue
+            s_layers, teacher, t_layers, keep = self.matches[t]
+            with _captured(s_layers) as s_h:
+                out[t] = self.towers[t](*args)
+            with torch.no_grad(), _captured(t_layers) as t_h:
+                teacher(*args)
+            hidden[t] = torch.stack([m(s_h[i].float(), t_h[j].float()) for i, (j, m) in enumerate(zip(keep, self.proj[t]))]).mean()
+        return out, hidden
+
+
+class _captured:
+    """Collect the outputs of every layer in a ModuleList during one forward (HF layers return a tensor or a
+    tuple whose first element is the hidden state)."""
+
+    def __init__(self, layers: nn.ModuleList):
+        self.layers, self.out, self.hooks = layers, [], []
+
+    def __enter__(self) -> list:
+        grab = lambda m, i, o: self.out.append(o[0] if isinstance(o, tuple) else o)
+        self.hooks = [layer.register_forward_hook(grab) for layer in self.layers]
+        return self.out
+
+    def __exit__(self, *exc) -> None:
+        for h in self.hooks:
+            h.remove()
 
 
 def _hf_model(tower: nn.Module) -> nn.Module | None:
@@ -96,8 +137,8 @@ def build(bundle: Bundle, cfg, base: Path, where: Callable[..., str]) -> tuple[S
             raise RecipeError(f"{where('towers')}: layers/width students need a Hugging Face or zoo teacher (this "
                               f"one is {bundle.source.get('kind')}); give the tower a `python:` student instead")
         try:
-            hf_model = students.shrink(teacher_model, {t: {"layers": s.layers, "width": s.width} for t, s in plan.items()},
-                                       build=_builder(bundle))
+            hf_model = students.shrink(teacher_model, {t: {"layers": s.layers, "width": s.width, "init": s.init}
+                                                       for t, s in plan.items()}, build=_builder(bundle))
         except ValueError as e:
             raise RecipeError(f"{where('towers')}: {e}") from None
         for name, p in hf_model.named_parameters():
@@ -105,7 +146,7 @@ def build(bundle: Bundle, cfg, base: Path, where: Callable[..., str]) -> tuple[S
         for t in plan:
             towers[t] = _rewrap(bundle.towers[t], hf_model)
             desc["towers"][t] = {"kind": "hf", "class": type(hf_model).__name__, "layers": plan[t].layers,
-                                 "width": plan[t].width}
+                                 "width": plan[t].width, "init": plan[t].init}
     for t, s in custom.items():
         _, fn = _import(s.python, base, where("towers", t, "python"))
         module = fn(bundle.towers[t])
@@ -115,6 +156,16 @@ def build(bundle: Bundle, cfg, base: Path, where: Callable[..., str]) -> tuple[S
         towers[t] = module
         desc["towers"][t] = {"kind": "python", "entrypoint": s.python}
     student = Student(towers, {t: list(bundle.specs[t].inputs) for t in towers})
+    if cfg.losses.hidden:
+        if custom:
+            raise RecipeError(f"{where('losses', 'hidden')}: hidden-state matching pairs layers of the teacher's own "
+                              f"class; the python student of {', '.join(custom)} has none; set it to 0")
+        for t in plan:
+            s_prefix, t_prefix = students.layers_prefix(hf_model, t), students.layers_prefix(teacher_model, t)
+            s_layers, t_layers = hf_model.get_submodule(s_prefix), teacher_model.get_submodule(t_prefix)
+            keep = students.kept_layers(len(t_layers), len(s_layers))
+            student.match_hidden(t, s_layers, bundle.towers[t], t_layers, keep,
+                                 students.hidden_size(hf_model.config, t), students.hidden_size(teacher_model.config, t))
     desc["parameters"] = {t: sum(p.numel() for n, p in _tower_params(student, hf_model, t)) for t in towers}
     desc["teacher_parameters"] = {t: _teacher_parameters(bundle.towers[t], t) for t in towers}
     return student, hf_model, desc
@@ -296,10 +347,14 @@ class Interval:
     eval: dict = field(default_factory=dict)
 
 
-def _loss(cfg, student_out: dict, targets: dict, rows: np.ndarray, scale: float, device) -> tuple[torch.Tensor, dict]:
+def _loss(cfg, student_out: dict, targets: dict, rows: np.ndarray, scale: float, device,
+          hidden: dict | None = None) -> tuple[torch.Tensor, dict]:
     w = cfg.losses
     total = torch.zeros((), device=device)
     parts = {}
+    for t, value in (hidden or {}).items():
+        parts[f"{t}.hidden"] = value.detach()
+        total = total + w.hidden * value
     teacher = {t: torch.from_numpy(targets[t][rows]).to(device) for t in ("image", "text") if t in targets}
     anchors = torch.from_numpy(targets["anchors"]).to(device) if "anchors" in targets else None
     for t, s in student_out.items():
@@ -335,6 +390,8 @@ def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int
     bf16 = use_bf16(cfg.precision, device)
     torch.set_num_threads(max(1, threads // distributed.local_world()))
     student.to(device).train()
+    for _, teacher, _, _ in student.matches.values():  # the frozen teacher runs beside the student
+        teacher.to(device).eval()
     params = [p for p in student.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
@@ -367,8 +424,8 @@ def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int
             feeds = {t: {k: torch.from_numpy(v).to(device) for k, v in f.items()}
                      for t, f in _feeds(bundle, split, rows, student.towers).items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = model(feeds)
-            loss, _ = _loss(cfg, out, targets, rows, scale, device)
+                out, hidden = model(feeds)
+            loss, _ = _loss(cfg, out, targets, rows, scale, device, hidden)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -401,6 +458,8 @@ def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int
                 if at_ckpt and distributed.is_main():
                     _checkpoint(ckpt, done, student, opt, sched, history)
     student.eval()
+    for _, teacher, _, _ in student.matches.values():
+        teacher.cpu()
     return history
 
 

@@ -42,6 +42,10 @@ def layers_prefix(model: nn.Module, tower: str) -> str:
     return found.pop()
 
 
+def hidden_size(config, tower: str) -> int:
+    return _sub_config(config, tower).hidden_size
+
+
 def owns(config, tower: str, name: str) -> bool:
     """Whether parameter `name` belongs to `tower` (what distilling that tower trains)."""
     if not dual(config):
@@ -105,13 +109,17 @@ def _teacher_name(name: str, prefixes: dict[str, list[int]]) -> str:
     return name
 
 
-def init_from_teacher(student: nn.Module, teacher: nn.Module, prefixes: dict[str, list[int]]) -> None:
+def init_from_teacher(student: nn.Module, teacher: nn.Module, prefixes: dict[str, list[int]],
+                      skip=lambda name: False) -> None:
     """Copy every student tensor from the teacher's, cut to the student's shape by keeping the leading entries
     of each dimension: whole heads (q/k/v rows are head-major), leading hidden and MLP channels.
-    prefixes: layer-stack prefix -> the teacher layers the student's layers start from."""
+    prefixes: layer-stack prefix -> the teacher layers the student's layers start from; skip(name): tensors
+    that keep their fresh initialisation (a tower trained from scratch)."""
     source = teacher.state_dict()
     with torch.no_grad():
         for name, t in student.state_dict().items():
+            if skip(name):
+                continue
             src = source[_teacher_name(name, prefixes)]
             if "in_proj" in name and src.shape != t.shape:  # q, k, v stacked in one matrix: a leading cut is wrong
                 raise ValueError(f"{name}: packed q/k/v projections (e.g. SigLIP's attention-pooling head) cannot "
@@ -122,7 +130,9 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, prefixes: dict[str
 
 
 def shrink(teacher: nn.Module, plan: dict[str, dict], build=None) -> nn.Module:
-    """The student of a Hugging Face teacher ({tower: {'layers': n, 'width': w}}), initialised from it.
+    """The student of a Hugging Face teacher ({tower: {'layers': n, 'width': w, 'init': 'teacher'|'scratch'}}),
+    initialised from it (a 'scratch' tower keeps the class's own random initialisation; the towers not planned
+    are always the teacher's).
 
     build(config) -> an untrained model of the teacher's class (default: type(teacher)(config)); the zoo
     teacher passes its own builder, which adds the conv stem."""
@@ -132,5 +142,6 @@ def shrink(teacher: nn.Module, plan: dict[str, dict], build=None) -> nn.Module:
         n_teacher = _sub_config(teacher.config, tower).num_hidden_layers
         prefixes[layers_prefix(teacher, tower)] = kept_layers(n_teacher, _sub_config(cfg, tower).num_hidden_layers)
     student = (build or type(teacher))(cfg)
-    init_from_teacher(student, teacher, prefixes)
+    scratch = [t for t, p in plan.items() if p.get("init", "teacher") == "scratch"]
+    init_from_teacher(student, teacher, prefixes, skip=lambda n: any(owns(cfg, t, n) for t in scratch))
     return student.eval()

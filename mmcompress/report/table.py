@@ -20,7 +20,7 @@ def render(report: dict) -> Table:
     t = Table(title=title, title_justify="left", caption="; ".join(notes), caption_justify="left")
     headers, body = rows(report)
     for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i in (0, len(headers) - 1) else "right")
+        t.add_column(h, justify="left" if i in (0, len(headers) - 1) else "right", no_wrap=i == 0)
     for cells in body:
         t.add_row(*cells[:-1], VERDICT_STYLE.get(cells[-1], cells[-1]))
     return t
