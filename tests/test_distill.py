@@ -265,3 +265,25 @@ def test_contrastive_losses_are_refused_for_a_single_tower_teacher(recipes_dir, 
                     "--set", "data.splits.train=16", "--set", stage)
     assert result.exit_code == 2
     assert "stages[0].distill.losses.contrastive_kd" in result.output and "use cosine or mse" in result.output
+
+
+def test_stages_chain_each_from_the_previous_model_and_learn_from_the_teacher(tmp_path):
+    from mmcompress.models import shapes_clip
+
+    recipe = json.loads(json.dumps(TINY_DISTILL))
+    common = {"steps": 10, "batch": 16, "warmup": 2, "eval_every": None, "checkpoint_every": 10}
+    recipe["stages"] = [{"distill": {"name": "fewer", "towers": {"image": {"layers": 1}}, **common}},
+                        {"distill": {"name": "narrower", "towers": {"image": {"width": 0.5}}, **common}}]
+    recipe["export"]["variants"] = [{"name": "fp32", "quantize": "none", "towers": ["image"]}]
+    recipe["checks"]["budgets"] = {}
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(_write(tmp_path, recipe)), "--run-dir", str(run_dir))
+    assert result.exit_code == 0, result.output
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert list(rep["models"]) == ["fewer", "narrower"] and rep["artifacts"]["fp32"]["model"] == "narrower"
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(run_dir / "stages" / "narrower" / "student")
+    assert (cfg.vision_config.num_hidden_layers, cfg.vision_config.hidden_size) == (1, 32)  # 2 -> 1 layer, 64 -> 32
+    model = shapes_clip.from_config(cfg)  # the zoo class, conv stem included, all the way down the chain
+    assert isinstance(model.vision_model.embeddings.patch_embedding, shapes_clip.ConvStem)

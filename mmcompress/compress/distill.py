@@ -108,7 +108,9 @@ def _rewrap(tower: nn.Module, model: nn.Module) -> nn.Module:
 
 
 def _builder(bundle: Bundle):
-    if bundle.source.get("kind") == "zoo":
+    """How to build an untrained model of the bundle's class (the zoo teacher's adds its conv stem; a stage's
+    model was built like the model it came from)."""
+    if bundle.source.get("built_as", bundle.source.get("kind")) == "zoo":
         from mmcompress.models import shapes_clip
 
         return shapes_clip.from_config
@@ -191,7 +193,8 @@ def student_bundle(bundle: Bundle, student: Student, name: str, folder: Path) ->
     return Bundle(towers=towers, specs=bundle.specs, image_preprocess=bundle.image_preprocess,
                   text_preprocess=bundle.text_preprocess, task=bundle.task,
                   source={"kind": "stage", "stage": name, "path": str(folder / STUDENT),
-                          "teacher": bundle.source.get("cache_key")})
+                          "parent": bundle.source.get("stage", "teacher"),
+                          "built_as": bundle.source.get("built_as", bundle.source.get("kind"))})
 
 
 def save(student: Student, hf_model, bundle: Bundle, folder: Path) -> dict:
