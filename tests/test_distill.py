@@ -257,6 +257,15 @@ def test_a_sentence_transformer_drops_layers_and_keeps_its_pooling(recipes_dir, 
     # mean pooling + Normalize kept: the student's embeddings are unit vectors like the teacher's
     emb = np.load(run_dir / "stages" / "distill" / "embeddings.npz")["text"]
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # the student directory has the sentence-transformers layout: it loads as a teacher itself, same pooling
+    from mmcompress.models import hf
+    from mmcompress.recipe import TeacherConfig
+
+    student_dir = run_dir / "stages" / "distill" / "student"
+    assert (student_dir / "modules.json").is_file() and (student_dir / "1_Pooling" / "config.json").is_file()
+    again = hf.load(TeacherConfig(hf=str(student_dir)), tmp_path)
+    assert again.source["pooling"] == "mean" and again.source["normalize"] is True
+    assert again.towers["text"].model.config.num_hidden_layers == 1
 
 
 def test_contrastive_losses_are_refused_for_a_single_tower_teacher(recipes_dir, tmp_path):

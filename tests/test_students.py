@@ -120,3 +120,14 @@ def test_a_tower_from_scratch_keeps_its_fresh_weights_and_the_other_tower_stays_
     assert not torch.equal(got, teacher.vision_model.encoder.layers[3].mlp.fc1.weight)
     assert torch.equal(student.text_model.encoder.layers[0].mlp.fc1.weight, teacher.text_model.encoder.layers[0].mlp.fc1.weight)
     assert torch.equal(student.logit_scale, teacher.logit_scale)
+
+
+def test_a_siglip_image_tower_is_refused_a_narrower_width_before_any_work():
+    from transformers import SiglipConfig
+
+    cfg = SiglipConfig(text_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2),
+                       vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2))
+    with pytest.raises(ValueError, match="packed"):
+        students.check(cfg, "image", None, 0.5)
+    students.check(cfg, "image", 1, 1.0)  # fewer layers are fine
+    students.check(cfg, "text", None, 0.5)  # its text tower has no such head

@@ -194,6 +194,7 @@ def student_bundle(bundle: Bundle, student: Student, name: str, folder: Path) ->
                   text_preprocess=bundle.text_preprocess, task=bundle.task,
                   source={"kind": "stage", "stage": name, "path": str(folder / STUDENT),
                           "parent": bundle.source.get("stage", "teacher"),
+                          "hf_dir": str(_hf_dir(bundle)) if _hf_dir(bundle) else None,
                           "built_as": bundle.source.get("built_as", bundle.source.get("kind"))})
 
 
@@ -207,16 +208,44 @@ def save(student: Student, hf_model, bundle: Bundle, folder: Path) -> dict:
     out = folder / STUDENT
     out.mkdir(parents=True, exist_ok=True)
     if hf_model is not None:
-        hf_model.save_pretrained(out)
+        src = _hf_dir(bundle)
+        model_out = out / _st_layout(src, out) if src is not None else out
+        hf_model.save_pretrained(model_out)
         if bundle.text_preprocess is not None:
-            bundle.text_preprocess.tokenizer.save_pretrained(out)
-        src = Path(bundle.source.get("path", ""))
-        if bundle.source.get("kind") == "hf" and (src / "preprocessor_config.json").is_file():
-            (out / "preprocessor_config.json").write_bytes((src / "preprocessor_config.json").read_bytes())
+            bundle.text_preprocess.tokenizer.save_pretrained(model_out)
+        if src is not None and (src / "preprocessor_config.json").is_file():
+            (model_out / "preprocessor_config.json").write_bytes((src / "preprocessor_config.json").read_bytes())
     for t, m in student.towers.items():
         if hf_model is None or _hf_model(m) is not hf_model:
             save_file({k: v.contiguous() for k, v in m.state_dict().items()}, out / f"{t}.safetensors")
     return {str(p.relative_to(folder)): {} for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _hf_dir(bundle: Bundle) -> Path | None:
+    """The Hugging Face directory the model came from (through any earlier stages), if it came from one."""
+    d = bundle.source.get("hf_dir") or (bundle.source.get("path") if bundle.source.get("kind") == "hf" else None)
+    return Path(d) if d else None
+
+
+def _st_layout(src: Path, out: Path) -> str:
+    """A sentence-transformers teacher: copy its module files (modules.json, pooling, normalize, configs) into
+    out, so the student loads like the teacher (sentence-transformers, or teacher.hf: student), and return the
+    transformer's sub-folder ('' when it lives at the top). Any other teacher: ''."""
+    import shutil
+
+    modules_file = src / "modules.json"
+    if not modules_file.is_file():
+        return ""
+    modules = json.loads(modules_file.read_text())
+    transformer = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Transformer")), "")
+    for m in modules:
+        p = m.get("path", "")
+        if p and p != transformer and (src / p).is_dir():
+            shutil.copytree(src / p, out / p, dirs_exist_ok=True)
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
+        if (src / name).is_file():
+            (out / name).write_bytes((src / name).read_bytes())
+    return transformer
 
 
 def load(bundle: Bundle, cfg, folder: Path, base: Path, where: Callable[..., str]) -> Bundle:
@@ -227,7 +256,7 @@ def load(bundle: Bundle, cfg, folder: Path, base: Path, where: Callable[..., str
     out = folder / STUDENT
     if hf_model is not None:
         state = {}
-        for f in sorted(out.glob("model*.safetensors")):
+        for f in sorted(out.rglob("model*.safetensors")):
             state.update(load_file(f))
         missing, unexpected = hf_model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]

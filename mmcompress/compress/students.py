@@ -20,6 +20,7 @@ from torch import nn
 # tower -> (sub-config attribute, sub-model attribute, projection attribute) of a CLIP-layout model
 TOWERS = {"image": ("vision_config", "vision_model", "visual_projection"),
           "text": ("text_config", "text_model", "text_projection")}
+PACKED_QKV_HEAD = {"siglip", "siglip2"}  # vision towers pooled by nn.MultiheadAttention (in_proj_weight)
 _LAYERS = re.compile(r"^(.*?encoder\.layers?)\.(\d+)\.")  # 'vision_model.encoder.layers.3.', 'encoder.layer.3.'
 
 
@@ -73,6 +74,10 @@ def check(config, tower: str, layers: int | None, width: float) -> None:
         if not dual(config):
             raise ValueError(f"width {width}: a single-tower {config.model_type} model has no projection, so a "
                              f"narrower student would change the embedding size; keep width 1.0 and drop layers")
+        if tower == "image" and getattr(config, "model_type", "") in PACKED_QKV_HEAD:
+            raise ValueError(f"width {width}: the {config.model_type} image tower pools with an attention head whose "
+                             f"q/k/v are packed in one matrix, which cannot be narrowed by slicing; keep width 1.0 "
+                             f"and drop layers")
         heads = sub.num_attention_heads
         exact = heads * width
         if round(exact) < 1 or abs(exact - round(exact)) > 0.01:  # 12 heads x 0.67 = 8.04: close enough to 8
