@@ -125,6 +125,46 @@ def inspect(path: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1), default=(1, 16), show_default=True,
+              help="Batch size (repeatable).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads (default: the cores this process may use).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=16, show_default=True, help="Text length in tokens.")
+@click.option("--max-seconds", type=click.FloatRange(min=1), default=20, show_default=True,
+              help="Time budget per (group, batch); rounds stop earlier once every interval is narrow.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+def bench(path: str, batches: tuple[int, ...], threads: int | None, seq_len: int, max_seconds: float,
+          as_json: bool) -> None:
+    """Latency and throughput of PATH (a .onnx file or a run directory) on this machine, interleaved."""
+    from mmcompress import bench as bench_mod
+    from mmcompress.machine import usable_cores
+
+    try:
+        result = bench_mod.run(Path(path), list(batches), threads or usable_cores(), seq_len, max_seconds)
+    except MMCompressError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    m = result["machine"]
+    t = Table(title=f"{m['cpu']} | {', '.join(m['isa']) or 'no AVX2'} | {result['threads']} threads",
+              title_justify="left")
+    for h in ("graph", "inputs", "batch", "median ms", "p90 ms", "items/s", "speedup (95% interval)", "rounds"):
+        t.add_column(h, justify="left" if h in ("graph", "inputs") else "right", no_wrap=h == "graph")
+    for g in result["groups"]:
+        inputs = ", ".join(g["inputs"]) + (f" @{g['seq_len']}" if "seq_len" in g else "")
+        for b, point in g["points"].items():
+            for name, r in point["rows"].items():
+                ci = r.get("speedup_ci95")
+                t.add_row(name, inputs, b, f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['items_per_s']:.0f}",
+                          f"{r['speedup']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "reference", str(r["rounds"]))
+    Console(width=max(160, Console().width)).print(t)
+
+
+@cli.command()
 @click.argument("recipe_path", metavar="RECIPE.yaml")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def validate(recipe_path: str, overrides: tuple[str, ...]) -> None:

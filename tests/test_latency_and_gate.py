@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import numpy as np
+import json
 
+import numpy as np
+import pytest
+
+from conftest import invoke
 from mmcompress.checks import gate, latency
 from mmcompress.recipe import Budgets
 
@@ -107,3 +111,46 @@ def test_trim_padding_cuts_batches_to_their_longest_row_either_side():
     assert trim_padding(left)["attention_mask"].tolist() == [[1, 1, 1], [0, 1, 1]]
     images = {"pixel_values": np.zeros((2, 3, 4, 4), np.float32)}
     assert trim_padding(images) is images
+
+
+class _Work:
+    """A session that does a fixed amount of real work (no sleeps)."""
+
+    def __init__(self, n: int):
+        self.a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+
+    def run(self, feeds):
+        return self.a @ self.a
+
+
+def test_adaptive_rounds_stop_when_the_interval_is_narrow_or_at_the_limit():
+    from mmcompress.checks.latency import measure_adaptive
+
+    sessions = {"ref": _Work(64), "cand": _Work(32)}
+    times, why = measure_adaptive(sessions, {}, min_rounds=10, max_rounds=40, max_seconds=30, rel_width=10.0)
+    assert len(times["ref"]) == 10 and why.startswith("interval within")  # any interval is within 1000%
+    times, why = measure_adaptive(sessions, {}, min_rounds=10, max_rounds=40, max_seconds=30, rel_width=0.0)
+    assert len(times["cand"]) == 40 and why.startswith("stopped at max_rounds 40")
+
+
+def test_bench_times_every_graph_of_a_run_grouped_by_inputs(tiny_run, tmp_path):
+    _, run_dir, report = tiny_run
+    result = invoke("bench", str(run_dir), "--batch", "2", "--max-seconds", "2", "--seq-len", "999", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    groups = {tuple(g["inputs"]): g for g in out["groups"]}
+    assert set(groups) == {("pixel_values",), ("input_ids", "attention_mask")}
+    image = groups[("pixel_values",)]
+    assert image["reference"] == "export-onnx/image.onnx"
+    rows = image["points"]["2"]["rows"]
+    assert set(rows) == {"export-onnx/image.onnx"} | {f"variants/{v}/image.onnx" for v in
+                                                      ("int8-dynamic", "int8-static", "fp16")}
+    assert "speedup" not in rows["export-onnx/image.onnx"] and all(r["rounds"] >= 10 for r in rows.values())
+    for r in rows.values():
+        assert r["items_per_s"] == pytest.approx(2 / (r["median_ms"] / 1e3))
+    assert groups[("input_ids", "attention_mask")]["seq_len"] == 8  # 999 capped at the teacher's max_length
+    one = invoke("bench", str(run_dir / "variants" / "int8-dynamic" / "image.onnx"), "--batch", "1",
+                 "--max-seconds", "1", "--json")
+    assert one.exit_code == 0 and len(json.loads(one.stdout)["groups"]) == 1
+    (tmp_path / "x.txt").write_text("")
+    assert invoke("bench", str(tmp_path / "x.txt")).exit_code == 2

@@ -142,3 +142,26 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
                 where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"]}
                 out[tower][p["key"]] = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
     return out
+
+
+def measure_adaptive(sessions: dict[str, Session], feeds: dict[str, np.ndarray], *, warmup: int = 3,
+                     min_rounds: int = 10, max_rounds: int = 300, max_seconds: float = 20.0,
+                     rel_width: float = 0.04, block: int = 10) -> tuple[dict[str, np.ndarray], str]:
+    """Interleaved rounds (as `measure`), added `block` at a time until every candidate's 95% interval of its
+    speedup over the first session is narrower than rel_width (relative to the speedup), or max_rounds or
+    max_seconds is reached. -> (name -> seconds per round, why it stopped)."""
+    t_end = time.perf_counter() + max_seconds
+    times = measure(sessions, feeds, rounds=max(min_rounds, block), warmup=warmup)
+    reference = next(iter(sessions))
+    while True:
+        rows = summarize(times, reference)
+        widths = [(r["speedup_ci95"][1] - r["speedup_ci95"][0]) / r["speedup"] for n, r in rows.items() if n != reference]
+        n = len(times[reference])
+        if not widths or max(widths) <= rel_width:
+            return times, f"interval within {rel_width:.0%} after {n} rounds"
+        if n >= max_rounds:
+            return times, f"stopped at max_rounds {max_rounds} (widest interval {max(widths):.1%})"
+        if time.perf_counter() >= t_end:
+            return times, f"stopped at max_seconds {max_seconds:g} after {n} rounds (widest interval {max(widths):.1%})"
+        more = measure(sessions, feeds, rounds=block, warmup=0)
+        times = {k: np.concatenate([times[k], more[k]]) for k in times}
