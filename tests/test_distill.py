@@ -296,3 +296,18 @@ def test_stages_chain_each_from_the_previous_model_and_learn_from_the_teacher(tm
     assert (cfg.vision_config.num_hidden_layers, cfg.vision_config.hidden_size) == (1, 32)  # 2 -> 1 layer, 64 -> 32
     model = shapes_clip.from_config(cfg)  # the zoo class, conv stem included, all the way down the chain
     assert isinstance(model.vision_model.embeddings.patch_embedding, shapes_clip.ConvStem)
+
+
+def test_a_vit_image_encoder_on_an_image_folder_drops_layers(recipes_dir, tmp_path):
+    from transformers import ViTModel
+
+    stage = "stages=[{distill: {towers: {image: {layers: 1}}, steps: 6, batch: 4, warmup: 1, checkpoint_every: 3, eval_every: 3}}]"
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(recipes_dir / "hf-vit-imagefolder.yaml"), "--run-dir", str(run_dir), "--set",
+                    "data.splits.train=4", "--set", stage, "--set", "checks.budgets.min_cosine=null")
+    assert result.exit_code == 0, result.output
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert "knn_top1" in rep["models"]["distill"]["history"][-1]["eval"]
+    student = ViTModel.from_pretrained(run_dir / "stages" / "distill" / "student")
+    assert student.config.num_hidden_layers == 1
+    assert (run_dir / "stages" / "distill" / "student" / "preprocessor_config.json").is_file()

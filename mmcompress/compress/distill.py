@@ -255,13 +255,18 @@ def load(bundle: Bundle, cfg, folder: Path, base: Path, where: Callable[..., str
     student, hf_model, _ = build(bundle, cfg, base, where)
     out = folder / STUDENT
     if hf_model is not None:
-        state = {}
-        for f in sorted(out.rglob("model*.safetensors")):
-            state.update(load_file(f))
-        missing, unexpected = hf_model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise RuntimeError(f"{out}: weights do not match the student: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        model_dir = next(out.rglob("model*.safetensors")).parent
+        if _builder(bundle) is None:  # transformers' own loader: it maps checkpoint names to module names
+            hf_model.load_state_dict(type(hf_model).from_pretrained(model_dir).state_dict())
+        else:  # the zoo class (conv stem): its names are the module names
+            state = {}
+            for f in sorted(model_dir.glob("model*.safetensors")):
+                state.update(load_file(f))
+            missing, unexpected = hf_model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.endswith("position_ids")]
+            if missing or unexpected:
+                raise RuntimeError(f"{out}: weights do not match the student: missing {missing[:3]}, "
+                                   f"unexpected {unexpected[:3]}")
     for t, m in student.towers.items():
         if hf_model is None or _hf_model(m) is not hf_model:
             m.load_state_dict(load_file(out / f"{t}.safetensors"))

@@ -21,7 +21,7 @@ from torch import nn
 TOWERS = {"image": ("vision_config", "vision_model", "visual_projection"),
           "text": ("text_config", "text_model", "text_projection")}
 PACKED_QKV_HEAD = {"siglip", "siglip2"}  # vision towers pooled by nn.MultiheadAttention (in_proj_weight)
-_LAYERS = re.compile(r"^(.*?encoder\.layers?)\.(\d+)\.")  # 'vision_model.encoder.layers.3.', 'encoder.layer.3.'
+_LAYERS = re.compile(r"^((?:\w+\.)*?layers?)\.(\d+)\.")  # 'vision_model.encoder.layers.3.', 'encoder.layer.3.', 'layers.3.'
 
 
 def dual(config) -> bool:
@@ -34,7 +34,8 @@ def _sub_config(config, tower: str):
 
 
 def layers_prefix(model: nn.Module, tower: str) -> str:
-    """'vision_model.encoder.layers' (CLIP, SigLIP) or 'encoder.layer' (ViT, BERT): where the tower's layers are."""
+    """'vision_model.encoder.layers' (CLIP, SigLIP), 'encoder.layer' (BERT) or 'layers' (ViT in transformers 5):
+    where the tower's layers are."""
     want = TOWERS[tower][1] + "." if dual(model.config) else ""
     found = {m.group(1) for n in model.state_dict() if (m := _LAYERS.match(n)) and n.startswith(want)}
     if len(found) != 1:
