@@ -311,3 +311,19 @@ def test_a_vit_image_encoder_on_an_image_folder_drops_layers(recipes_dir, tmp_pa
     student = ViTModel.from_pretrained(run_dir / "stages" / "distill" / "student")
     assert student.config.num_hidden_layers == 1
     assert (run_dir / "stages" / "distill" / "student" / "preprocessor_config.json").is_file()
+
+
+def test_a_siglip_distils_both_towers_with_every_loss(recipes_dir, tmp_path):
+    from transformers import SiglipModel
+
+    stage = ("stages=[{distill: {towers: {image: {layers: 1}, text: {layers: 1, width: 0.5}}, steps: 6, batch: 8, "
+             "warmup: 1, checkpoint_every: 3, eval_every: 6, "
+             "losses: {cosine: 1, mse: 1, contrastive_kd: 1, contrastive: 1, hidden: 1}}}]")
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(recipes_dir / "hf-siglip.yaml"), "--run-dir", str(run_dir), "--set",
+                    "data.splits.train=24", "--set", stage, "--set", "checks.budgets.min_cosine=null")
+    assert result.exit_code == 0, result.output
+    history = json.loads((run_dir / "report.json").read_text())["models"]["distill"]["history"]
+    assert all(np.isfinite(h["loss"]) for h in history) and "zero_shot_top1" in history[-1]["eval"]
+    student = SiglipModel.from_pretrained(run_dir / "stages" / "distill" / "student")
+    assert student.config.vision_config.num_hidden_layers == 1 and student.config.text_config.hidden_size == 16
