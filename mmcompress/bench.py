@@ -92,3 +92,22 @@ def run(path: Path, batches: list[int], threads: int, seq_len: int, max_seconds:
         out.append({"inputs": [n for n, _ in sig], "reference": ref, "points": points,
                     **({"seq_len": seq_len} if any(n == "input_ids" for n, _ in sig) else {})})
     return {"path": str(path), "threads": threads, "machine": fingerprint(), "groups": out}
+
+
+def table(result: dict):
+    """The rich table `mmcompress bench` prints."""
+    from rich.table import Table
+
+    m = result["machine"]
+    t = Table(title=f"{m['cpu']} | {', '.join(m['isa']) or 'no AVX2'} | {result['threads']} threads",
+              title_justify="left")
+    for h in ("graph", "inputs", "batch", "median ms", "p90 ms", "items/s", "speedup (95% interval)", "rounds"):
+        t.add_column(h, justify="left" if h in ("graph", "inputs") else "right", no_wrap=h == "graph")
+    for g in result["groups"]:
+        inputs = ", ".join(g["inputs"]) + (f" @{g['seq_len']}" if "seq_len" in g else "")
+        for b, point in g["points"].items():
+            for name, r in point["rows"].items():
+                ci = r.get("speedup_ci95")
+                t.add_row(name, inputs, b, f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['items_per_s']:.0f}",
+                          f"{r['speedup']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "reference", str(r["rounds"]))
+    return t

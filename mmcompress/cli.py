@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mmcompress.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_STAGE_FAILED, EXIT_USAGE, MMCompressError
+from mmcompress.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_STAGE_FAILED, EXIT_USAGE, MMCompressError, RecipeError
 
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
@@ -147,21 +147,45 @@ def bench(path: str, batches: tuple[int, ...], threads: int | None, seq_len: int
         click.echo(json.dumps(result, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    m = result["machine"]
-    t = Table(title=f"{m['cpu']} | {', '.join(m['isa']) or 'no AVX2'} | {result['threads']} threads",
-              title_justify="left")
-    for h in ("graph", "inputs", "batch", "median ms", "p90 ms", "items/s", "speedup (95% interval)", "rounds"):
-        t.add_column(h, justify="left" if h in ("graph", "inputs") else "right", no_wrap=h == "graph")
-    for g in result["groups"]:
-        inputs = ", ".join(g["inputs"]) + (f" @{g['seq_len']}" if "seq_len" in g else "")
-        for b, point in g["points"].items():
-            for name, r in point["rows"].items():
-                ci = r.get("speedup_ci95")
-                t.add_row(name, inputs, b, f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['items_per_s']:.0f}",
-                          f"{r['speedup']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "reference", str(r["rounds"]))
-    Console(width=max(160, Console().width)).print(t)
+    Console(width=max(160, Console().width)).print(bench_mod.table(result))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--baseline", type=click.Path(), help="The accepted run: a baseline folder or run directory.")
+@click.option("--update-baseline", "update", type=click.Path(file_okay=False),
+              help="Write this run as the baseline folder (report.json + its graphs), atomically, and exit.")
+@click.option("--threshold", type=click.FloatRange(min=0.001), default=0.10, show_default=True,
+              help="Latency regression threshold (0.10: 10%% slower).")
+@click.option("--force", is_flag=True, help="Compare against a baseline from another machine (speedup ratios only).")
+@click.option("--max-seconds", type=click.FloatRange(min=1), default=20, show_default=True,
+              help="Time budget per latency comparison.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML file (one case per check).")
+@click.option("--summary", type=click.Path(dir_okay=False), help="Write a Markdown summary (for a PR comment).")
+def gate(run_dir: str, baseline: str | None, update: str | None, threshold: float, force: bool, max_seconds: float,
+         junit: str | None, summary: str | None) -> None:
+    """Compare RUN_DIR with a baseline run: accuracy, fidelity, size, and latency re-measured here; exit 1 on a
+    regression."""
+    from mmcompress import regression
+
+    try:
+        if update:
+            click.echo(f"baseline written: {regression.update_baseline(Path(run_dir), Path(update))}")
+            return
+        if not baseline:
+            raise RecipeError("gate: give --baseline DIR (or --update-baseline DIR to write one)")
+        result = regression.compare(Path(run_dir), Path(baseline), threshold=threshold, force=force,
+                                    max_seconds=max_seconds)
+    except MMCompressError as e:
+        _fail(e)
+    if junit:
+        Path(junit).write_text(regression.junit(result))
+    if summary:
+        Path(summary).write_text(regression.markdown(result))
+    for c in result["checks"]:
+        click.echo(f"{'ok  ' if c.passed else 'FAIL'}  {c.name}: {c.message}")
+    sys.exit(EXIT_OK if result["passed"] else EXIT_CHECK_FAILED)
 
 
 @cli.command()
