@@ -5,36 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import helper, numpy_helper
-
 from conftest import invoke
-
-
-def _slowed(src: Path, dst: Path, extra_matmuls: int = 40, width: int = 512) -> None:
-    """The same graph and outputs plus a chain of input-dependent MatMuls multiplied by 0 and added to the
-    output: identical results, several times the work (ORT cannot fold it away: it depends on the input)."""
-    m = onnx.load(src)
-    g = m.graph
-    x, y = g.input[0].name, g.output[0].name
-    rng = np.random.default_rng(0)
-    dims = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim[1:]]
-    flat = int(np.prod(dims))
-    g.initializer.extend([numpy_helper.from_array(rng.standard_normal((flat, width)).astype(np.float32) * 0.01, "slow_w0"),
-                          numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32) * 0.01, "slow_w"),
-                          numpy_helper.from_array(np.array([1], np.int64), "slow_axes"),
-                          numpy_helper.from_array(np.array(0.0, np.float32), "slow_zero")])
-    nodes = [helper.make_node("Flatten", [x], ["slow_f"], axis=1), helper.make_node("MatMul", ["slow_f", "slow_w0"], ["slow_0"])]
-    for i in range(extra_matmuls):
-        nodes.append(helper.make_node("MatMul", [f"slow_{i}", "slow_w"], [f"slow_{i + 1}"]))
-    nodes += [helper.make_node("ReduceSum", [f"slow_{extra_matmuls}", "slow_axes"], ["slow_s"], keepdims=1),
-              helper.make_node("Mul", ["slow_s", "slow_zero"], ["slow_z"])]
-    for node in g.node:  # the old output now feeds the Add that makes the new one
-        node.output[:] = ["slow_out" if o == y else o for o in node.output]
-    nodes.append(helper.make_node("Add", ["slow_out", "slow_z"], [y]))
-    g.node.extend(nodes)
-    onnx.save(m, dst)
+from mmcompress import regression
 
 
 def _copy(run_dir: Path, dst: Path) -> Path:
@@ -63,7 +35,7 @@ def test_a_slowed_graph_is_a_latency_regression_and_junit_names_it(tiny_run, tmp
     invoke("gate", str(run_dir), "--update-baseline", str(base))
     cand = _copy(run_dir, tmp_path / "cand")
     graph = cand / "variants" / "int8-dynamic" / "image.onnx"
-    _slowed(graph, graph)
+    regression.slowed_copy(graph, graph, matmuls=40, width=512)  # several times the work: a clear regression
     result = invoke("gate", str(cand), "--baseline", str(base), "--max-seconds", "2", "--junit", str(tmp_path / "j.xml"))
     assert result.exit_code == 1, result.output
     assert "FAIL  int8-dynamic.latency.image.b1" in result.output
