@@ -52,6 +52,14 @@ def _student_state(run_dir: Path) -> dict:
     return load_file(run_dir / "stages" / "distill" / "student" / "model.safetensors")
 
 
+def _distil_example(recipes_dir, recipe: str, train: int, stage: str, run_dir: Path) -> dict:
+    """Run one of recipes/ with a train split and a distill stage (--set, as a user would); -> report.json."""
+    result = invoke("run", str(recipes_dir / recipe), "--run-dir", str(run_dir), "--set", f"data.splits.train={train}",
+                    "--set", stage, "--set", "checks.budgets.min_cosine=null")
+    assert result.exit_code == 0, result.output
+    return json.loads((run_dir / "report.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory):
     """The tiny distillation, one process, uninterrupted: (exit code, run_dir, report)."""
@@ -224,10 +232,7 @@ def test_a_hugging_face_clip_distils_both_towers_into_a_directory_transformers_l
              "losses: {cosine: 1, hidden: 0.5}, "
              "warmup: 2, eval_every: 5, checkpoint_every: 5, precision: fp32}}]")
     run_dir = tmp_path / "run"
-    result = invoke("run", str(recipes_dir / "hf-clip.yaml"), "--run-dir", str(run_dir), "--set",
-                    "data.splits.train=24", "--set", stage, "--set", "checks.budgets.min_cosine=null")
-    assert result.exit_code == 0, result.output
-    rep = json.loads((run_dir / "report.json").read_text())
+    rep = _distil_example(recipes_dir, "hf-clip.yaml", 24, stage, run_dir)
     assert {a["model"] for n, a in rep["artifacts"].items() if n != "teacher"} == {"distill"}
     student_dir = run_dir / "stages" / "distill" / "student"
     model = CLIPModel.from_pretrained(student_dir).eval()  # no mmcompress needed to use the student
@@ -248,10 +253,7 @@ def test_a_sentence_transformer_drops_layers_and_keeps_its_pooling(recipes_dir, 
     stage = ("stages=[{distill: {towers: {text: {layers: 1}}, losses: {cosine: 1, mse: 1}, steps: 8, batch: 8, "
              "warmup: 2, eval_every: 4, checkpoint_every: 4}}]")
     run_dir = tmp_path / "run"
-    result = invoke("run", str(recipes_dir / "hf-sentence-transformer.yaml"), "--run-dir", str(run_dir), "--set",
-                    "data.splits.train=16", "--set", stage, "--set", "checks.budgets.min_cosine=null")
-    assert result.exit_code == 0, result.output
-    rep = json.loads((run_dir / "report.json").read_text())
+    rep = _distil_example(recipes_dir, "hf-sentence-transformer.yaml", 16, stage, run_dir)
     history = rep["models"]["distill"]["history"]
     assert [h["step"] for h in history] == [4, 8] and "class_prompt_top1" in history[-1]["eval"]
     # mean pooling + Normalize kept: the student's embeddings are unit vectors like the teacher's
@@ -303,10 +305,7 @@ def test_a_vit_image_encoder_on_an_image_folder_drops_layers(recipes_dir, tmp_pa
 
     stage = "stages=[{distill: {towers: {image: {layers: 1}}, steps: 6, batch: 4, warmup: 1, checkpoint_every: 3, eval_every: 3}}]"
     run_dir = tmp_path / "run"
-    result = invoke("run", str(recipes_dir / "hf-vit-imagefolder.yaml"), "--run-dir", str(run_dir), "--set",
-                    "data.splits.train=4", "--set", stage, "--set", "checks.budgets.min_cosine=null")
-    assert result.exit_code == 0, result.output
-    rep = json.loads((run_dir / "report.json").read_text())
+    rep = _distil_example(recipes_dir, "hf-vit-imagefolder.yaml", 4, stage, run_dir)
     assert "knn_top1" in rep["models"]["distill"]["history"][-1]["eval"]
     student = ViTModel.from_pretrained(run_dir / "stages" / "distill" / "student")
     assert student.config.num_hidden_layers == 1
@@ -320,10 +319,7 @@ def test_a_siglip_distils_both_towers_with_every_loss(recipes_dir, tmp_path):
              "warmup: 1, checkpoint_every: 3, eval_every: 6, "
              "losses: {cosine: 1, mse: 1, contrastive_kd: 1, contrastive: 1, hidden: 1}}}]")
     run_dir = tmp_path / "run"
-    result = invoke("run", str(recipes_dir / "hf-siglip.yaml"), "--run-dir", str(run_dir), "--set",
-                    "data.splits.train=24", "--set", stage, "--set", "checks.budgets.min_cosine=null")
-    assert result.exit_code == 0, result.output
-    history = json.loads((run_dir / "report.json").read_text())["models"]["distill"]["history"]
+    history = _distil_example(recipes_dir, "hf-siglip.yaml", 24, stage, run_dir)["models"]["distill"]["history"]
     assert all(np.isfinite(h["loss"]) for h in history) and "zero_shot_top1" in history[-1]["eval"]
     student = SiglipModel.from_pretrained(run_dir / "stages" / "distill" / "student")
     assert student.config.vision_config.num_hidden_layers == 1 and student.config.text_config.hidden_size == 16

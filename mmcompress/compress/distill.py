@@ -168,23 +168,18 @@ def build(bundle: Bundle, cfg, base: Path, where: Callable[..., str]) -> tuple[S
             keep = students.kept_layers(len(t_layers), len(s_layers))
             student.match_hidden(t, s_layers, bundle.towers[t], t_layers, keep,
                                  students.hidden_size(hf_model.config, t), students.hidden_size(teacher_model.config, t))
-    desc["parameters"] = {t: sum(p.numel() for n, p in _tower_params(student, hf_model, t)) for t in towers}
-    desc["teacher_parameters"] = {t: _teacher_parameters(bundle.towers[t], t) for t in towers}
+    desc["parameters"] = {t: _parameters(student.towers[t], t) for t in towers}
+    desc["teacher_parameters"] = {t: _parameters(bundle.towers[t], t) for t in towers}
     return student, hf_model, desc
 
 
-def _teacher_parameters(tower_module: nn.Module, tower: str) -> int:
-    """Parameters of one teacher tower (a dual encoder's tower module holds the whole model: count its own)."""
+def _parameters(tower_module: nn.Module, tower: str) -> int:
+    """Parameters of one tower, teacher's or student's (a dual encoder's tower module holds the whole model:
+    count the tower's own)."""
     m = _hf_model(tower_module)
     if m is not None and students.dual(m.config):
         return sum(p.numel() for n, p in m.named_parameters() if students.owns(m.config, tower, n))
     return sum(p.numel() for p in tower_module.parameters())
-
-
-def _tower_params(student: Student, hf_model, tower: str):
-    if hf_model is not None and tower in student.towers and _hf_model(student.towers[tower]) is hf_model:
-        return [(n, p) for n, p in hf_model.named_parameters() if students.owns(hf_model.config, tower, n)]
-    return list(student.towers[tower].named_parameters())
 
 
 def student_bundle(bundle: Bundle, student: Student, name: str, folder: Path) -> Bundle:
@@ -520,21 +515,13 @@ def teacher_scale(bundle: Bundle) -> float:
 # ---- the stage -------------------------------------------------------------------------------------------
 def embed(student: Student, ctx) -> dict[str, np.ndarray]:
     """The student's embeddings of the eval inputs, per distilled tower (batches trimmed as the checks do)."""
-    from mmcompress.runtimes.base import EVAL_BATCH, trim_padding
+    from mmcompress.runtimes.base import run_batched
+    from mmcompress.runtimes.torch import TorchSession
 
     device = next(student.parameters()).device
-    out = {}
-    with torch.inference_mode():
-        for t, m in student.towers.items():
-            feeds, names = ctx.inputs.feeds[t], student.input_names[t]
-            n = len(next(iter(feeds.values())))
-            parts = []
-            for sl in _batches(n, EVAL_BATCH):
-                part = {k: v[sl] for k, v in feeds.items()}
-                part = trim_padding(part) if ctx.inputs.trim[t] else part
-                parts.append(m(*[torch.from_numpy(part[k]).to(device) for k in names]).float().cpu().numpy())
-            out[t] = np.concatenate(parts)
-    return out
+    return {t: run_batched(TorchSession(m, student.input_names[t], device=device), ctx.inputs.feeds[t],
+                           trim=ctx.inputs.trim[t])
+            for t, m in student.towers.items()}
 
 
 def evaluator(ctx) -> Callable[[Student], dict]:

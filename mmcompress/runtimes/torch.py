@@ -6,12 +6,16 @@ import torch
 
 
 class TorchSession:
-    def __init__(self, module: torch.nn.Module, input_names: list[str], name: str = "torch"):
+    def __init__(self, module: torch.nn.Module, input_names: list[str], name: str = "torch",
+                 device: torch.device | None = None):
+        """device: where the module lives (inputs go there, outputs come back to the CPU); default the CPU."""
         self.name = name
         self.module = module.eval()
         self._inputs = input_names
+        self._device = device
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in self._inputs])
-        return out.float().numpy()
+            out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self._device or "cpu")
+                                for k in self._inputs])
+        return out.float().cpu().numpy()
