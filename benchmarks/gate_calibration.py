@@ -6,7 +6,7 @@ A/A: the graph against itself (fresh sessions each trial): every regression decl
 A/B: the graph against a copy slowed by about --slowdown (a chain of input-dependent MatMuls, calibrated here
 first over long interleaved runs): every regression declared is a detection. Each trial is one gate decision
 (regression.decide: adaptive interleaved rounds, the whole 95% interval beyond 1 / (1 + threshold)).
-Writes JSON with the machine fingerprint; docs/cli.md quotes the result.
+Writes JSON with the machine fingerprint; docs/ci.md quotes the results.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def main() -> None:
 
     # calibrate the injected slowdown: the chain length whose median ratio is closest to 1 + slowdown
     candidates = {}  # the flattened input's projection dominates the added work: its width sets the slowdown
-    for k in (8, 16, 32, 48, 64, 96, 128, 192, 256):
+    for k in (8, 16, 32, 64, 128, 192, 256, 384, 512, 640, 768, 896, 1024, 1280, 1536):
         p = tmp / f"slow{k}.onnx"
         slowed_copy(a.graph, p, matmuls=1, width=k)
         candidates[k] = p

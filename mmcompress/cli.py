@@ -188,6 +188,22 @@ def gate(run_dir: str, baseline: str | None, update: str | None, threshold: floa
     sys.exit(EXIT_OK if result["passed"] else EXIT_CHECK_FAILED)
 
 
+@cli.command("fingerprint")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("--key", "as_key", is_flag=True, help="Print one cache-key-safe word instead of JSON.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads the runs use (default: the usable cores).")
+def fingerprint_cmd(path: str | None, as_key: bool, threads: int | None) -> None:
+    """The machine fingerprint latency baselines are tied to (CPU model, int8 kind, threads, ONNX Runtime): this
+    machine's, or PATH's (a run directory, baseline folder or report.json). CI caches baselines under --key."""
+    from mmcompress import regression
+
+    try:
+        fp = regression.fingerprint(regression.read(Path(path))[1]) if path else regression.here(threads)
+    except MMCompressError as e:
+        _fail(e)
+    click.echo(regression.key(fp) if as_key else json.dumps(fp, indent=2))
+
+
 @cli.command()
 @click.argument("recipe_path", metavar="RECIPE.yaml")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)

@@ -51,6 +51,25 @@ def fingerprint(report: dict) -> dict:
             "onnxruntime": m.get("versions", {}).get("onnxruntime")}
 
 
+def here(threads: int | None = None) -> dict:
+    """This machine's fingerprint, in the form of `fingerprint` (threads: the cores this process may use)."""
+    from mmcompress.machine import fingerprint as machine_fp
+    from mmcompress.machine import usable_cores
+
+    fp = machine_fp()
+    return {"cpu": fp["cpu"], "int8_kind": fp["int8_kind"], "threads": threads or usable_cores(),
+            "onnxruntime": fp["versions"].get("onnxruntime")}
+
+
+def key(fp: dict) -> str:
+    """The fingerprint as one cache-key-safe word, e.g. 'amd-epyc-avx2-2t-ort1.32.0' (CI caches a baseline
+    per runner kind under it)."""
+    import re
+
+    cpu = re.sub(r"[^a-z0-9]+", "-", str(fp.get("cpu") or "unknown-cpu").lower()).strip("-")
+    return f"{cpu}-{fp.get('int8_kind')}-{fp.get('threads')}t-ort{fp.get('onnxruntime')}"
+
+
 def update_baseline(run_dir: Path, dest: Path) -> Path:
     """Copy the run's report.json and every graph it names into dest, atomically (temp folder, then rename)."""
     src, report = read(run_dir)
@@ -173,17 +192,15 @@ def compare(run_dir: Path, baseline: Path, *, threshold: float = 0.10, force: bo
             max_seconds: float = 20.0) -> dict:
     """-> {'checks': [Check...], 'passed', 'fingerprints', 'mode'}; raises RecipeError on a fingerprint mismatch
     unless force."""
-    from mmcompress.machine import fingerprint as here_fp
-    from mmcompress.machine import usable_cores, versions
+    from mmcompress.machine import usable_cores
 
     cand_dir, cand = read(run_dir)
     base_dir, base = read(baseline)
     fp_c, fp_b = fingerprint(cand), fingerprint(base)
-    here = {"cpu": here_fp()["cpu"], "int8_kind": here_fp()["int8_kind"], "threads": threads or fp_c["threads"],
-            "onnxruntime": versions().get("onnxruntime")}
-    differ = sorted(k for k in fp_b if fp_b[k] != here[k])
+    fp_here = here(threads or fp_c["threads"])
+    differ = sorted(k for k in fp_b if fp_b[k] != fp_here[k])
     if differ and not force:
-        raise RecipeError(f"{baseline}: the baseline was accepted on another machine ({', '.join(f'{k} {fp_b[k]} here {here[k]}' for k in differ)}); "
+        raise RecipeError(f"{baseline}: the baseline was accepted on another machine ({', '.join(f'{k} {fp_b[k]} here {fp_here[k]}' for k in differ)}); "
                           f"latency is not comparable. Make a baseline on this machine kind "
                           f"(mmcompress gate RUN --update-baseline DIR), or pass --force to compare only the "
                           f"speedups over each run's own teacher")
@@ -204,7 +221,7 @@ def compare(run_dir: Path, baseline: Path, *, threshold: float = 0.10, force: bo
             checks += _latency_here(name, c, b, cand_dir, base_dir, threshold, threads or usable_cores(),
                                     max_seconds, seq)
     return {"checks": checks, "passed": all(ch.passed for ch in checks), "mode": mode,
-            "fingerprints": {"run": fp_c, "baseline": fp_b, "here": here}, "threshold": threshold}
+            "fingerprints": {"run": fp_c, "baseline": fp_b, "here": fp_here}, "threshold": threshold}
 
 
 def junit(result: dict) -> str:

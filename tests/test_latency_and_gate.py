@@ -37,6 +37,8 @@ def test_summary_speedup_and_interval():
     assert s["fast"]["speedup"] == 2.0
     lo, hi = s["fast"]["speedup_ci95"]
     assert lo <= 2.0 <= hi
+    assert s["fast"]["quantiles_ms"][0] == 4.0 and s["fast"]["quantiles_ms"][3] == 5.0 and s["fast"]["quantiles_ms"][-1] == 6.0
+    assert s["teacher"]["quantiles_ms"] == sorted(s["teacher"]["quantiles_ms"])
 
 
 def _entry(drop=0.5, cos=0.995, speedup=1.5, ms=3.0, mb=2.0, text_gated=False):

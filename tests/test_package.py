@@ -20,6 +20,34 @@ def test_recipe_docs_are_generated_from_the_schema():
     assert (ROOT / "docs" / "recipe.md").read_text() == render(), "run `make docs` to regenerate docs/recipe.md"
 
 
+def test_the_ci_workflow_in_the_docs_parses_and_uses_only_real_commands_and_options():
+    """docs/ci.md's GitHub Actions workflow: valid YAML, and every mmcompress command line in it names a real
+    subcommand with options that subcommand has (so the docs cannot drift from the CLI)."""
+    import re
+    import shlex
+
+    import yaml
+
+    from mmcompress.cli import cli
+
+    text = (ROOT / "docs" / "ci.md").read_text()
+    flow = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    steps = flow["jobs"]["gate"]["steps"]
+    script = "\n".join(s.get("run", "") for s in steps).replace("\\\n", " ")
+    lines = [line[line.index(".venv/bin/mmcompress"):] for line in script.splitlines() if ".venv/bin/mmcompress" in line]
+    assert len(lines) >= 4
+    seen = set()
+    for line in lines:
+        words = shlex.split(re.split(r"\)|>>|\|\|", line)[0])
+        cmd = cli.commands[words[1]]
+        options = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        used = [w for w in words[2:] if w.startswith("--")]
+        assert set(used) <= options, (line, set(used) - options)
+        seen.add(words[1])
+    assert {"run", "gate", "fingerprint"} <= seen
+    assert any(s.get("uses", "").startswith("actions/cache/restore") for s in steps)
+
+
 def test_missing_backend_exits_4(tmp_path, monkeypatch):
     import importlib.util
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import TINY, invoke
 
 
@@ -191,8 +193,32 @@ def test_html_report_shows_the_same_figures(tiny_run):
     static = report["artifacts"]["int8-static"]
     assert f"{static['fidelity']['image']['min']:.4f}" in page
     assert f"{static['latency']['image']['1']['speedup']:.2f}x" in page
-    assert page.count("<svg") == 2 * 2 + 1  # speedup per tower and batch, plus the accuracy change
+    points = [(t, k) for t in report["artifacts"]["teacher"]["latency"] for k in report["artifacts"]["teacher"]["latency"][t]]
+    assert len(points) == 2 * 2
+    # per point a speedup bar chart and a latency distribution; the accuracy change; accuracy vs latency per tower
+    assert page.count("<svg") == 2 * len(points) + 1 + 2
+    assert page.count('class="plot distribution"') == len(points) and page.count('class="plot scatter"') == 2
+    # every session (teacher and each distinct graph) gets a box in every distribution
+    assert page.count('fill-opacity="0.35"') == len(points) * len(report["artifacts"])
     assert "all budgets met" in page
+
+
+def test_report_html_renders_in_headless_chromium(tiny_copy, tmp_path):
+    """The documented check (python -m mmcompress.report.screenshot RUN_DIR): every artifact's plot colour is
+    on the screenshot; a page whose plots are gone fails it."""
+    import re
+
+    from mmcompress.report import screenshot
+
+    if screenshot.browser() is None:
+        pytest.skip("no headless Chromium here (apt-get install chromium)")
+    ok = screenshot.check(tiny_copy, tmp_path / "ok.png")
+    assert ok["ok"] and set(ok["pixels"]) == {"fp32", "int8-dynamic", "int8-static", "fp16"}, ok
+    page = tiny_copy / "report.html"
+    page.write_text(re.sub(r'<svg class="plot.*?</svg>', "", page.read_text(), flags=re.S))
+    broken = screenshot.check(tiny_copy, tmp_path / "broken.png")
+    assert not broken["ok"] and broken["missing"], broken
+    assert screenshot.main([str(tiny_copy), str(tmp_path / "again.png")]) == 1
 
 
 def _statuses(run_dir):

@@ -62,3 +62,10 @@ def test_an_accuracy_drop_fails_and_a_baseline_from_another_machine_is_refused_u
     assert refused.exit_code == 2 and "int8_kind amx" in refused.output and "--force" in refused.output
     forced = invoke("gate", str(run_dir), "--baseline", str(base), "--force")
     assert forced.exit_code == 0 and "ratios only" in forced.output
+    # the cache key CI stores baselines under differs with the machine kind, and names this machine's for a run here
+    import re
+
+    assert invoke("fingerprint", str(base), "--key").output.strip() != invoke("fingerprint", str(run_dir), "--key").output.strip()
+    here = invoke("fingerprint", "--key", "--threads", str(other["machine"]["threads"])).output.strip()
+    assert here == invoke("fingerprint", str(run_dir), "--key").output.strip() and re.fullmatch(r"[a-z0-9.-]+", here)
+    assert "-amx-" in invoke("fingerprint", str(base), "--key").output

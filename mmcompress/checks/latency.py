@@ -2,7 +2,8 @@
 
 Per (tower, batch, text length): every session gets `warmup` untimed calls, then `rounds` rounds in which each
 session runs once, in an order that rotates each round. Reported: median and p90 in ms, and per candidate the
-speedup (teacher median / candidate median) with a 95% bootstrap interval over the paired rounds.
+speedup (teacher median / candidate median) with a 95% bootstrap interval over the paired rounds, and the
+distribution's quantiles (report.html draws them).
 
 Text is timed at the lengths the eval data has (median and p90 token counts, rounded up to a multiple of 8)
 and at any fixed lengths the recipe lists (checks.text_lengths); a model that always pads to its maximum
@@ -44,13 +45,17 @@ def measure(sessions: dict[str, Session], feeds: dict[str, np.ndarray], *, round
     return times
 
 
+QUANTILES = (0, 10, 25, 50, 75, 90, 100)  # the distribution report.html draws: min, p10, p25, median, p75, p90, max
+
+
 def summarize(times: dict[str, np.ndarray], reference: str, seed: int = 0) -> dict[str, dict]:
     rng = np.random.default_rng(seed)
     ref = times[reference]
     out = {}
     for name, t in times.items():
         row = {"median_ms": float(np.median(t) * 1e3), "p90_ms": float(np.percentile(t, 90) * 1e3),
-               "rounds": int(len(t))}
+               "rounds": int(len(t)),
+               "quantiles_ms": [round(float(q) * 1e3, 4) for q in np.percentile(t, QUANTILES)]}
         if name != reference:
             idx = rng.integers(0, len(t), size=(1000, len(t)))  # resample paired rounds
             ratios = np.median(ref[idx], axis=1) / np.median(t[idx], axis=1)

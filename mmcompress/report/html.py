@@ -1,5 +1,5 @@
 """report.html: the run at a glance for a reviewer (CI artifact): machine, teacher, the artifact table, budgets,
-and bar charts of speedup and accuracy change. Self-contained: inline CSS and SVG, no scripts, no downloads."""
+bar charts of speedup and accuracy change, latency distributions per timed point and accuracy against latency. Self-contained: inline CSS and SVG, no scripts, no downloads."""
 from __future__ import annotations
 
 import html
@@ -7,6 +7,13 @@ import html
 from mmcompress.report.summary import latency_columns, point_label, rows
 
 BAR_W, ROW_H = 320, 18
+PLOT_W, PLOT_H, LABEL_W = 420, 220, 150
+COLOURS = ("#2e86c1", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#d35400", "#7f8c8d")
+
+
+def _colour(names: list[str], name: str) -> str:
+    """One colour per artifact across every plot; the teacher dark grey."""
+    return "#333" if name == "teacher" else COLOURS[[n for n in names if n != "teacher"].index(name) % len(COLOURS)]
 
 
 def _e(x) -> str:
@@ -26,7 +33,7 @@ def _bars(title: str, rows: list[tuple[str, float]], unit: str, ref: float | Non
     for i, (label, v) in enumerate(rows):
         y = 5 + i * ROW_H
         x0, x1 = sorted((x(max(lo, 0.0) if lo < 0 else lo), x(v)))
-        colour = "#c0392b" if (ref is not None and v < ref) else "#2e86c1"
+        colour = "#a93226" if (ref is not None and v < ref) else "#5499c7"  # not among COLOURS (screenshot check)
         parts.append(f'<text x="145" y="{y + 13}" text-anchor="end">{_e(label)}</text>'
                      f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 1):.1f}" height="{ROW_H - 5}" fill="{colour}"/>'
                      f'<text x="{x1 + 4:.1f}" y="{y + 13}">{v:.2f}{_e(unit)}</text>')
@@ -34,6 +41,108 @@ def _bars(title: str, rows: list[tuple[str, float]], unit: str, ref: float | Non
         parts.append(f'<line x1="{x(ref):.1f}" y1="0" x2="{x(ref):.1f}" y2="{h}" stroke="#555" stroke-dasharray="3,3"/>')
     parts.append("</svg>")
     return f"<h3>{_e(title)}</h3>" + "".join(parts)
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values spanning [lo, hi]."""
+    import math
+
+    step = (hi - lo) / n or 1.0
+    mag = 10 ** math.floor(math.log10(step))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= step), default=10 * mag)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def _distribution(title: str, rows: list[tuple[str, list[float]]], names: list[str]) -> str:
+    """One box per session: whiskers p10-p90, box p25-p75, a bar at the median, dots at min and max (ms)."""
+    if not rows:
+        return ""
+    lo = min(q[0] for _, q in rows)
+    hi = max(q[-1] for _, q in rows)
+    pad = (hi - lo) * 0.05 or hi * 0.05 or 1.0
+    lo, hi = max(0.0, lo - pad), hi + pad
+    x = lambda v: LABEL_W + (v - lo) / (hi - lo) * PLOT_W
+    h = ROW_H * len(rows) + 30
+    parts = [f'<svg class="plot distribution" width="{LABEL_W + PLOT_W + 20}" height="{h}" role="img" aria-label="{_e(title)}">']
+    for t in _ticks(lo, hi):
+        parts.append(f'<line x1="{x(t):.1f}" y1="0" x2="{x(t):.1f}" y2="{h - 20}" stroke="#e5e5e5"/>'
+                     f'<text x="{x(t):.1f}" y="{h - 6}" text-anchor="middle">{_fmt(t)}</text>')
+    for i, (label, q) in enumerate(rows):
+        mn, p10, p25, p50, p75, p90, mx = q
+        y = 5 + i * ROW_H
+        mid = y + (ROW_H - 5) / 2 + 2
+        colour = _colour(names, label)
+        parts.append(f'<text x="{LABEL_W - 5}" y="{y + 13}" text-anchor="end">{_e(label)}</text>'
+                     f'<line x1="{x(p10):.1f}" y1="{mid:.1f}" x2="{x(p90):.1f}" y2="{mid:.1f}" stroke="{colour}" stroke-width="2"/>'
+                     f'<rect x="{x(p25):.1f}" y="{y + 2}" width="{max(x(p75) - x(p25), 1):.1f}" height="{ROW_H - 5}" '
+                     f'fill="{colour}" fill-opacity="0.35" stroke="{colour}"/>'
+                     f'<line x1="{x(p50):.1f}" y1="{y + 1}" x2="{x(p50):.1f}" y2="{y + ROW_H - 2}" stroke="#222" stroke-width="2"/>'
+                     f'<circle cx="{x(mn):.1f}" cy="{mid:.1f}" r="2" fill="{colour}"/><circle cx="{x(mx):.1f}" cy="{mid:.1f}" r="2" fill="{colour}"/>')
+    parts.append("</svg>")
+    return f"<h3>{_e(title)}</h3>" + "".join(parts)
+
+
+def _scatter(title: str, points: list[tuple[str, float, float]], x_label: str, y_label: str, names: list[str]) -> str:
+    """Accuracy (y) against latency (x, ms): one dot per artifact, named in the legend on the right."""
+    if not points:
+        return ""
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    x_lo, x_hi = 0.0, max(xs) * 1.1 or 1.0
+    y_pad = max((max(ys) - min(ys)) * 0.15, 0.5)
+    y_lo, y_hi = min(ys) - y_pad, max(ys) + y_pad
+    left, top, bottom = 50, 10, 40
+    X = lambda v: left + (v - x_lo) / (x_hi - x_lo) * PLOT_W
+    Y = lambda v: top + (y_hi - v) / (y_hi - y_lo) * PLOT_H
+    w, h = left + PLOT_W + 260, max(top + PLOT_H + bottom, top + 10 + len(points) * ROW_H)
+    parts = [f'<svg class="plot scatter" width="{w}" height="{h}" role="img" aria-label="{_e(title)}">',
+             f'<rect x="{left}" y="{top}" width="{PLOT_W}" height="{PLOT_H}" fill="none" stroke="#bbb"/>']
+    for t in _ticks(x_lo, x_hi):
+        parts.append(f'<line x1="{X(t):.1f}" y1="{top}" x2="{X(t):.1f}" y2="{top + PLOT_H}" stroke="#eee"/>'
+                     f'<text x="{X(t):.1f}" y="{top + PLOT_H + 15}" text-anchor="middle">{_fmt(t)}</text>')
+    for t in _ticks(y_lo, y_hi):
+        parts.append(f'<line x1="{left}" y1="{Y(t):.1f}" x2="{left + PLOT_W}" y2="{Y(t):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 5}" y="{Y(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+    parts.append(f'<text x="{left + PLOT_W / 2}" y="{h - 5}" text-anchor="middle">{_e(x_label)}</text>'
+                 f'<text x="12" y="{top + PLOT_H / 2}" text-anchor="middle" transform="rotate(-90 12 {top + PLOT_H / 2})">{_e(y_label)}</text>')
+    for i, (label, px, py) in enumerate(points):
+        colour = _colour(names, label)
+        parts.append(f'<circle cx="{X(px):.1f}" cy="{Y(py):.1f}" r="5" fill="{colour}" fill-opacity="0.85">'
+                     f'<title>{_e(label)}: {px:.2f} ms, {py:.2f}</title></circle>'
+                     f'<circle cx="{left + PLOT_W + 15}" cy="{top + 10 + i * ROW_H}" r="5" fill="{colour}"/>'
+                     f'<text x="{left + PLOT_W + 25}" y="{top + 14 + i * ROW_H}">{_e(label)} ({px:.1f} ms, {py:.1f})</text>')
+    parts.append("</svg>")
+    return f"<h3>{_e(title)}</h3>" + "".join(parts)
+
+
+def _latency_plots(report: dict) -> list[str]:
+    """Per timed point, the distribution of every session's rounds; per tower, accuracy against latency at its
+    largest batch (text: at the length max_latency_ms holds for)."""
+    from mmcompress.checks.latency import budget_point
+
+    arts = report["artifacts"]
+    names = list(arts)
+    out = []
+    for t, k in latency_columns(report):
+        rows = [(n, e["latency"][t][k]["quantiles_ms"]) for n, e in arts.items()
+                if "quantiles_ms" in e["latency"].get(t, {}).get(k, {})]
+        out.append(_distribution(f"{point_label(t, k)}: latency per round (ms; box p25-p75, whiskers p10-p90, "
+                                 f"dots min and max)", rows, names))
+    primary = arts["teacher"]["accuracy"].get("primary")
+    if primary:
+        for t, lat in arts["teacher"]["latency"].items():
+            if not lat:
+                continue
+            key = budget_point(lat, max(v["batch"] for v in lat.values()))
+            points = [(n, e["latency"][t][key]["median_ms"], e["accuracy"]["primary"]["value"]) for n, e in arts.items()
+                      if key in e["latency"].get(t, {}) and e["accuracy"].get("primary")]
+            out.append(_scatter(f"{primary['metric'].replace('_', ' ')} against {point_label(t, key)} latency",
+                                points, f"{point_label(t, key)} median ms", primary["metric"].replace("_", " "), names))
+    return out
 
 
 def _budget_row(name: str, r: dict) -> str:
@@ -92,6 +201,7 @@ def render(report: dict) -> str:
         charts.append(_bars(f"{point_label(t, k)}: speedup over the PyTorch teacher", speedups, "x", ref=1.0))
     deltas = [(n, e["accuracy"]["delta"]) for n, e in arts.items() if e["accuracy"].get("delta") is not None]
     charts.append(_bars(f"change in {primary['metric'] if primary else 'accuracy'} vs the teacher (points)", deltas, "", ref=0.0))
+    charts += _latency_plots(report)
     verdict = "all budgets met" if report["passed"] else "budgets missed: " + "; ".join(report["failures"])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>mmcompress: {_e(report['name'])}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;margin:8px 0 16px}}
