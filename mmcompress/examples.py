@@ -117,15 +117,49 @@ def _bert_tokenizer(out: Path):
     return fast
 
 
-def tiny_bert(out: Path, seed: int = 0) -> Path:
+def tiny_bert(out: Path, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """initializer_range: BERT's 0.02 leaves random sublayers tiny beside the residual stream; 0.1 makes their
+    outputs count, as a trained model's do (what int8 tests need)."""
     import torch
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
     tok = _bert_tokenizer(out)
     BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64)).save_pretrained(out)
+                         num_attention_heads=2, max_position_embeddings=64,
+                         initializer_range=initializer_range)).save_pretrained(out)
     return out
+
+
+def add_attention_outliers(model, channels: int = 2, scale: float = 64.0, layers: list[int] | None = None) -> list[str]:
+    """Give a transformer the activation outliers trained encoders carry, without changing what it computes:
+    in each chosen layer, `channels` value-projection output channels are multiplied by `scale` and the
+    attention output projection's matching input columns divided by it (attention mixes values linearly, so
+    the function is the same). The attention output projection then sees a few channels `scale` times larger
+    than the rest: one per-tensor activation scale for all of them is what ruins dynamic int8 on such models
+    (and the value projection's weight rows carry the same outlier: per-tensor weight scales suffer too).
+    -> the module names of both projections of every chosen layer: the nodes int8 now hurts."""
+    import re
+
+    import torch
+
+    mods = dict(model.named_modules())
+    pairs = {}
+    for name in mods:
+        m = re.match(r"^(.*?(?:layer|layers)\.(\d+)\.)(attention\.self\.value|self_attn\.v_proj)$", name)
+        if m:
+            out = m.group(1) + ("attention.output.dense" if "attention.self" in name else "self_attn.out_proj")
+            pairs[int(m.group(2))] = (name, out)
+    chosen = sorted(pairs) if layers is None else layers
+    with torch.no_grad():
+        for i in chosen:
+            v, o = mods[pairs[i][0]], mods[pairs[i][1]]
+            idx = torch.arange(channels) * (v.out_features // channels)  # spread over the heads
+            v.weight[idx] *= scale
+            if v.bias is not None:
+                v.bias[idx] *= scale
+            o.weight[:, idx] /= scale
+    return [name for i in chosen for name in pairs[i]]
 
 
 def tiny_sentence_transformer(out: Path, seed: int = 0) -> Path:

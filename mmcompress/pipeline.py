@@ -150,7 +150,7 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     from mmcompress.checks import latency
     from mmcompress.export import int8_targets
     from mmcompress.export import onnx as onnx_export
-    from mmcompress.export import quantize_onnx
+    from mmcompress.export import planner, quantize_onnx
     from mmcompress.data import load_data
     from mmcompress.machine import fingerprint, usable_cores
     from mmcompress.models import load_teacher
@@ -218,11 +218,20 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         model = recipe.model_of(v)
         src, export_m = exports[model]
         folder = run_dir / "variants" / v.name
-        int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static") else {}
+        int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static", "auto") else {}
         cfg = {**v.model_dump(exclude={"budgets"}), "int8": int8}
-        parents = {"export-onnx": export_m["cache_key"], **({"data": inputs.key} if v.quantize == "static" else {})}
-        m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
-                      lambda d, v=v, int8=int8, src=src: quantize_onnx.stage(v, src, inputs, d, int8))
+        parents = {"export-onnx": export_m["cache_key"],
+                   **({"data": inputs.key} if v.quantize in ("static", "auto") else {})}
+        if v.quantize == "auto":  # the plan depends on the budget, and on latency measured on this machine
+            plan = {"target_cosine": recipe.budgets_for(v).min_cosine or v.target_cosine,
+                    "batch": max(recipe.checks.batch_sizes), "threads": threads}
+            m = run.stage(f"variant {v.name}", folder, {"config": {**cfg, **plan}, "parents": parents},
+                          lambda d, v=v, int8=int8, src=src, p=plan: planner.stage(v, src, inputs, d, int8, p["target_cosine"],
+                                                                                   p["batch"], p["threads"]),
+                          measured=True)
+        else:
+            m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
+                          lambda d, v=v, int8=int8, src=src: quantize_onnx.stage(v, src, inputs, d, int8))
         towers, shas = {}, {}
         for t in bundle.towers:
             own = t in v.towers and v.quantize != "none"

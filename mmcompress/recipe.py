@@ -250,7 +250,29 @@ class Fp16Variant(_Variant):
     keep_io_types: bool = Field(True, description="Keep float32 inputs and outputs (casts inside the graph).")
 
 
-Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant], Field(discriminator="quantize")]
+class AutoVariant(_Variant):
+    quantize: Literal["auto"] = Field(
+        description="Precision planning: each tower's int8 sensitivity per node on the calibration split, then "
+                    "the fastest plan (int8 method, nodes kept float) whose cosine to the fp32 graph meets this "
+                    "variant's `min_cosine` budget, timed on this machine interleaved with the fp32 graph. No "
+                    "plan faster than fp32 that meets it: the closest plan is checked (and its budgets fail). "
+                    "See docs/quantization.md.")
+    methods: list[Literal["dynamic", "static"]] = Field(
+        ["dynamic", "static"], min_length=1,
+        description="int8 methods searched: dynamic (MatMul/Gemm weights int8, activations at run time) and "
+                    "static (U8S8 QDQ on MatMul/Gemm, per-channel weights, minmax calibration).")
+    max_float_nodes: int = Field(16, ge=0, description="Most nodes a plan may keep float, per tower.")
+    target_cosine: float = Field(0.99, gt=-1, le=1, description="The min cosine a plan must keep when no "
+                                                               "`min_cosine` budget applies to this variant.")
+    top_blocks: int = Field(2, ge=0, description="Sensitivity: the worst encoder blocks analysed node by node.")
+    top_nodes: int = Field(8, ge=0, description="Sensitivity: the worst nodes measured leave-one-out.")
+    max_seconds: float = Field(300, gt=0, description="Time budget of the search per tower; when it ends, the best "
+                                                      "plan found so far is used and the report says why.")
+    reduce_range: ReduceRange = None
+
+
+Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant, AutoVariant],
+                    Field(discriminator="quantize")]
 
 
 class ExportConfig(Strict):
@@ -425,6 +447,10 @@ class Recipe(Strict):
                 raise _CrossFieldError(("export", "variants", i, "model"),
                                        f"{v.model!r} is not a model of this recipe; use one of {', '.join(names)}")
         for i, v in enumerate(self.export.variants):
+            if isinstance(v, AutoVariant) and self.data.splits.calibration == 0:
+                raise _CrossFieldError(("export", "variants", i, "quantize"),
+                                       "quantize: auto measures sensitivity and plans on calibration data but "
+                                       "data.splits.calibration is 0; set it (256 is a good start)")
             if isinstance(v, StaticVariant) and self.data.splits.calibration == 0:
                 raise _CrossFieldError(("export", "variants", i, "quantize"),
                                        "static int8 needs calibration data but data.splits.calibration is 0; "

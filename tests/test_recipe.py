@@ -66,7 +66,7 @@ def test_bad_choice_lists_the_choices(tmp_path):
 def test_bad_variant_kind(tmp_path):
     text = GOOD.replace("quantize: static", "quantize: statc")
     assert error_of(tmp_path, text) == (
-        "recipe.yaml:11 export.variants[1].quantize: 'statc' is not one of 'none', 'dynamic', 'static', 'fp16'")
+        "recipe.yaml:11 export.variants[1].quantize: 'statc' is not one of 'none', 'dynamic', 'static', 'fp16', 'auto'")
 
 
 def test_wrong_type_names_value(tmp_path):

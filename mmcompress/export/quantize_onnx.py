@@ -35,15 +35,18 @@ def _quiet():
         root.setLevel(level)
 
 
-def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant, int8: dict, feeds=None, progress=None) -> dict:
+def quantize_dynamic(src: Path, dst: Path, cfg: DynamicVariant, int8: dict, feeds=None, progress=None,
+                     include: list[str] | None = None, exclude: list[str] | None = None) -> dict:
+    """include: only these nodes (None: every node of cfg.op_types); exclude: these stay float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
 
     with _quiet():
         ort_quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, op_types_to_quantize=cfg.op_types,
                              weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]),
-                             reduce_range=int8["reduce_range"])
+                             reduce_range=int8["reduce_range"], nodes_to_quantize=include or [],
+                             nodes_to_exclude=exclude or [])
     return {"method": "ort.quantize_dynamic", "op_types": cfg.op_types, "per_channel": cfg.per_channel,
-            "weight_type": cfg.weight_type, **int8}
+            "weight_type": cfg.weight_type, **int8, **({"excluded": list(exclude)} if exclude else {})}
 
 
 def activation_matmuls(path: Path) -> list[str]:
@@ -77,8 +80,9 @@ class _Reader:
 
 
 def quantize_static(src: Path, dst: Path, cfg: StaticVariant, int8: dict, feeds: dict[str, np.ndarray],
-                    progress: Callable[[int], None] | None = None) -> dict:
-    """QDQ int8 calibrated on `feeds` (preprocessed calibration rows)."""
+                    progress: Callable[[int], None] | None = None, exclude: list[str] | None = None) -> dict:
+    """QDQ int8 calibrated on `feeds` (preprocessed calibration rows). exclude: node names that stay float
+    (names of src: with cfg.preprocess ORT's optimiser may rename nodes, so planners turn it off)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -90,7 +94,7 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, int8: dict, feeds:
         if cfg.preprocess:
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
-        exclude = [] if cfg.activation_matmuls else activation_matmuls(model_in)
+        exclude = (exclude or []) + ([] if cfg.activation_matmuls else activation_matmuls(model_in))
         ort_quantize_static(str(model_in), str(dst), _Reader(feeds, progress), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel, nodes_to_exclude=exclude,
                             activation_type=getattr(QuantType, _QTYPE[cfg.activation_type]),

@@ -49,6 +49,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
                             for t, p in a["towers"].items()},
                  "size_mb": _size_mb(a["towers"]), "accuracy": acc, "fidelity": fid,
                  "latency": {t: {k: timings[t][k][str(a["towers"][t])] for k in timings[t]} for t in timings}}
+        if v.quantize == "auto":  # the plan per tower: method, nodes kept float, why (variants/<name>/plan.json)
+            entry["plan"] = a["manifest"].get("plan")
         if a.get("int8"):
             target = a["int8"]["target"]
             entry["int8"] = {**a["int8"], "checked_on": int8_kind()}

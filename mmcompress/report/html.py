@@ -186,6 +186,22 @@ def _models(report: dict) -> str:
     return ("<h2>Models made by stages</h2>" + "".join(out)) if out else ""
 
 
+def _plans(report: dict) -> str:
+    """quantize: auto variants: per tower the plan chosen (method, nodes kept float) and why."""
+    rows = []
+    for name, e in report["artifacts"].items():
+        for tower, p in (e.get("plan") or {}).items():
+            c = p["chosen"]
+            floats = ", ".join(n["module"] or n["node"] for n in c.get("float_nodes", [])) or "none"
+            rows.append(f"<tr><td>{_e(name)}</td><td>{_e(tower)}</td><td>{_e(c['method'])}</td>"
+                        f"<td style='text-align:left'>{_e(floats)}</td><td style='text-align:left'>{_e(p['reason'])}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Precision plans</h2><p>Every plan tried, with its cosine and speedup on the calibration rows, and "
+            "each node's sensitivity: <code>variants/&lt;name&gt;/plan.json</code>.</p><table><tr><th>artifact</th>"
+            "<th>tower</th><th>method</th><th>nodes kept float</th><th>why</th></tr>" + "".join(rows) + "</table>")
+
+
 def render(report: dict) -> str:
     arts = report["artifacts"]
     m = report["machine"]
@@ -217,6 +233,7 @@ Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with th
 {_int8(report)}</p>
 <table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>
 {_models(report)}
+{_plans(report)}
 <h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>tokens</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
 <h2>Charts</h2>{''.join(charts)}
 </body></html>

@@ -1,0 +1,147 @@
+"""`quantize: auto`: per tower, the fastest int8 plan that keeps the cosine a budget asks for.
+
+1. Sensitivity (export/sensitivity.py, dynamic int8, calibration rows): every quantizable node ranked by the
+   damage int8 does there.
+2. Plans: for each method (dynamic, static), every node in int8, then the 1, 2, 4, 8, ... most harmful nodes
+   kept float, until one keeps the target cosine to the fp32 graph on the calibration rows (min over rows) or
+   `max_float_nodes` or the time budget is reached. Every plan tried is recorded.
+3. Latency: every plan that meets the target is timed interleaved with the fp32 graph (checks/latency.
+   measure_adaptive) at the largest checked batch; the fastest one faster than fp32 wins. A plan slower than
+   fp32 is never chosen: then the fp32 graph is kept and plan.json says why. When no plan meets the target,
+   the closest one is written, so that the run's checks show (and gate) its miss.
+
+plan.json in the variant folder records, per tower, the sensitivity, every plan tried (method, nodes kept
+float with their PyTorch module names, cosine, speedup) and the choice with its reason.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmcompress.recipe import AutoVariant, DynamicVariant, StaticVariant
+
+
+def _quantizer(method: str, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray]):
+    from mmcompress.export import quantize_onnx
+
+    if method == "dynamic":
+        cfg = DynamicVariant(name=variant.name, quantize="dynamic")
+        return lambda src, dst, include=None, exclude=None: quantize_onnx.quantize_dynamic(
+            src, dst, cfg, int8, include=include, exclude=exclude)
+    cfg = StaticVariant(name=variant.name, quantize="static", preprocess=False)  # node names must survive
+    return lambda src, dst, include=None, exclude=None: quantize_onnx.quantize_static(
+        src, dst, cfg, int8, calib, exclude=exclude)
+
+
+def _float_counts(limit: int, n: int) -> list[int]:
+    """0, 1, 2, 4, ... up to min(limit, n), the last one included."""
+    top = min(limit, n)
+    out, k = [0], 1
+    while k < top:
+        out.append(k)
+        k *= 2
+    return out + ([top] if top > 0 else [])
+
+
+def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray],
+               trim: bool, target: float, batch: int, threads: int, update=None) -> dict:
+    from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
+    from mmcompress.export import sensitivity
+    from mmcompress.runtimes.base import trim_padding
+    from mmcompress.runtimes.onnxruntime import OrtSession
+
+    t_end = time.perf_counter() + variant.max_seconds
+    work = Path(tempfile.mkdtemp(prefix=f"mmcompress-plan-{tower}-"))
+    try:
+        probe = sensitivity.Probe(src, calib, threads, _quantizer("dynamic", variant, int8, calib), trim=trim)
+        sens = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
+                                   progress=lambda d, n: update and update(d, n, "sensitivity"))
+        ranking = sens.ranking()
+        nodes = {n.name: n for n in sens.nodes}
+        tried, stopped = [], None
+        for method in variant.methods:
+            quantize = _quantizer(method, variant, int8, calib)
+            for k in _float_counts(variant.max_float_nodes, len(ranking)):
+                if time.perf_counter() > t_end:
+                    stopped = f"time budget of {variant.max_seconds:g} s reached during the {method} plans"
+                    break
+                keep = ranking[:k]
+                path = work / f"{method}-{k}.onnx"
+                quantize(src, path, exclude=keep)
+                from mmcompress.runtimes.base import run_batched
+
+                cos = sensitivity.cosine(run_batched(OrtSession(path, threads), calib, trim=trim), probe.ref)
+                tried.append({"method": method, "float_nodes": keep, "cosine": cos, "passed": cos["min"] >= target,
+                              "path": path})
+                if update:
+                    update(len(tried), None, f"{method}, {k} float: min cosine {cos['min']:.4f}")
+                if cos["min"] >= target:
+                    break
+            if stopped:
+                break
+        # latency: every plan tried, interleaved with the fp32 graph (the Pareto front needs them all)
+        feeds = feeds_at(calib, batch, None)
+        feeds = trim_padding(feeds) if trim else feeds
+        sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(p["path"], threads) for i, p in enumerate(tried)}}
+        times, why = measure_adaptive(sessions, feeds, max_seconds=min(10.0, max(2.0, t_end - time.perf_counter())))
+        rows = summarize(times, "fp32")
+        for i, p in enumerate(tried):
+            r = rows[f"p{i}"]
+            p.update(ms=r["median_ms"], speedup=r["speedup"], speedup_ci95=r["speedup_ci95"])
+        passing = [p for p in tried if p["passed"]]
+        faster = [p for p in passing if p["speedup"] > 1.0]
+        if faster:
+            chosen = max(faster, key=lambda p: p["speedup"])
+            reason = (f"the fastest plan with min cosine >= {target} on the calibration rows: {chosen['method']} "
+                      f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph")
+            shutil.copyfile(chosen["path"], dst)
+        elif passing:
+            chosen = None
+            reason = (f"every plan with min cosine >= {target} was slower than fp32 here (best "
+                      f"{max(p['speedup'] for p in passing):.2f}x): the fp32 graph is kept")
+            shutil.copyfile(src, dst)
+        else:
+            chosen = max(tried, key=lambda p: p["cosine"]["min"])
+            reason = (f"no plan kept min cosine >= {target} on the calibration rows (closest: {chosen['method']} "
+                      f"with {len(chosen['float_nodes'])} node(s) float, {chosen['cosine']['min']:.4f}); it is "
+                      f"written so that the checks show its miss")
+            shutil.copyfile(chosen["path"], dst)
+
+        def describe(p):
+            return {"method": p["method"], "float_nodes": [{"node": n, "module": nodes[n].module} for n in p["float_nodes"]],
+                    "cosine": p["cosine"], "passed": p["passed"], "ms": p["ms"], "speedup": p["speedup"],
+                    "speedup_ci95": p["speedup_ci95"], "chosen": p is chosen}
+        return {"target_cosine": target, "batch": batch, "timing": why, "stopped": stopped, "reason": reason,
+                "chosen": describe(chosen) if chosen else {"method": "fp32", "float_nodes": [], "speedup": 1.0},
+                "plans": [describe(p) for p in tried], "sensitivity": sens.to_json()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, target: float, batch: int,
+          threads: int) -> tuple[dict, dict]:
+    """Plan each tower the variant names: folder/<tower>.onnx and folder/plan.json."""
+    from mmcompress.artifact import atomic_path, write_json
+    from mmcompress.export.onnx import input_spec
+    from mmcompress.progress import bar
+
+    files, plans = {}, {}
+    for tower in variant.towers:
+        src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
+        if not src.exists():
+            continue
+        with atomic_path(out) as tmp, bar(f"planning the {tower} tower's precision") as update:
+            plans[tower] = plan_tower(tower, src, tmp, variant, int8, inputs.calib[tower], inputs.trim[tower],
+                                      target, batch, threads, update)
+        c = plans[tower]["chosen"]
+        files[out.name] = {"tower": tower, "format": "onnx", "precision": f"auto ({c['method']})", "io": input_spec(out),
+                           "parent": f"export-onnx/{tower}.onnx",
+                           "quantizer": {"method": "mmcompress.planner", "chosen": c["method"], **int8,
+                                         "float_nodes": [n["module"] or n["node"] for n in c["float_nodes"]],
+                                         "reason": plans[tower]["reason"]}}
+    write_json(folder / "plan.json", plans)
+    return files, {"plan": {t: {k: p[k] for k in ("reason", "chosen", "target_cosine", "stopped")} for t, p in plans.items()}}

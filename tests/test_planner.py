@@ -1,0 +1,78 @@
+"""quantize: auto on a text encoder with activation outliers: default dynamic int8 misses a 0.99 cosine budget,
+the planner keeps the outlier nodes float and meets it, names them, and records every plan it tried; an
+impossible budget fails the run with the closest plan written and its miss shown."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import invoke
+
+
+@pytest.fixture(scope="module")
+def outlier_recipes(recipes_dir):
+    """recipes_dir with examples/outlier-bert: a BERT whose attention carries outliers (same function)."""
+    from transformers import BertModel
+
+    from mmcompress import examples
+
+    plain, out = recipes_dir / "examples" / "outlier-bert-plain", recipes_dir / "examples" / "outlier-bert"
+    if not out.exists():
+        examples.tiny_bert(plain, seed=1, initializer_range=0.1)
+        model = BertModel.from_pretrained(plain)
+        modules = examples.add_attention_outliers(model, channels=2, scale=64.0)
+        model.save_pretrained(out)
+        for f in plain.iterdir():
+            if f.name.startswith("tokenizer") or f.name == "special_tokens_map.json":
+                shutil.copy(f, out / f.name)
+        (out / "outlier_modules.json").write_text(json.dumps(modules))
+    return recipes_dir, json.loads((out / "outlier_modules.json").read_text())
+
+
+def _run(recipes_dir, run_dir, *sets):
+    args = ["run", str(recipes_dir / "hf-sentence-transformer.yaml"), "--run-dir", str(run_dir),
+            "--set", "teacher.hf=examples/outlier-bert", "--set", "checks.rounds=5"]
+    for s in sets:
+        args += ["--set", s]
+    result = invoke(*args)
+    return result, json.loads((run_dir / "report.json").read_text())
+
+
+def test_the_plan_keeps_the_outlier_nodes_float_and_meets_the_budget_default_int8_misses(outlier_recipes, tmp_path):
+    recipes_dir, modules = outlier_recipes
+    result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 0.99}",
+                          "export.variants=[{name: int8-dynamic, quantize: dynamic}, "
+                          "{name: planned, quantize: auto, max_seconds: 60}]")
+    arts = report["artifacts"]
+    assert arts["int8-dynamic"]["fidelity"]["text"]["min"] < 0.99 and arts["int8-dynamic"]["verdict"] == "fail"
+    assert result.exit_code == 1  # the default variant's miss gates the run
+    planned = arts["planned"]
+    assert planned["fidelity"]["text"]["min"] >= 0.99 and planned["verdict"] == "pass", planned["fidelity"]
+    plan = json.loads((tmp_path / "variants" / "planned" / "plan.json").read_text())["text"]
+    naive = [p for p in plan["plans"] if not p["float_nodes"]]
+    assert naive and all(not p["passed"] and p["cosine"]["min"] < 0.99 for p in naive)  # the naive plan's miss
+    passing = [p for p in plan["plans"] if p["passed"]]
+    assert passing and all({n["module"] for n in p["float_nodes"]} <= set(modules) for p in passing)
+    assert all("speedup" in p for p in plan["plans"]) and plan["sensitivity"]["nodes"][0]["module"] in modules
+    assert "<h2>Precision plans</h2>" in (tmp_path / "report.html").read_text()
+    chosen = planned["plan"]["text"]["chosen"]
+    if chosen["method"] == "fp32":  # a model this small may run no faster in int8: then fp32 is kept, and said
+        assert all(p["speedup"] <= 1.0 for p in passing) and "slower than fp32" in planned["plan"]["text"]["reason"]
+    else:  # never a plan slower than fp32 where it was measured
+        assert chosen["passed"] and chosen["speedup"] > 1.0 and sum(p["chosen"] for p in plan["plans"]) == 1
+        assert {n["module"] for n in chosen["float_nodes"]} <= set(modules)
+
+
+def test_an_impossible_budget_fails_with_the_closest_plan_and_its_miss(outlier_recipes, tmp_path):
+    recipes_dir, _ = outlier_recipes
+    result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 1.0}",
+                          "export.variants=[{name: planned, quantize: auto, methods: [dynamic], max_float_nodes: 2}]")
+    assert result.exit_code == 1
+    plan = report["artifacts"]["planned"]["plan"]["text"]
+    assert plan["reason"].startswith("no plan kept min cosine >= 1.0")
+    assert report["artifacts"]["planned"]["verdict"] == "fail"
+    tried = json.loads((tmp_path / "variants" / "planned" / "plan.json").read_text())["text"]["plans"]
+    assert [len(p["float_nodes"]) for p in tried] == [0, 1, 2] and not any(p["passed"] for p in tried)
+    assert plan["chosen"]["cosine"]["min"] == max(p["cosine"]["min"] for p in tried)
