@@ -56,7 +56,9 @@ def test_the_plan_keeps_the_outlier_nodes_float_and_meets_the_budget_default_int
     passing = [p for p in plan["plans"] if p["passed"]]
     assert passing and all({n["module"] for n in p["float_nodes"]} <= set(modules) for p in passing)
     assert all("speedup" in p for p in plan["plans"]) and plan["sensitivity"]["nodes"][0]["module"] in modules
-    assert "<h2>Precision plans</h2>" in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Precision plans</h2>" in page and page.count('class="plot scatter"') == 1 + 1  # accuracy; plans
+    assert len(planned["plan"]["text"]["plans"]) == len(plan["plans"]) and planned["plan"]["text"]["sensitive"]
     chosen = planned["plan"]["text"]["chosen"]
     if chosen["method"] == "fp32":  # a model this small may run no faster in int8: then fp32 is kept, and said
         assert all(p["speedup"] <= 1.0 for p in passing) and "slower than fp32" in planned["plan"]["text"]["reason"]

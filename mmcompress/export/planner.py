@@ -4,7 +4,8 @@
    damage int8 does there.
 2. Plans: for each method (dynamic, static), every node in int8, then the 1, 2, 4, 8, ... most harmful nodes
    kept float, until one keeps the target cosine to the fp32 graph on the calibration rows (min over rows) or
-   `max_float_nodes` or the time budget is reached. Every plan tried is recorded.
+   `max_float_nodes` or the time budget is reached; then a bisection between the last miss and that pass finds
+   the fewest nodes (in ranking order) that still keep it. Every plan tried is recorded.
 3. Latency: every plan that meets the target is timed interleaved with the fp32 graph (checks/latency.
    measure_adaptive) at the largest checked batch; the fastest one faster than fp32 wins. A plan slower than
    fp32 is never chosen: then the fp32 graph is kept and plan.json says why. When no plan meets the target,
@@ -51,7 +52,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
                trim: bool, target: float, batch: int, threads: int, update=None) -> dict:
     from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
     from mmcompress.export import sensitivity
-    from mmcompress.runtimes.base import trim_padding
+    from mmcompress.runtimes.base import run_batched, trim_padding
     from mmcompress.runtimes.onnxruntime import OrtSession
 
     t_end = time.perf_counter() + variant.max_seconds
@@ -63,24 +64,36 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
         ranking = sens.ranking()
         nodes = {n.name: n for n in sens.nodes}
         tried, stopped = [], None
+
+        def attempt(method: str, quantize, k: int) -> dict:
+            keep = ranking[:k]
+            path = work / f"{method}-{k}.onnx"
+            quantize(src, path, exclude=keep)
+            cos = sensitivity.cosine(run_batched(OrtSession(path, threads), calib, trim=trim), probe.ref)
+            tried.append({"method": method, "float_nodes": keep, "cosine": cos, "passed": cos["min"] >= target,
+                          "path": path})
+            if update:
+                update(len(tried), None, f"{method}, {k} float: min cosine {cos['min']:.4f}")
+            return tried[-1]
+
         for method in variant.methods:
             quantize = _quantizer(method, variant, int8, calib)
+            failed = -1  # the longest prefix of the ranking kept float that missed the target
             for k in _float_counts(variant.max_float_nodes, len(ranking)):
                 if time.perf_counter() > t_end:
                     stopped = f"time budget of {variant.max_seconds:g} s reached during the {method} plans"
                     break
-                keep = ranking[:k]
-                path = work / f"{method}-{k}.onnx"
-                quantize(src, path, exclude=keep)
-                from mmcompress.runtimes.base import run_batched
-
-                cos = sensitivity.cosine(run_batched(OrtSession(path, threads), calib, trim=trim), probe.ref)
-                tried.append({"method": method, "float_nodes": keep, "cosine": cos, "passed": cos["min"] >= target,
-                              "path": path})
-                if update:
-                    update(len(tried), None, f"{method}, {k} float: min cosine {cos['min']:.4f}")
-                if cos["min"] >= target:
-                    break
+                if not attempt(method, quantize, k)["passed"]:
+                    failed = k
+                    continue
+                lo, hi = failed + 1, k  # bounded search: the fewest float nodes (a prefix) that still pass
+                while lo < hi and time.perf_counter() < t_end:
+                    mid = (lo + hi) // 2
+                    if attempt(method, quantize, mid)["passed"]:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                break
             if stopped:
                 break
         # latency: every plan tried, interleaved with the fp32 graph (the Pareto front needs them all)
@@ -144,4 +157,18 @@ def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
                                          "float_nodes": [n["module"] or n["node"] for n in c["float_nodes"]],
                                          "reason": plans[tower]["reason"]}}
     write_json(folder / "plan.json", plans)
-    return files, {"plan": {t: {k: p[k] for k in ("reason", "chosen", "target_cosine", "stopped")} for t, p in plans.items()}}
+    return files, {"plan": {t: summary(p) for t, p in plans.items()}}
+
+
+def summary(plan: dict, top: int = 12) -> dict:
+    """What the report keeps of a tower's plan: the choice and why, every plan tried in brief (the Pareto
+    plot), and the `top` most sensitive nodes."""
+    def alone(row):
+        return row.get("alone", {}).get("mean")
+    return {**{k: plan[k] for k in ("reason", "chosen", "target_cosine", "stopped")},
+            "plans": [{"method": p["method"], "float_nodes": len(p["float_nodes"]), "cosine_min": p["cosine"]["min"],
+                       "speedup": p["speedup"], "passed": p["passed"], "chosen": p["chosen"]} for p in plan["plans"]],
+            "sensitive": [{"module": r["module"] or r["node"], "alone_cosine": alone(r),
+                           "leave_out_cosine": r.get("leave_out", {}).get("mean")}
+                          for r in plan["sensitivity"]["nodes"][:top]],
+            "full_int8_cosine": plan["sensitivity"]["full_int8"]}

@@ -20,23 +20,24 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _bars(title: str, rows: list[tuple[str, float]], unit: str, ref: float | None = None) -> str:
+def _bars(title: str, rows: list[tuple[str, float]], unit: str, ref: float | None = None, fmt: str = ".2f",
+          label_w: int = 150) -> str:
     """Horizontal bars; `ref` draws a dashed line (1.0x for speedups, 0 for deltas)."""
     if not rows:
         return ""
     lo = min([0.0, *(v for _, v in rows)])
     hi = max([ref or 0.0, *(v for _, v in rows)]) or 1.0
     span = hi - lo or 1.0
-    x = lambda v: 150 + (v - lo) / span * BAR_W  # label column 150 px
+    x = lambda v: label_w + (v - lo) / span * BAR_W  # label column
     h = ROW_H * len(rows) + 10
-    parts = [f'<svg width="{150 + BAR_W + 80}" height="{h}" role="img" aria-label="{_e(title)}">']
+    parts = [f'<svg width="{label_w + BAR_W + 80}" height="{h}" role="img" aria-label="{_e(title)}">']
     for i, (label, v) in enumerate(rows):
         y = 5 + i * ROW_H
         x0, x1 = sorted((x(max(lo, 0.0) if lo < 0 else lo), x(v)))
         colour = "#a93226" if (ref is not None and v < ref) else "#5499c7"  # not among COLOURS (screenshot check)
-        parts.append(f'<text x="145" y="{y + 13}" text-anchor="end">{_e(label)}</text>'
+        parts.append(f'<text x="{label_w - 5}" y="{y + 13}" text-anchor="end">{_e(label)}</text>'
                      f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 1):.1f}" height="{ROW_H - 5}" fill="{colour}"/>'
-                     f'<text x="{x1 + 4:.1f}" y="{y + 13}">{v:.2f}{_e(unit)}</text>')
+                     f'<text x="{x1 + 4:.1f}" y="{y + 13}">{v:{fmt}}{_e(unit)}</text>')
     if ref is not None:
         parts.append(f'<line x1="{x(ref):.1f}" y1="0" x2="{x(ref):.1f}" y2="{h}" stroke="#555" stroke-dasharray="3,3"/>')
     parts.append("</svg>")
@@ -87,18 +88,19 @@ def _distribution(title: str, rows: list[tuple[str, list[float]]], names: list[s
     return f"<h3>{_e(title)}</h3>" + "".join(parts)
 
 
-def _scatter(title: str, points: list[tuple[str, float, float]], x_label: str, y_label: str, names: list[str]) -> str:
+def _scatter(title: str, points: list[tuple[str, float, float]], x_label: str, y_label: str, names: list[str],
+             x_fmt: str = "{:.1f} ms", y_fmt: str = "{:.1f}", y_pad: float = 0.5) -> str:
     """Accuracy (y) against latency (x, ms): one dot per artifact, named in the legend on the right."""
     if not points:
         return ""
     xs, ys = [p[1] for p in points], [p[2] for p in points]
     x_lo, x_hi = 0.0, max(xs) * 1.1 or 1.0
-    y_pad = max((max(ys) - min(ys)) * 0.15, 0.5)
+    y_pad = max((max(ys) - min(ys)) * 0.15, y_pad)
     y_lo, y_hi = min(ys) - y_pad, max(ys) + y_pad
     left, top, bottom = 50, 10, 40
     X = lambda v: left + (v - x_lo) / (x_hi - x_lo) * PLOT_W
     Y = lambda v: top + (y_hi - v) / (y_hi - y_lo) * PLOT_H
-    w, h = left + PLOT_W + 260, max(top + PLOT_H + bottom, top + 10 + len(points) * ROW_H)
+    w, h = left + PLOT_W + 330, max(top + PLOT_H + bottom, top + 10 + len(points) * ROW_H)
     parts = [f'<svg class="plot scatter" width="{w}" height="{h}" role="img" aria-label="{_e(title)}">',
              f'<rect x="{left}" y="{top}" width="{PLOT_W}" height="{PLOT_H}" fill="none" stroke="#bbb"/>']
     for t in _ticks(x_lo, x_hi):
@@ -112,9 +114,10 @@ def _scatter(title: str, points: list[tuple[str, float, float]], x_label: str, y
     for i, (label, px, py) in enumerate(points):
         colour = _colour(names, label)
         parts.append(f'<circle cx="{X(px):.1f}" cy="{Y(py):.1f}" r="5" fill="{colour}" fill-opacity="0.85">'
-                     f'<title>{_e(label)}: {px:.2f} ms, {py:.2f}</title></circle>'
+                     f'<title>{_e(label)}</title></circle>'
                      f'<circle cx="{left + PLOT_W + 15}" cy="{top + 10 + i * ROW_H}" r="5" fill="{colour}"/>'
-                     f'<text x="{left + PLOT_W + 25}" y="{top + 14 + i * ROW_H}">{_e(label)} ({px:.1f} ms, {py:.1f})</text>')
+                     f'<text x="{left + PLOT_W + 25}" y="{top + 14 + i * ROW_H}">{_e(label)} '
+                     f'({_e(x_fmt.format(px))}, {_e(y_fmt.format(py))})</text>')
     parts.append("</svg>")
     return f"<h3>{_e(title)}</h3>" + "".join(parts)
 
@@ -197,9 +200,24 @@ def _plans(report: dict) -> str:
                         f"<td style='text-align:left'>{_e(floats)}</td><td style='text-align:left'>{_e(p['reason'])}</td></tr>")
     if not rows:
         return ""
+    plots = []
+    for name, e in report["artifacts"].items():
+        for tower, p in (e.get("plan") or {}).items():
+            pts = [(f"{q['method']} +{q['float_nodes']} float" + (" (chosen)" if q["chosen"] else ""), q["speedup"],
+                    q["cosine_min"]) for q in p.get("plans", [])]
+            labels = [x[0] for x in pts]
+            plots.append(_scatter(f"{name}, {tower}: every plan tried (min cosine on the calibration rows against "
+                                  f"speedup over fp32; target {p['target_cosine']})", pts, "speedup over the fp32 graph",
+                                  "min cosine", ["teacher", *labels], x_fmt="{:.2f}x", y_fmt="{:.4f}", y_pad=0.005))
+            full = p.get("full_int8_cosine", {}).get("mean", 1.0)
+            sens = [(r["module"], (r["leave_out_cosine"] - full) if r.get("leave_out_cosine") is not None
+                     else 1 - (r["alone_cosine"] or 1.0)) for r in p.get("sensitive", [])]
+            plots.append(_bars(f"{name}, {tower}: most sensitive nodes (cosine regained when kept float, or lost "
+                               f"when it alone is int8)", sens, "", fmt=".4f", label_w=320))
     return ("<h2>Precision plans</h2><p>Every plan tried, with its cosine and speedup on the calibration rows, and "
             "each node's sensitivity: <code>variants/&lt;name&gt;/plan.json</code>.</p><table><tr><th>artifact</th>"
-            "<th>tower</th><th>method</th><th>nodes kept float</th><th>why</th></tr>" + "".join(rows) + "</table>")
+            "<th>tower</th><th>method</th><th>nodes kept float</th><th>why</th></tr>" + "".join(rows) + "</table>"
+            + "".join(plots))
 
 
 def render(report: dict) -> str:
