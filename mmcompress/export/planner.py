@@ -7,7 +7,8 @@
    `max_float_nodes` or the time budget is reached; then a bisection between the last miss and that pass finds
    the fewest nodes (in ranking order) that still keep it. Every plan tried is recorded.
 3. Latency: every plan that meets the target is timed interleaved with the fp32 graph (checks/latency.
-   measure_adaptive) at the largest checked batch; the fastest one faster than fp32 wins. A plan slower than
+   measure_adaptive) at the largest checked batch; the fastest one faster than fp32 wins (among plans whose
+   speedup interval reaches the fastest one's, the one with the fewest float nodes). A plan slower than
    fp32 is never chosen: then the fp32 graph is kept and plan.json says why. When no plan meets the target,
    the closest one is written, so that the run's checks show (and gate) its miss.
 
@@ -108,9 +109,15 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
         passing = [p for p in tried if p["passed"]]
         faster = [p for p in passing if p["speedup"] > 1.0]
         if faster:
-            chosen = max(faster, key=lambda p: p["speedup"])
+            best = max(faster, key=lambda p: p["speedup"])
+            # plans whose interval reaches the fastest one's are as fast as far as timing can tell: the one with the
+            # fewest float nodes (the most int8, the smallest file) is taken among them
+            tied = [p for p in faster if p["speedup_ci95"][1] >= best["speedup_ci95"][0]]
+            chosen = min(tied, key=lambda p: (len(p["float_nodes"]), -p["speedup"]))
             reason = (f"the fastest plan with min cosine >= {target} on the calibration rows: {chosen['method']} "
-                      f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph")
+                      f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph"
+                      + (f" (as fast, within timing noise, as the fastest: {best['speedup']:.2f}x with "
+                         f"{len(best['float_nodes'])} float)" if chosen is not best else ""))
             shutil.copyfile(chosen["path"], dst)
         elif passing:
             chosen = None
