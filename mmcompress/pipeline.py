@@ -222,12 +222,16 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         cfg = {**v.model_dump(exclude={"budgets"}), "int8": int8}
         parents = {"export-onnx": export_m["cache_key"],
                    **({"data": inputs.key} if v.quantize in ("static", "auto") else {})}
-        if v.quantize == "auto":  # the plan depends on the budget, and on latency measured on this machine
-            plan = {"target_cosine": recipe.budgets_for(v).min_cosine or v.target_cosine,
+        if v.quantize == "auto":  # the plan depends on the budgets, and on latency measured on this machine
+            budgets = recipe.budgets_for(v)
+            plan = {"target_cosine": budgets.min_cosine or v.target_cosine, "max_drop": budgets.max_accuracy_drop,
                     "batch": max(recipe.checks.batch_sizes), "threads": threads}
+            metric_args = (models[model][0].task, recipe.data.prompts.ensemble, recipe.checks.recall_k,
+                           recipe.checks.knn_k)
             m = run.stage(f"variant {v.name}", folder, {"config": {**cfg, **plan}, "parents": parents},
-                          lambda d, v=v, int8=int8, src=src, p=plan: planner.stage(v, src, inputs, d, int8, p["target_cosine"],
-                                                                                   p["batch"], p["threads"]),
+                          lambda d, v=v, int8=int8, src=src, p=plan, mb=models[model][0], a=metric_args: planner.stage(
+                              v, src, checks.prepare_inputs(mb, dataset, split="calibration"), d, int8,
+                              p["target_cosine"], p["max_drop"], p["batch"], p["threads"], a),
                           measured=True)
         else:
             m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},

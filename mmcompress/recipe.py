@@ -254,9 +254,10 @@ class AutoVariant(_Variant):
     quantize: Literal["auto"] = Field(
         description="Precision planning: each tower's int8 sensitivity per node on the calibration split, then "
                     "the fastest plan (int8 method, nodes kept float) whose cosine to the fp32 graph meets this "
-                    "variant's `min_cosine` budget, timed on this machine interleaved with the fp32 graph. No "
-                    "plan faster than fp32 that meets it: the closest plan is checked (and its budgets fail). "
-                    "See docs/quantization.md.")
+                    "variant's `min_cosine` budget and whose task metric, on the calibration split, loses at most "
+                    "its `max_accuracy_drop`, timed on this machine interleaved with the fp32 graph. Plans that "
+                    "meet them but are slower than fp32: fp32 is kept. None meets them: the closest plan is "
+                    "checked (and its budgets fail). See docs/quantization.md.")
     methods: list[Literal["dynamic", "static"]] = Field(
         ["dynamic", "static"], min_length=1,
         description="int8 methods searched: dynamic (MatMul/Gemm weights int8, activations at run time) and "

@@ -67,6 +67,20 @@ def test_the_plan_keeps_the_outlier_nodes_float_and_meets_the_budget_default_int
         assert {n["module"] for n in chosen["float_nodes"]} <= set(modules)
 
 
+def test_plans_are_judged_on_the_task_metric_too(outlier_recipes, tmp_path):
+    """max_accuracy_drop: a plan must also keep the task metric (class-prompt top-1 on the calibration split)
+    within the budget against the fp32 graphs; every plan records its metric and drop."""
+    recipes_dir, _ = outlier_recipes
+    result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 0.9, max_accuracy_drop: 0.0}",
+                          "export.variants=[{name: planned, quantize: auto, methods: [dynamic], max_seconds: 60}]")
+    plan = json.loads((tmp_path / "variants" / "planned" / "plan.json").read_text())["text"]
+    assert plan["reference"]["metric"] == "class_prompt_top1" and plan["max_accuracy_drop"] == 0.0
+    for p in plan["plans"]:
+        assert p["metric"]["metric"] == "class_prompt_top1"
+        assert p["passed"] == (p["cosine"]["min"] >= 0.9 and p["drop"] <= 0.0)
+    assert "at most 0 points lost in class_prompt_top1" in plan["reason"]
+
+
 def test_an_impossible_budget_fails_with_the_closest_plan_and_its_miss(outlier_recipes, tmp_path):
     recipes_dir, _ = outlier_recipes
     result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 1.0}",

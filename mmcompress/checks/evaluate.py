@@ -37,8 +37,8 @@ class EvalInputs:
         return self.feeds["text"]["attention_mask"].sum(1)
 
 
-def _text_blocks(bundle: Bundle, data: Dataset) -> tuple[list[str], dict[str, tuple[int, int]], np.ndarray | None]:
-    ev = data.split("eval")
+def _text_blocks(bundle: Bundle, data: Dataset, split: str = "eval") -> tuple[list[str], dict[str, tuple[int, int]], np.ndarray | None]:
+    ev = data.split(split)
     texts: list[str] = []
     blocks: dict[str, tuple[int, int]] = {}
 
@@ -61,13 +61,15 @@ def _text_blocks(bundle: Bundle, data: Dataset) -> tuple[list[str], dict[str, tu
     return texts, blocks, caption_of_image
 
 
-def prepare_inputs(bundle: Bundle, data: Dataset) -> EvalInputs:
+def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalInputs:
+    """The `split` rows (and the calibration rows) preprocessed for the checks. split='calibration' gives the
+    precision planner its own rows to judge plans on, apart from the eval rows the checks report."""
     from mmcompress.errors import RecipeError
 
-    ev, cal = data.split("eval"), data.split("calibration")
+    ev, cal = data.split(split), data.split("calibration")
     if "image" in bundle.towers and ev.images is None:
         raise RecipeError(f"data: the teacher has an image tower but data.source {data.name} has no images")
-    texts, blocks, caption_of_image = _text_blocks(bundle, data)
+    texts, blocks, caption_of_image = _text_blocks(bundle, data, split)
     feeds, calib = {}, {}
     h = hashlib.sha256()
     if "image" in bundle.towers:

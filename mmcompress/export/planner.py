@@ -1,7 +1,9 @@
 """`quantize: auto`: per tower, the fastest int8 plan that keeps the cosine a budget asks for.
 
 1. Sensitivity (export/sensitivity.py, dynamic int8, calibration rows): every quantizable node ranked by the
-   damage int8 does there.
+   damage int8 does there. The calibration split is prepared like the eval rows (class prompts, captions, ...)
+   so that plans are also judged on the task metric (Judge): at most the variant's `max_accuracy_drop` points
+   lost against the fp32 graphs on the same rows; the eval rows stay for the checks.
 2. Plans: for each method (dynamic, static), every node in int8, then the 1, 2, 4, 8, ... most harmful nodes
    kept float, until one keeps the target cosine to the fp32 graph on the calibration rows (min over rows) or
    `max_float_nodes` or the time budget is reached; then a bisection between the last miss and that pass finds
@@ -39,6 +41,39 @@ def _quantizer(method: str, variant: AutoVariant, int8: dict, calib: dict[str, n
         src, dst, cfg, int8, calib, exclude=exclude)
 
 
+class Judge:
+    """The task metric on the planning rows (the calibration split, prepared like the eval rows): one tower's
+    candidate outputs with the other towers' fp32 outputs; a plan may lose at most `max_drop` points of the
+    primary metric against the fp32 graphs on the same rows (None: not judged on the metric)."""
+
+    def __init__(self, inputs, src_dir: Path, towers: list[str], threads: int, metric_args: tuple, max_drop: float | None):
+        from mmcompress.runtimes.base import run_batched
+        from mmcompress.runtimes.onnxruntime import OrtSession
+
+        self.inputs, self.metric_args, self.max_drop = inputs, metric_args, max_drop
+        self.fp32 = {t: run_batched(OrtSession(src_dir / f"{t}.onnx", threads), inputs.feeds[t], trim=inputs.trim[t])
+                     for t in towers}
+        self.reference = self.primary(None, None)
+
+    def primary(self, tower: str | None, out: np.ndarray | None) -> dict | None:
+        from mmcompress.checks import tasks
+
+        task, ensemble, ks, knn_k = self.metric_args
+        emb = {**self.fp32, **({tower: out} if tower else {})}
+        return tasks.metrics(task, emb, self.inputs, ensemble, ks, knn_k)[0]["primary"]
+
+    def rule(self) -> str:
+        """' and at most 0.5 points lost in zero_shot_top1', or '' when the metric is not judged."""
+        if self.max_drop is None or not self.reference:
+            return ""
+        return f" and at most {self.max_drop:g} points lost in {self.reference['metric']}"
+
+    def drop(self, tower: str, out: np.ndarray) -> tuple[dict | None, float | None]:
+        """-> (the candidate's primary metric, its drop in points against the fp32 graphs)."""
+        p = self.primary(tower, out)
+        return p, (self.reference["value"] - p["value"]) if p and self.reference else None
+
+
 def _float_counts(limit: int, n: int) -> list[int]:
     """0, 1, 2, 4, ... up to min(limit, n), the last one included."""
     top = min(limit, n)
@@ -50,7 +85,7 @@ def _float_counts(limit: int, n: int) -> list[int]:
 
 
 def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray],
-               trim: bool, target: float, batch: int, threads: int, update=None) -> dict:
+               judge: Judge, target: float, batch: int, threads: int, update=None) -> dict:
     from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
     from mmcompress.export import sensitivity
     from mmcompress.runtimes.base import run_batched, trim_padding
@@ -59,7 +94,8 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
     t_end = time.perf_counter() + variant.max_seconds
     work = Path(tempfile.mkdtemp(prefix=f"mmcompress-plan-{tower}-"))
     try:
-        probe = sensitivity.Probe(src, calib, threads, _quantizer("dynamic", variant, int8, calib), trim=trim)
+        rows, trim = judge.inputs.feeds[tower], judge.inputs.trim[tower]  # the planning rows (as the checks' rows)
+        probe = sensitivity.Probe(src, rows, threads, _quantizer("dynamic", variant, int8, calib), trim=trim)
         sens = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
                                    progress=lambda d, n: update and update(d, n, "sensitivity"))
         ranking = sens.ranking()
@@ -70,11 +106,15 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             keep = ranking[:k]
             path = work / f"{method}-{k}.onnx"
             quantize(src, path, exclude=keep)
-            cos = sensitivity.cosine(run_batched(OrtSession(path, threads), calib, trim=trim), probe.ref)
-            tried.append({"method": method, "float_nodes": keep, "cosine": cos, "passed": cos["min"] >= target,
-                          "path": path})
+            out = run_batched(OrtSession(path, threads), rows, trim=trim)
+            cos = sensitivity.cosine(out, probe.ref)
+            metric, drop = judge.drop(tower, out)
+            ok = cos["min"] >= target and (judge.max_drop is None or drop is None or drop <= judge.max_drop)
+            tried.append({"method": method, "float_nodes": keep, "cosine": cos, "metric": metric, "drop": drop,
+                          "passed": ok, "path": path})
             if update:
-                update(len(tried), None, f"{method}, {k} float: min cosine {cos['min']:.4f}")
+                update(len(tried), None, f"{method}, {k} float: min cosine {cos['min']:.4f}"
+                                         + (f", {metric['metric']} {drop:+.2f} pts" if metric else ""))
             return tried[-1]
 
         for method in variant.methods:
@@ -98,7 +138,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             if stopped:
                 break
         # latency: every plan tried, interleaved with the fp32 graph (the Pareto front needs them all)
-        feeds = feeds_at(calib, batch, None)
+        feeds = feeds_at(calib, batch, None)  # timed on calibration rows at the largest checked batch
         feeds = trim_padding(feeds) if trim else feeds
         sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(p["path"], threads) for i, p in enumerate(tried)}}
         times, why = measure_adaptive(sessions, feeds, max_seconds=min(10.0, max(2.0, t_end - time.perf_counter())))
@@ -114,49 +154,57 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             # fewest float nodes (the most int8, the smallest file) is taken among them
             tied = [p for p in faster if p["speedup_ci95"][1] >= best["speedup_ci95"][0]]
             chosen = min(tied, key=lambda p: (len(p["float_nodes"]), -p["speedup"]))
-            reason = (f"the fastest plan with min cosine >= {target} on the calibration rows: {chosen['method']} "
+            reason = (f"the fastest plan with min cosine >= {target}{judge.rule()} on the calibration rows: {chosen['method']} "
                       f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph"
                       + (f" (as fast, within timing noise, as the fastest: {best['speedup']:.2f}x with "
                          f"{len(best['float_nodes'])} float)" if chosen is not best else ""))
             shutil.copyfile(chosen["path"], dst)
         elif passing:
             chosen = None
-            reason = (f"every plan with min cosine >= {target} was slower than fp32 here (best "
+            reason = (f"every plan with min cosine >= {target}{judge.rule()} was slower than fp32 here (best "
                       f"{max(p['speedup'] for p in passing):.2f}x): the fp32 graph is kept")
             shutil.copyfile(src, dst)
         else:
-            chosen = max(tried, key=lambda p: p["cosine"]["min"])
-            reason = (f"no plan kept min cosine >= {target} on the calibration rows (closest: {chosen['method']} "
-                      f"with {len(chosen['float_nodes'])} node(s) float, {chosen['cosine']['min']:.4f}); it is "
-                      f"written so that the checks show its miss")
+            keeps_metric = lambda p: judge.max_drop is None or p["drop"] is None or p["drop"] <= judge.max_drop
+            chosen = max(tried, key=lambda p: (p["cosine"]["min"] >= target, keeps_metric(p), p["cosine"]["min"]))
+            reason = (f"no plan kept min cosine >= {target}{judge.rule()} on the calibration rows (closest: "
+                      f"{chosen['method']} with {len(chosen['float_nodes'])} node(s) float, min cosine "
+                      f"{chosen['cosine']['min']:.4f}" + (f", {chosen['drop']:+.2f} pts" if chosen["drop"] is not None else "")
+                      + "); it is written so that the checks show its miss")
             shutil.copyfile(chosen["path"], dst)
 
         def describe(p):
             return {"method": p["method"], "float_nodes": [{"node": n, "module": nodes[n].module} for n in p["float_nodes"]],
-                    "cosine": p["cosine"], "passed": p["passed"], "ms": p["ms"], "speedup": p["speedup"],
+                    "cosine": p["cosine"], "metric": p["metric"], "drop": p["drop"], "passed": p["passed"],
+                    "ms": p["ms"], "speedup": p["speedup"],
                     "speedup_ci95": p["speedup_ci95"], "chosen": p is chosen}
-        return {"target_cosine": target, "batch": batch, "timing": why, "stopped": stopped, "reason": reason,
+        return {"target_cosine": target, "max_accuracy_drop": judge.max_drop, "reference": judge.reference,
+                "batch": batch, "timing": why, "stopped": stopped, "reason": reason,
                 "chosen": describe(chosen) if chosen else {"method": "fp32", "float_nodes": [], "speedup": 1.0},
                 "plans": [describe(p) for p in tried], "sensitivity": sens.to_json()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, target: float, batch: int,
-          threads: int) -> tuple[dict, dict]:
-    """Plan each tower the variant names: folder/<tower>.onnx and folder/plan.json."""
+def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, target: float,
+          max_drop: float | None, batch: int, threads: int, metric_args: tuple) -> tuple[dict, dict]:
+    """Plan each tower the variant names: folder/<tower>.onnx and folder/plan.json. inputs: the calibration
+    split prepared as the checks prepare eval rows (checks.prepare_inputs(split='calibration')); metric_args:
+    (task, prompt ensemble, recall ks, knn k) as the checks use them."""
     from mmcompress.artifact import atomic_path, write_json
     from mmcompress.export.onnx import input_spec
     from mmcompress.progress import bar
 
     files, plans = {}, {}
+    judge = Judge(inputs, src_dir, [t for t in inputs.feeds if (src_dir / f"{t}.onnx").exists()], threads,
+                  metric_args, max_drop)
     for tower in variant.towers:
         src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
         if not src.exists():
             continue
         with atomic_path(out) as tmp, bar(f"planning the {tower} tower's precision") as update:
-            plans[tower] = plan_tower(tower, src, tmp, variant, int8, inputs.calib[tower], inputs.trim[tower],
-                                      target, batch, threads, update)
+            plans[tower] = plan_tower(tower, src, tmp, variant, int8, inputs.calib[tower], judge, target, batch,
+                                      threads, update)
         c = plans[tower]["chosen"]
         files[out.name] = {"tower": tower, "format": "onnx", "precision": f"auto ({c['method']})", "io": input_spec(out),
                            "parent": f"export-onnx/{tower}.onnx",
@@ -172,8 +220,9 @@ def summary(plan: dict, top: int = 12) -> dict:
     plot), and the `top` most sensitive nodes."""
     def alone(row):
         return row.get("alone", {}).get("mean")
-    return {**{k: plan[k] for k in ("reason", "chosen", "target_cosine", "stopped")},
+    return {**{k: plan[k] for k in ("reason", "chosen", "target_cosine", "max_accuracy_drop", "stopped")},
             "plans": [{"method": p["method"], "float_nodes": len(p["float_nodes"]), "cosine_min": p["cosine"]["min"],
+                       "drop": p["drop"],
                        "speedup": p["speedup"], "passed": p["passed"], "chosen": p["chosen"]} for p in plan["plans"]],
             "sensitive": [{"module": r["module"] or r["node"], "alone_cosine": alone(r),
                            "leave_out_cosine": r.get("leave_out", {}).get("mean")}
