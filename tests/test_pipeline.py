@@ -279,3 +279,14 @@ def test_an_explicit_target_of_another_kind_is_reported_as_such(tiny_copy):
     assert f"made for {other} CPUs, checked on a {int8_kind()} CPU" in i["note"]
     assert "made for" in result.output  # the table caption says it too
     assert f"int8 for {other} CPUs" in (tiny_copy / "report.html").read_text()
+
+
+def test_identical_graphs_are_timed_once_and_share_their_row(tmp_path):
+    """Two variants that produce the same bytes are one session in the timing (two sessions of one graph can
+    measure apart): their latency rows are the same row."""
+    result = invoke("run", str(TINY), "--run-dir", str(tmp_path), "--set",
+                    "export.variants=[{name: a, quantize: dynamic}, {name: b, quantize: dynamic}]")
+    assert result.exit_code == 0, result.output
+    arts = json.loads((tmp_path / "report.json").read_text())["artifacts"]
+    assert arts["a"]["towers"]["image"]["sha256"] == arts["b"]["towers"]["image"]["sha256"]
+    assert arts["a"]["latency"] == arts["b"]["latency"] and arts["a"]["latency"]["image"]["1"]["speedup"] > 0

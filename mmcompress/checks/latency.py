@@ -137,7 +137,14 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
             done += 1
             update(done)
         for tower in bundle.towers:
-            files = sorted({str(a["towers"][tower]) for a in artifacts.values()})
+            # one session per distinct graph: files with the same bytes (a plan that came out as plain dynamic
+            # int8, say) are timed once and share the row; two sessions of one graph measured 13% apart
+            first: dict[str, str] = {}  # sha256 -> the first path with it
+            alias = {}
+            for a in artifacts.values():
+                path = str(a["towers"][tower])
+                alias[path] = first.setdefault(a.get("sha256", {}).get(tower) or path, path)
+            files = sorted(set(alias.values()))
             sessions = {"teacher": TorchSession(bundle.towers[tower], list(bundle.specs[tower].inputs))}
             sessions.update({f: OrtSession(Path(f), threads) for f in files})
             out[tower] = {}
@@ -145,7 +152,9 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
                 feeds = feeds_at(inputs.feeds[tower], p["batch"], p["seq_len"], text.pad_id if text else 0)
                 times = measure(sessions, feeds, rounds=cfg.rounds, warmup=cfg.warmup, progress=tick)
                 where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"]}
-                out[tower][p["key"]] = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
+                rows = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
+                rows.update({path: rows[same] for path, same in alias.items() if path != same})
+                out[tower][p["key"]] = rows
     return out
 
 
