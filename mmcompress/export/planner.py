@@ -93,6 +93,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
 
     t_end = time.perf_counter() + variant.max_seconds
     work = Path(tempfile.mkdtemp(prefix=f"mmcompress-plan-{tower}-"))
+    probe = None
     try:
         rows, trim = judge.inputs.feeds[tower], judge.inputs.trim[tower]  # the planning rows (as the checks' rows)
         probe = sensitivity.Probe(src, rows, threads, _quantizer("dynamic", variant, int8, calib), trim=trim)
@@ -183,6 +184,8 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
                 "chosen": describe(chosen) if chosen else {"method": "fp32", "float_nodes": [], "speedup": 1.0},
                 "plans": [describe(p) for p in tried], "sensitivity": sens.to_json()}
     finally:
+        if probe is not None:
+            probe.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

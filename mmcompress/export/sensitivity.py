@@ -158,6 +158,7 @@ def analyse(probe: Probe, tower: str, method: str, top_blocks: int = 2, top_node
         blocks.setdefault(n.block, []).append(n.name)
     named_blocks = {b: v for b, v in blocks.items() if b}
     loose = blocks.get("", [])  # outside the blocks: measured one by one
+    # an upper estimate until the worst blocks are known, then exact
     total = 1 + len(named_blocks) + len(loose) + min(top_blocks, len(named_blocks)) * max(
         (len(v) for v in named_blocks.values()), default=0) + min(top_nodes, len(nodes))
     done = 0
@@ -174,7 +175,9 @@ def analyse(probe: Probe, tower: str, method: str, top_blocks: int = 2, top_node
         s.blocks[b] = probe.cosine(include=names)
         tick()
     worst = sorted(named_blocks, key=lambda b: s.blocks[b]["mean"])[:top_blocks]
-    for name in loose + [n for b in worst for n in named_blocks[b]]:
+    singles = loose + [n for b in worst for n in named_blocks[b]]
+    total = done + len(singles) + min(top_nodes, len(nodes))
+    for name in singles:
         s.alone[name] = probe.cosine(include=[name])
         tick()
     for name in s.ranking()[:top_nodes]:
