@@ -81,6 +81,15 @@ def test_plans_are_judged_on_the_task_metric_too(outlier_recipes, tmp_path):
     assert "at most 0 points lost in class_prompt_top1" in plan["reason"]
 
 
+def test_a_spent_time_budget_still_tries_one_plan_and_says_why_it_stopped(outlier_recipes, tmp_path):
+    recipes_dir, _ = outlier_recipes
+    result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 0.99}",
+                          "export.variants=[{name: planned, quantize: auto, max_seconds: 0.001}]")
+    plan = json.loads((tmp_path / "variants" / "planned" / "plan.json").read_text())["text"]
+    assert len(plan["plans"]) == 1 and plan["stopped"].startswith("time budget of 0.001 s reached")
+    assert result.exit_code == 1 and report["artifacts"]["planned"]["verdict"] == "fail"  # the naive plan's miss
+
+
 def test_an_impossible_budget_fails_with_the_closest_plan_and_its_miss(outlier_recipes, tmp_path):
     recipes_dir, _ = outlier_recipes
     result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 1.0}",

@@ -122,7 +122,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             quantize = _quantizer(method, variant, int8, calib)
             failed = -1  # the longest prefix of the ranking kept float that missed the target
             for k in _float_counts(variant.max_float_nodes, len(ranking)):
-                if time.perf_counter() > t_end:
+                if tried and time.perf_counter() > t_end:  # the first plan is always tried: there is an answer
                     stopped = f"time budget of {variant.max_seconds:g} s reached during the {method} plans"
                     break
                 if not attempt(method, quantize, k)["passed"]:
@@ -143,9 +143,9 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
         feeds = trim_padding(feeds) if trim else feeds
         sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(p["path"], threads) for i, p in enumerate(tried)}}
         times, why = measure_adaptive(sessions, feeds, max_seconds=min(10.0, max(2.0, t_end - time.perf_counter())))
-        rows = summarize(times, "fp32")
+        timed = summarize(times, "fp32")
         for i, p in enumerate(tried):
-            r = rows[f"p{i}"]
+            r = timed[f"p{i}"]
             p.update(ms=r["median_ms"], speedup=r["speedup"], speedup_ci95=r["speedup_ci95"])
         passing = [p for p in tried if p["passed"]]
         faster = [p for p in passing if p["speedup"] > 1.0]
