@@ -226,6 +226,10 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
             budgets = recipe.budgets_for(v)
             plan = {"target_cosine": budgets.min_cosine or v.target_cosine, "max_drop": budgets.max_accuracy_drop,
                     "batch": max(recipe.checks.batch_sizes), "threads": threads}
+            if v.plan:  # reused: keyed by the plan's content, applied from its absolute path
+                path = (recipe.base / v.plan).expanduser().resolve()
+                v = v.model_copy(update={"plan": str(path)})
+                plan = {**plan, "reused": art.sha256_file(path)}
             metric_args = (models[model][0].task, recipe.data.prompts.ensemble, recipe.checks.recall_k,
                            recipe.checks.knn_k)
             m = run.stage(f"variant {v.name}", folder, {"config": {**cfg, **plan}, "parents": parents},

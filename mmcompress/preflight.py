@@ -168,3 +168,19 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
     from mmcompress.data import check_data
 
     check_data(recipe.data, recipe.base, recipe.where)
+    check_plans(recipe)
+
+
+def check_plans(recipe: Recipe) -> None:
+    """quantize: auto variants that reuse a plan: the file exists and is a plan.json (node names are checked
+    against the graph when it is exported)."""
+    from mmcompress.export.planner import read_plan
+
+    for i, v in enumerate(recipe.export.variants):
+        if getattr(v, "plan", None):
+            where = recipe.where("export", "variants", i, "plan")
+            path = (recipe.base / v.plan).expanduser()
+            if not path.is_file():
+                raise RecipeError(f"{where}: {path} does not exist; give the plan.json an earlier run wrote "
+                                  f"(RUN_DIR/variants/<name>/plan.json), relative to the recipe")
+            read_plan(path, where)

@@ -269,6 +269,11 @@ class AutoVariant(_Variant):
     top_nodes: int = Field(8, ge=0, description="Sensitivity: the worst nodes measured leave-one-out.")
     max_seconds: float = Field(300, gt=0, description="Time budget of the search per tower; when it ends, the best "
                                                       "plan found so far is used and the report says why.")
+    plan: str | None = Field(None, description="A plan.json an earlier run wrote (`variants/<name>/plan.json`, "
+                                               "relative to the recipe): its chosen method and float nodes per "
+                                               "tower are applied as they are, without the search (same model "
+                                               "and export settings: every node it names must be in the graph). "
+                                               "The artifact is checked like any other.")
     reduce_range: ReduceRange = None
 
 

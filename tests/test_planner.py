@@ -101,3 +101,26 @@ def test_an_impossible_budget_fails_with_the_closest_plan_and_its_miss(outlier_r
     tried = json.loads((tmp_path / "variants" / "planned" / "plan.json").read_text())["text"]["plans"]
     assert [len(p["float_nodes"]) for p in tried] == [0, 1, 2] and not any(p["passed"] for p in tried)
     assert plan["chosen"]["cosine"]["min"] == max(p["cosine"]["min"] for p in tried)
+
+
+def test_a_plan_is_reused_by_a_later_run_and_a_wrong_one_is_refused(outlier_recipes, tmp_path):
+    recipes_dir, _ = outlier_recipes
+    first, report = _run(recipes_dir, tmp_path / "a", "checks.budgets={min_cosine: 0.99}",
+                         "export.variants=[{name: planned, quantize: auto, methods: [dynamic], max_seconds: 60}]")
+    plan_file = tmp_path / "a" / "variants" / "planned" / "plan.json"
+    again, reused = _run(recipes_dir, tmp_path / "b", "checks.budgets={min_cosine: 0.99}",
+                         f"export.variants=[{{name: planned, quantize: auto, plan: {plan_file}}}]")
+    a, b = report["artifacts"]["planned"], reused["artifacts"]["planned"]
+    assert b["towers"]["text"]["sha256"] == a["towers"]["text"]["sha256"]  # the same graph, no search
+    assert b["plan"]["text"]["reason"].startswith(f"reused from {plan_file}")
+    assert b["plan"]["text"]["chosen"]["float_nodes"] == a["plan"]["text"]["chosen"]["float_nodes"]
+    wrong = json.loads(plan_file.read_text())
+    wrong["text"]["chosen"] = {"method": "dynamic", "float_nodes": [{"node": "node_MatMul_9999", "module": ""}]}
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    refused = invoke("run", str(recipes_dir / "hf-sentence-transformer.yaml"), "--run-dir", str(tmp_path / "c"),
+                     "--set", "teacher.hf=examples/outlier-bert", "--set",
+                     f"export.variants=[{{name: planned, quantize: auto, plan: {tmp_path / 'wrong.json'}}}]")
+    assert refused.exit_code == 2 and "node_MatMul_9999" in refused.output and "plan again" in refused.output
+    missing = invoke("validate", str(recipes_dir / "hf-sentence-transformer.yaml"), "--set",
+                     "export.variants=[{name: planned, quantize: auto, plan: no/such/plan.json}]")
+    assert missing.exit_code == 2 and "export.variants[0].plan" in missing.output and "does not exist" in missing.output

@@ -199,6 +199,8 @@ def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
     from mmcompress.progress import bar
 
     files, plans = {}, {}
+    if variant.plan:
+        return reuse(variant, src_dir, inputs, folder, int8, threads)
     judge = Judge(inputs, src_dir, [t for t in inputs.feeds if (src_dir / f"{t}.onnx").exists()], threads,
                   metric_args, max_drop)
     for tower in variant.towers:
@@ -216,6 +218,62 @@ def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
                                          "reason": plans[tower]["reason"]}}
     write_json(folder / "plan.json", plans)
     return files, {"plan": {t: summary(p) for t, p in plans.items()}}
+
+
+def read_plan(path: Path, where: str) -> dict:
+    import json
+
+    from mmcompress.errors import RecipeError
+
+    try:
+        plan = json.loads(Path(path).read_text())
+        for tower, p in plan.items():
+            p["chosen"]["method"], [n["node"] for n in p["chosen"]["float_nodes"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise RecipeError(f"{where}: {path} is not a plan.json an mmcompress run wrote ({type(e).__name__}: {e}); "
+                          f"give variants/<name>/plan.json of a run with a quantize: auto variant") from None
+    return plan
+
+
+def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, threads: int) -> tuple[dict, dict]:
+    """Apply the chosen plan of variant.plan (already resolved to an absolute path) to each tower, no search."""
+    from mmcompress.artifact import atomic_path, write_json
+    from mmcompress.errors import RecipeError
+    from mmcompress.export import sensitivity
+    from mmcompress.export.onnx import input_spec
+
+    recorded = read_plan(Path(variant.plan), "plan")
+    files, plans = {}, {}
+    for tower in variant.towers:
+        src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
+        if not src.exists():
+            continue
+        if tower not in recorded:
+            raise RecipeError(f"{variant.plan}: the plan has no {tower} tower (it has {', '.join(recorded)}); "
+                              f"list only those towers in this variant, or plan again without `plan`")
+        chosen = recorded[tower]["chosen"]
+        keep = [n["node"] for n in chosen["float_nodes"]]
+        missing = sorted(set(keep) - {n.name for n in sensitivity.quantizable(src)})
+        if missing:
+            raise RecipeError(f"{variant.plan}: node(s) {', '.join(missing)} of the {tower} plan are not quantizable "
+                              f"nodes of this graph ({src}): the plan was made for another model or export; plan "
+                              f"again without `plan`")
+        with atomic_path(out) as tmp:
+            if chosen["method"] == "fp32":
+                shutil.copyfile(src, tmp)
+            else:
+                _quantizer(chosen["method"], variant, int8, inputs.calib[tower])(src, tmp, exclude=keep)
+        reason = f"reused from {variant.plan}: {chosen['method']} with {len(keep)} node(s) float"
+        plans[tower] = {"reason": reason, "chosen": {**chosen, "chosen": True}, "target_cosine": None,
+                        "max_accuracy_drop": None, "stopped": None, "plans": [], "reused": str(variant.plan)}
+        files[out.name] = {"tower": tower, "format": "onnx", "precision": f"auto ({chosen['method']})",
+                           "io": input_spec(out), "parent": f"export-onnx/{tower}.onnx",
+                           "quantizer": {"method": "mmcompress.planner", "chosen": chosen["method"], **int8,
+                                         "float_nodes": [n["module"] or n["node"] for n in chosen["float_nodes"]],
+                                         "reason": reason}}
+    write_json(folder / "plan.json", plans)
+    return files, {"plan": {t: {k: p[k] for k in ("reason", "chosen", "target_cosine", "max_accuracy_drop", "stopped")}
+                            for t, p in plans.items()}}
 
 
 def summary(plan: dict, top: int = 12) -> dict:
