@@ -86,6 +86,7 @@ def _float_counts(limit: int, n: int) -> list[int]:
 
 def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray],
                judge: Judge, target: float, batch: int, threads: int, update=None) -> dict:
+    from mmcompress.checks.fidelity import cosine_to_teacher
     from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
     from mmcompress.export import sensitivity
     from mmcompress.runtimes.base import run_batched, trim_padding
@@ -96,7 +97,8 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
     probe = None
     try:
         rows, trim = judge.inputs.feeds[tower], judge.inputs.trim[tower]  # the planning rows (as the checks' rows)
-        probe = sensitivity.Probe(src, rows, threads, _quantizer("dynamic", variant, int8, calib), trim=trim)
+        probe = sensitivity.Probe(src, rows, threads, _quantizer("dynamic", variant, int8, calib), trim=trim,
+                                  ref=judge.fp32[tower])  # the judge ran the fp32 graph on these rows already
         sens = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
                                    progress=lambda d, n: update and update(d, n, "sensitivity"))
         ranking = sens.ranking()
@@ -108,7 +110,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             path = work / f"{method}-{k}.onnx"
             quantize(src, path, exclude=keep)
             out = run_batched(OrtSession(path, threads), rows, trim=trim)
-            cos = sensitivity.cosine(out, probe.ref)
+            cos = cosine_to_teacher(out, probe.ref)
             metric, drop = judge.drop(tower, out)
             ok = cos["min"] >= target and (judge.max_drop is None or drop is None or drop <= judge.max_drop)
             tried.append({"method": method, "float_nodes": keep, "cosine": cos, "metric": metric, "drop": drop,
@@ -189,13 +191,22 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _file_entry(tower: str, out: Path, chosen: dict, int8: dict, reason: str) -> dict:
+    """The manifest entry of a planned tower graph (searched or reused)."""
+    from mmcompress.export.onnx import input_spec
+
+    return {"tower": tower, "format": "onnx", "precision": f"auto ({chosen['method']})", "io": input_spec(out),
+            "parent": f"export-onnx/{tower}.onnx",
+            "quantizer": {"method": "mmcompress.planner", "chosen": chosen["method"], **int8,
+                          "float_nodes": [n["module"] or n["node"] for n in chosen["float_nodes"]], "reason": reason}}
+
+
 def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, target: float,
           max_drop: float | None, batch: int, threads: int, metric_args: tuple) -> tuple[dict, dict]:
     """Plan each tower the variant names: folder/<tower>.onnx and folder/plan.json. inputs: the calibration
     split prepared as the checks prepare eval rows (checks.prepare_inputs(split='calibration')); metric_args:
     (task, prompt ensemble, recall ks, knn k) as the checks use them."""
     from mmcompress.artifact import atomic_path, write_json
-    from mmcompress.export.onnx import input_spec
     from mmcompress.progress import bar
 
     files, plans = {}, {}
@@ -210,12 +221,7 @@ def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
         with atomic_path(out) as tmp, bar(f"planning the {tower} tower's precision") as update:
             plans[tower] = plan_tower(tower, src, tmp, variant, int8, inputs.calib[tower], judge, target, batch,
                                       threads, update)
-        c = plans[tower]["chosen"]
-        files[out.name] = {"tower": tower, "format": "onnx", "precision": f"auto ({c['method']})", "io": input_spec(out),
-                           "parent": f"export-onnx/{tower}.onnx",
-                           "quantizer": {"method": "mmcompress.planner", "chosen": c["method"], **int8,
-                                         "float_nodes": [n["module"] or n["node"] for n in c["float_nodes"]],
-                                         "reason": plans[tower]["reason"]}}
+        files[out.name] = _file_entry(tower, out, plans[tower]["chosen"], int8, plans[tower]["reason"])
     write_json(folder / "plan.json", plans)
     return files, {"plan": {t: summary(p) for t, p in plans.items()}}
 
@@ -240,7 +246,6 @@ def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
     from mmcompress.artifact import atomic_path, write_json
     from mmcompress.errors import RecipeError
     from mmcompress.export import sensitivity
-    from mmcompress.export.onnx import input_spec
 
     recorded = read_plan(Path(variant.plan), "plan")
     files, plans = {}, {}
@@ -266,11 +271,7 @@ def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
         reason = f"reused from {variant.plan}: {chosen['method']} with {len(keep)} node(s) float"
         plans[tower] = {"reason": reason, "chosen": {**chosen, "chosen": True}, "target_cosine": None,
                         "max_accuracy_drop": None, "stopped": None, "plans": [], "reused": str(variant.plan)}
-        files[out.name] = {"tower": tower, "format": "onnx", "precision": f"auto ({chosen['method']})",
-                           "io": input_spec(out), "parent": f"export-onnx/{tower}.onnx",
-                           "quantizer": {"method": "mmcompress.planner", "chosen": chosen["method"], **int8,
-                                         "float_nodes": [n["module"] or n["node"] for n in chosen["float_nodes"]],
-                                         "reason": reason}}
+        files[out.name] = _file_entry(tower, out, chosen, int8, reason)
     write_json(folder / "plan.json", plans)
     return files, {"plan": {t: {k: p[k] for k in ("reason", "chosen", "target_cosine", "max_accuracy_drop", "stopped")}
                             for t, p in plans.items()}}

@@ -108,24 +108,18 @@ def quantizable(path: Path) -> list[Node]:
     return out
 
 
-def cosine(out: np.ndarray, ref: np.ndarray) -> dict:
-    from mmcompress.checks.fidelity import cosine_rows
-
-    c = cosine_rows(out.reshape(len(out), -1), ref.reshape(len(ref), -1))
-    return {"mean": float(c.mean()), "min": float(c.min())}
-
-
 class Probe:
     """Quantizes the fp32 graph with a node subset and measures cosine to the fp32 outputs on fixed rows."""
 
     def __init__(self, src: Path, feeds: dict[str, np.ndarray], threads: int, quantize: Callable[..., None],
-                 trim: bool = False):
+                 trim: bool = False, ref: np.ndarray | None = None):
+        """ref: the fp32 graph's outputs on feeds, when the caller has them already."""
         from mmcompress.runtimes.base import run_batched
         from mmcompress.runtimes.onnxruntime import OrtSession
 
         self.src, self.feeds, self.threads, self.quantize, self.trim = src, feeds, threads, quantize, trim
         self._tmp = tempfile.TemporaryDirectory(prefix="mmcompress-sensitivity-")
-        self.ref = run_batched(OrtSession(src, threads), feeds, trim=trim)
+        self.ref = run_batched(OrtSession(src, threads), feeds, trim=trim) if ref is None else ref
         self.calls = 0
 
     def outputs(self, include: list[str] | None = None, exclude: list[str] | None = None) -> np.ndarray:
@@ -140,7 +134,10 @@ class Probe:
         return out
 
     def cosine(self, include: list[str] | None = None, exclude: list[str] | None = None) -> dict:
-        return cosine(self.outputs(include, exclude), self.ref)
+        """Per-row cosine to the fp32 outputs: mean, min, p01, n (checks.fidelity, as the checks report it)."""
+        from mmcompress.checks.fidelity import cosine_to_teacher
+
+        return cosine_to_teacher(self.outputs(include, exclude), self.ref)
 
     def close(self) -> None:
         self._tmp.cleanup()
