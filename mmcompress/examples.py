@@ -162,6 +162,42 @@ def add_attention_outliers(model, channels: int = 2, scale: float = 64.0, layers
     return [name for i in chosen for name in pairs[i]]
 
 
+def train_text_encoder(model, tokenizer, jsonl: Path, steps: int = 200, lr: float = 3e-4, seed: int = 0,
+                       template: str = "question about {label}", batch: int = 32) -> float:
+    """Train a text encoder briefly on texts_jsonl lines, pooled as mmcompress loads a plain BERT (attention-
+    masked mean): InfoNCE of each text against its pair and against its label's prompt, so that the recipe's
+    retrieval and nearest-prompt accuracy measure something the model learned. In place; -> the last loss."""
+    import torch
+
+    from mmcompress.models.hf import PooledTextTower
+
+    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
+    labels = sorted({r["label"] for r in rows})
+    prompts = [template.format(label=name) for name in labels]
+    tower = PooledTextTower(model, "mean", normalize=True).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+
+    def embed(texts):
+        t = tokenizer(texts, padding=True, return_tensors="pt")
+        return tower(t["input_ids"], t["attention_mask"])
+
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        picked = [rows[i] for i in torch.randint(len(rows), (batch,), generator=gen).tolist()]
+        text, pair, classes = embed([r["text"] for r in picked]), embed([r["pair"] for r in picked]), embed(prompts)
+        y = torch.tensor([labels.index(r["label"]) for r in picked])
+        same = torch.tensor([[a["text"] == b["text"] for b in picked] for a in picked])
+        pair_logits = (text @ pair.T / 0.05).masked_fill(same & ~torch.eye(batch, dtype=torch.bool), -1e4)
+        loss = (torch.nn.functional.cross_entropy(pair_logits, torch.arange(batch))
+                + torch.nn.functional.cross_entropy(text @ classes.T / 0.05, y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return float(loss.detach())
+
+
 def tiny_sentence_transformer(out: Path, seed: int = 0) -> Path:
     """A BERT directory in the sentence-transformers layout: mean pooling, then Normalize."""
     tiny_bert(out, seed)

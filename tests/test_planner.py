@@ -13,8 +13,9 @@ from conftest import invoke
 
 @pytest.fixture(scope="module")
 def outlier_recipes(recipes_dir):
-    """recipes_dir with examples/outlier-bert: a BERT whose attention carries outliers (same function)."""
-    from transformers import BertModel
+    """recipes_dir with examples/outlier-bert: a BERT trained briefly on the example texts, whose attention then
+    carries outliers (same function)."""
+    from transformers import AutoTokenizer, BertModel
 
     from mmcompress import examples
 
@@ -22,6 +23,9 @@ def outlier_recipes(recipes_dir):
     if not out.exists():
         examples.tiny_bert(plain, seed=1, initializer_range=0.1)
         model = BertModel.from_pretrained(plain)
+        loss = examples.train_text_encoder(model, AutoTokenizer.from_pretrained(plain),
+                                           recipes_dir / "examples" / "texts-jsonl" / "texts.jsonl", steps=60)
+        assert loss < 2.5  # it learned something: chance is ln(32) + ln(2) = 4.2
         modules = examples.add_attention_outliers(model, channels=2, scale=64.0)
         model.save_pretrained(out)
         for f in plain.iterdir():
