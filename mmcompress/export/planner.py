@@ -8,8 +8,8 @@
    kept float, until one keeps the target cosine to the fp32 graph on the calibration rows (min over rows) or
    `max_float_nodes` or the time budget is reached; then a bisection between the last miss and that pass finds
    the fewest nodes (in ranking order) that still keep it. Every plan tried is recorded.
-3. Latency: every plan that meets the target is timed interleaved with the fp32 graph (checks/latency.
-   measure_adaptive) at the largest checked batch; the fastest one faster than fp32 wins (among plans whose
+3. Latency: every plan that meets the target (and each method's all-int8 plan, and the closest plan) is timed
+   interleaved with the fp32 graph (checks/latency.measure_adaptive, 10 to 120 s) at the largest checked batch; the fastest one faster than fp32 wins (among plans whose
    speedup interval reaches the fastest one's, the one with the fewest float nodes). A plan slower than
    fp32 is never chosen: then the fp32 graph is kept and plan.json says why. When no plan meets the target,
    the closest one is written, so that the run's checks show (and gate) its miss.
@@ -29,14 +29,35 @@ import numpy as np
 from mmcompress.recipe import AutoVariant, DynamicVariant, StaticVariant
 
 
-def _quantizer(method: str, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray]):
+def _options(method: str, variant: AutoVariant) -> list[dict]:
+    """The settings compared on a method's all-int8 plan: dynamic has one; static, every calibration method x
+    per-channel setting the variant lists."""
+    if method == "dynamic":
+        return [{}]
+    return [{"calibration": c, **({"percentile": variant.percentile} if c == "percentile" else {}), "per_channel": pc}
+            for pc in variant.per_channel for c in variant.calibration]
+
+
+def label(method: str, settings: dict | None) -> str:
+    """'dynamic', 'static minmax per-channel', 'static percentile 99.999 per-tensor'."""
+    if not settings:
+        return method
+    cal = settings["calibration"] + (f" {settings['percentile']:g}" if "percentile" in settings else "")
+    return f"{method} {cal} {'per-channel' if settings['per_channel'] else 'per-tensor'}"
+
+
+def _quantizer(method: str, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray], settings: dict | None = None):
     from mmcompress.export import quantize_onnx
 
     if method == "dynamic":
         cfg = DynamicVariant(name=variant.name, quantize="dynamic")
         return lambda src, dst, include=None, exclude=None: quantize_onnx.quantize_dynamic(
             src, dst, cfg, int8, include=include, exclude=exclude)
-    cfg = StaticVariant(name=variant.name, quantize="static", preprocess=False)  # node names must survive
+    settings = settings or {}
+    cfg = StaticVariant(name=variant.name, quantize="static", preprocess=False,  # node names must survive
+                        per_channel=settings.get("per_channel", True),
+                        calibration={"method": settings.get("calibration", "minmax"),
+                                     "percentile": settings.get("percentile", 99.999)})
     return lambda src, dst, include=None, exclude=None: quantize_onnx.quantize_static(
         src, dst, cfg, int8, calib, exclude=exclude)
 
@@ -105,50 +126,68 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
         nodes = {n.name: n for n in sens.nodes}
         tried, stopped = [], None
 
-        def attempt(method: str, quantize, k: int) -> dict:
+        def attempt(method: str, settings: dict, k: int) -> dict:
             keep = ranking[:k]
-            path = work / f"{method}-{k}.onnx"
-            quantize(src, path, exclude=keep)
+            path = work / f"plan-{len(tried)}.onnx"
+            _quantizer(method, variant, int8, calib, settings)(src, path, exclude=keep)
             out = run_batched(OrtSession(path, threads), rows, trim=trim)
             cos = cosine_to_teacher(out, probe.ref)
             metric, drop = judge.drop(tower, out)
             ok = cos["min"] >= target and (judge.max_drop is None or drop is None or drop <= judge.max_drop)
-            tried.append({"method": method, "float_nodes": keep, "cosine": cos, "metric": metric, "drop": drop,
-                          "passed": ok, "path": path})
+            tried.append({"method": method, "settings": settings, "float_nodes": keep, "cosine": cos, "metric": metric,
+                          "drop": drop, "passed": ok, "path": path})
             if update:
-                update(len(tried), None, f"{method}, {k} float: min cosine {cos['min']:.4f}"
+                update(len(tried), None, f"{label(method, settings)}, {k} float: min cosine {cos['min']:.4f}"
                                          + (f", {metric['metric']} {drop:+.2f} pts" if metric else ""))
             return tried[-1]
 
+        def out_of_time(method: str) -> bool:
+            nonlocal stopped
+            if tried and time.perf_counter() > t_end:  # the first plan is always tried: there is an answer
+                stopped = f"time budget of {variant.max_seconds:g} s reached during the {method} plans"
+            return stopped is not None
+
         for method in variant.methods:
-            quantize = _quantizer(method, variant, int8, calib)
-            failed = -1  # the longest prefix of the ranking kept float that missed the target
-            for k in _float_counts(variant.max_float_nodes, len(ranking)):
-                if tried and time.perf_counter() > t_end:  # the first plan is always tried: there is an answer
-                    stopped = f"time budget of {variant.max_seconds:g} s reached during the {method} plans"
+            firsts = []  # every node int8, once per setting of the method: the best setting goes on
+            for settings in _options(method, variant):
+                if out_of_time(method):
                     break
-                if not attempt(method, quantize, k)["passed"]:
+                firsts.append(attempt(method, settings, 0))
+            if stopped or not firsts:
+                break
+            best = max(firsts, key=lambda p: (p["passed"], p["cosine"]["min"]))
+            if best["passed"]:
+                continue
+            failed = 0  # the longest prefix of the ranking kept float that missed the target
+            for k in _float_counts(variant.max_float_nodes, len(ranking))[1:]:
+                if out_of_time(method):
+                    break
+                if not attempt(method, best["settings"], k)["passed"]:
                     failed = k
                     continue
                 lo, hi = failed + 1, k  # bounded search: the fewest float nodes (a prefix) that still pass
                 while lo < hi and time.perf_counter() < t_end:
                     mid = (lo + hi) // 2
-                    if attempt(method, quantize, mid)["passed"]:
+                    if attempt(method, best["settings"], mid)["passed"]:
                         hi = mid
                     else:
                         lo = mid + 1
                 break
             if stopped:
                 break
-        # latency: every plan tried, interleaved with the fp32 graph (the Pareto front needs them all)
+        # latency, interleaved with the fp32 graph: the plans that pass, every method's all-int8 plan and the
+        # closest plan (the Pareto plot's points); plans that missed on the way are not worth the seconds
+        keeps_metric = lambda p: judge.max_drop is None or p["drop"] is None or p["drop"] <= judge.max_drop
+        closest = max(tried, key=lambda p: (p["cosine"]["min"] >= target, keeps_metric(p), p["cosine"]["min"]))
+        timed_plans = [i for i, p in enumerate(tried) if p["passed"] or not p["float_nodes"] or p is closest]
         feeds = feeds_at(calib, batch, None)  # timed on calibration rows at the largest checked batch
         feeds = trim_padding(feeds) if trim else feeds
-        sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(p["path"], threads) for i, p in enumerate(tried)}}
-        times, why = measure_adaptive(sessions, feeds, max_seconds=min(10.0, max(2.0, t_end - time.perf_counter())))
+        sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(tried[i]["path"], threads) for i in timed_plans}}
+        times, why = measure_adaptive(sessions, feeds, max_seconds=min(120.0, max(10.0, t_end - time.perf_counter())))
         timed = summarize(times, "fp32")
         for i, p in enumerate(tried):
-            r = timed[f"p{i}"]
-            p.update(ms=r["median_ms"], speedup=r["speedup"], speedup_ci95=r["speedup_ci95"])
+            r = timed.get(f"p{i}", {})
+            p.update(ms=r.get("median_ms"), speedup=r.get("speedup"), speedup_ci95=r.get("speedup_ci95"))
         passing = [p for p in tried if p["passed"]]
         faster = [p for p in passing if p["speedup"] > 1.0]
         if faster:
@@ -157,7 +196,8 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             # fewest float nodes (the most int8, the smallest file) is taken among them
             tied = [p for p in faster if p["speedup_ci95"][1] >= best["speedup_ci95"][0]]
             chosen = min(tied, key=lambda p: (len(p["float_nodes"]), -p["speedup"]))
-            reason = (f"the fastest plan with min cosine >= {target}{judge.rule()} on the calibration rows: {chosen['method']} "
+            reason = (f"the fastest plan with min cosine >= {target}{judge.rule()} on the calibration rows: "
+                      f"{label(chosen['method'], chosen['settings'])} "
                       f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph"
                       + (f" (as fast, within timing noise, as the fastest: {best['speedup']:.2f}x with "
                          f"{len(best['float_nodes'])} float)" if chosen is not best else ""))
@@ -168,22 +208,23 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
                       f"{max(p['speedup'] for p in passing):.2f}x): the fp32 graph is kept")
             shutil.copyfile(src, dst)
         else:
-            keeps_metric = lambda p: judge.max_drop is None or p["drop"] is None or p["drop"] <= judge.max_drop
-            chosen = max(tried, key=lambda p: (p["cosine"]["min"] >= target, keeps_metric(p), p["cosine"]["min"]))
+            chosen = closest
             reason = (f"no plan kept min cosine >= {target}{judge.rule()} on the calibration rows (closest: "
-                      f"{chosen['method']} with {len(chosen['float_nodes'])} node(s) float, min cosine "
+                      f"{label(chosen['method'], chosen['settings'])} with {len(chosen['float_nodes'])} node(s) float, min cosine "
                       f"{chosen['cosine']['min']:.4f}" + (f", {chosen['drop']:+.2f} pts" if chosen["drop"] is not None else "")
                       + "); it is written so that the checks show its miss")
             shutil.copyfile(chosen["path"], dst)
 
         def describe(p):
-            return {"method": p["method"], "float_nodes": [{"node": n, "module": nodes[n].module} for n in p["float_nodes"]],
+            return {"method": p["method"], "settings": p["settings"], "label": label(p["method"], p["settings"]),
+                    "float_nodes": [{"node": n, "module": nodes[n].module} for n in p["float_nodes"]],
                     "cosine": p["cosine"], "metric": p["metric"], "drop": p["drop"], "passed": p["passed"],
                     "ms": p["ms"], "speedup": p["speedup"],
                     "speedup_ci95": p["speedup_ci95"], "chosen": p is chosen}
         return {"target_cosine": target, "max_accuracy_drop": judge.max_drop, "reference": judge.reference,
                 "batch": batch, "timing": why, "stopped": stopped, "reason": reason,
-                "chosen": describe(chosen) if chosen else {"method": "fp32", "float_nodes": [], "speedup": 1.0},
+                "chosen": describe(chosen) if chosen else {"method": "fp32", "settings": {}, "label": "fp32",
+                                                           "float_nodes": [], "speedup": 1.0},
                 "plans": [describe(p) for p in tried], "sensitivity": sens.to_json()}
     finally:
         if probe is not None:
@@ -197,7 +238,8 @@ def _file_entry(tower: str, out: Path, chosen: dict, int8: dict, reason: str) ->
 
     return {"tower": tower, "format": "onnx", "precision": f"auto ({chosen['method']})", "io": input_spec(out),
             "parent": f"export-onnx/{tower}.onnx",
-            "quantizer": {"method": "mmcompress.planner", "chosen": chosen["method"], **int8,
+            "quantizer": {"method": "mmcompress.planner", "chosen": chosen["method"],
+                          "settings": chosen.get("settings") or {}, **int8,
                           "float_nodes": [n["module"] or n["node"] for n in chosen["float_nodes"]], "reason": reason}}
 
 
@@ -267,8 +309,10 @@ def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
             if chosen["method"] == "fp32":
                 shutil.copyfile(src, tmp)
             else:
-                _quantizer(chosen["method"], variant, int8, inputs.calib[tower])(src, tmp, exclude=keep)
-        reason = f"reused from {variant.plan}: {chosen['method']} with {len(keep)} node(s) float"
+                _quantizer(chosen["method"], variant, int8, inputs.calib[tower], chosen.get("settings"))(
+                    src, tmp, exclude=keep)
+        reason = (f"reused from {variant.plan}: {label(chosen['method'], chosen.get('settings'))} with "
+                  f"{len(keep)} node(s) float")
         plans[tower] = {"reason": reason, "chosen": {**chosen, "chosen": True}, "target_cosine": None,
                         "max_accuracy_drop": None, "stopped": None, "plans": [], "reused": str(variant.plan)}
         files[out.name] = _file_entry(tower, out, chosen, int8, reason)
@@ -283,7 +327,7 @@ def summary(plan: dict, top: int = 12) -> dict:
     def alone(row):
         return row.get("alone", {}).get("mean")
     return {**{k: plan[k] for k in ("reason", "chosen", "target_cosine", "max_accuracy_drop", "stopped")},
-            "plans": [{"method": p["method"], "float_nodes": len(p["float_nodes"]), "cosine_min": p["cosine"]["min"],
+            "plans": [{"method": p["method"], "label": p["label"], "float_nodes": len(p["float_nodes"]), "cosine_min": p["cosine"]["min"],
                        "drop": p["drop"],
                        "speedup": p["speedup"], "passed": p["passed"], "chosen": p["chosen"]} for p in plan["plans"]],
             "sensitive": [{"module": r["module"] or r["node"], "alone_cosine": alone(r),
