@@ -128,15 +128,18 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
     if towers is not None and recipe.teacher.towers:
         towers = tuple(x for x in towers if x in recipe.teacher.towers)
     for i, entry in enumerate(recipe.stages):
-        c = entry.distill
-        if c is None:
-            continue
-        at = lambda *keys: recipe.where("stages", i, "distill", *keys)
+        c, kind = entry.config, entry.kind
+        at = lambda *keys, i=i, kind=kind: recipe.where("stages", i, kind, *keys)
         for t, s in c.towers.items():
             if towers is not None and t not in towers:
                 raise RecipeError(f"{at('towers', t)}: the teacher has no {t} tower (it has {', '.join(towers)}); "
-                                  f"distil only those")
-            if s.python:
+                                  f"{'distil' if kind == 'distill' else 'prune'} only those")
+            if kind == "prune":
+                if s.layers:
+                    from mmcompress.patterns import select
+
+                    select([], s.layers, at("towers", t, "layers"))  # the patterns compile
+            elif s.python:
                 from mmcompress.models import entrypoint
 
                 entrypoint.check(s.python, recipe.base, at("towers", t, "python"))

@@ -262,6 +262,16 @@ class AutoVariant(_Variant):
         ["dynamic", "static"], min_length=1,
         description="int8 methods searched: dynamic (MatMul/Gemm weights int8, activations at run time) and "
                     "static (U8S8 QDQ on MatMul/Gemm, per-channel weights, minmax calibration).")
+    calibration: list[Literal["minmax", "percentile"]] = Field(
+        ["minmax", "percentile"], min_length=1,
+        description="Static plans: activation range estimators compared on the all-int8 plan (with each "
+                    "`per_channel` setting); the one with the highest min cosine goes on to the plans that keep "
+                    "nodes float. Every one tried is timed and may be chosen.")
+    percentile: float = Field(99.999, gt=90, le=100, description="Static plans with `percentile` calibration: the "
+                                                                 "kept percentile.")
+    per_channel: list[bool] = Field([True], min_length=1, description="Static plans: per-channel weight scales "
+                                                                      "(true), per-tensor (false); both: compared "
+                                                                      "like `calibration`.")
     max_float_nodes: int = Field(16, ge=0, description="Most nodes a plan may keep float, per tower.")
     target_cosine: float = Field(0.99, gt=-1, le=1, description="The min cosine a plan must keep when no "
                                                                "`min_cosine` budget applies to this variant.")
@@ -353,14 +363,9 @@ class LossWeights(Strict):
         return self
 
 
-class DistillConfig(Strict):
-    """Distillation: a student learns the teacher's embeddings on the train split (docs/distillation.md)."""
+class _Training(Strict):
+    """The training loop's settings, shared by the stages that train (distillation, pruning's recovery)."""
 
-    name: StageName = Field("distill", description="Stage name: its folder `stages/<name>` and what variants' "
-                                                   "`model` refers to.")
-    towers: dict[TowerName, StudentTower] = Field(min_length=1, description="Towers to distil, each with its "
-                                                                            "student; the others stay the "
-                                                                            "teacher's.")
     losses: LossWeights = Field(default_factory=LossWeights, description="Loss weights.")
     steps: PositiveInt = Field(300, description="Optimizer steps (fixed, so runs are comparable).")
     batch: PositiveInt = Field(64, description="Global batch (split across processes under torchrun).")
@@ -385,21 +390,85 @@ class DistillConfig(Strict):
         return self
 
 
+class DistillConfig(_Training):
+    """Distillation: a student learns the teacher's embeddings on the train split (docs/distillation.md)."""
+
+    name: StageName = Field("distill", description="Stage name: its folder `stages/<name>` and what variants' "
+                                                   "`model` refers to.")
+    towers: dict[TowerName, StudentTower] = Field(min_length=1, description="Towers to distil, each with its "
+                                                                            "student; the others stay the "
+                                                                            "teacher's.")
+
+
+class PruneTower(Strict):
+    """What one tower loses: shares of its attention heads and MLP channels, in the layers `layers` selects."""
+
+    heads: float = Field(0.0, ge=0, lt=1, description="Share of attention heads removed (whole heads; at least "
+                                                      "one stays in every layer).")
+    mlp: float = Field(0.0, ge=0, lt=1, description="Share of MLP hidden channels removed.")
+    layers: list[str] = Field([], description="Module-name patterns choosing the encoder layers pruned "
+                                              "(`*` globs, `re:` regexes, `!` excludes; the last pattern that "
+                                              "matches a layer decides). Default: every layer of the tower.")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.heads and not self.mlp:
+            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4)")
+        return self
+
+
+class PruneConfig(_Training):
+    """Structured pruning: attention heads and MLP channels removed for real, then recovered by distillation
+    against the unpruned parent (docs/pruning.md)."""
+
+    name: StageName = Field("prune", description="Stage name: its folder `stages/<name>` and what variants' "
+                                                 "`model` refers to.")
+    towers: dict[TowerName, PruneTower] = Field(min_length=1, description="Towers to prune; the others stay the "
+                                                                          "parent's.")
+    importance: Literal["taylor", "magnitude"] = Field(
+        "taylor", description="How heads and channels are ranked: `taylor`, |gradient x weight| summed over the "
+                              "group, the gradient of a contrastive loss against the parent's own embeddings on "
+                              "`importance_batches` train batches; `magnitude`, the L2 norm of the group's weights.")
+    importance_batches: PositiveInt = Field(8, description="Train batches the taylor importance is summed over.")
+    scope: Literal["layer", "global"] = Field(
+        "layer", description="`layer`: every chosen layer loses the same share (uniform shapes). `global`: heads and "
+                             "channels ranked across the chosen layers (scores normalised per layer), so layers "
+                             "that matter less lose more.")
+    round_to: PositiveInt = Field(8, description="Kept MLP channels per layer are rounded to a multiple of this "
+                                                 "(matrix kernels run faster on aligned widths).")
+    steps: int = Field(300, ge=0, description="Recovery steps: distillation of the pruned model against the "
+                                              "unpruned parent (0: none).")
+    warmup: int = Field(20, ge=0, description="Linear warm-up steps of the recovery.")
+    lr: PositiveFloat = Field(2e-4, description="Peak AdamW learning rate of the recovery.")
+
+    @model_validator(mode="after")
+    def _intervals(self):
+        if self.steps and self.warmup >= self.steps:
+            raise ValueError(f"warmup {self.warmup} must be below steps {self.steps}")
+        return self
+
+
 class StageEntry(Strict):
     """One torch-side stage: a mapping with one key naming its kind."""
 
     distill: DistillConfig | None = Field(None, description="A smaller student learns from the teacher.")
+    prune: PruneConfig | None = Field(None, description="Attention heads and MLP channels removed, then recovered.")
 
     @model_validator(mode="after")
     def _one(self):
         given = [k for k, v in self if v is not None]
         if len(given) != 1:
-            raise ValueError("a stage is a mapping with exactly one key: distill")
+            raise ValueError("a stage is a mapping with exactly one key: distill or prune")
         return self
 
     @property
     def config(self):
         return next(v for _, v in self if v is not None)
+
+    @property
+    def kind(self) -> str:
+        """'distill' or 'prune': the key the stage was given under."""
+        return next(k for k, v in self if v is not None)
 
 # ---- checks ----------------------------------------------------------------------------------------------
 class ChecksConfig(Strict):
@@ -430,7 +499,7 @@ class Recipe(Strict):
     teacher: TeacherConfig = Field(description="The model to compress.")
     data: DataConfig = Field(description="Where training, calibration and evaluation data come from.")
     stages: list[StageEntry] = Field([], description="Torch-side stages, in order, each making a new model from "
-                                                     "the previous one (distillation). Export variants name the "
+                                                     "the previous one (distillation, pruning). Export variants name the "
                                                      "model they start from.")
     export: ExportConfig = Field(description="ONNX export and the variants made from it.")
     checks: ChecksConfig = Field(default_factory=ChecksConfig, description="What is measured and the budgets.")
@@ -439,15 +508,20 @@ class Recipe(Strict):
     def _cross_field(self):
         names = ["teacher"]
         for i, entry in enumerate(self.stages):
-            c = entry.config
+            c, kind = entry.config, entry.kind
             if c.name in names:
-                raise _CrossFieldError(("stages", i, "distill", "name"),
+                raise _CrossFieldError(("stages", i, kind, "name"),
                                        f"stage name {c.name!r} is taken ({'the teacher' if c.name == 'teacher' else 'by an earlier stage'}); give each stage its own name")
             names.append(c.name)
             if isinstance(c, DistillConfig) and self.data.splits.train == 0:
                 raise _CrossFieldError(("data", "splits", "train"),
                                        "distillation trains on the train split but data.splits.train is 0; set it "
                                        "(4000 is a good start for the demo)")
+            if isinstance(c, PruneConfig) and (c.steps or c.importance == "taylor") and self.data.splits.train == 0:
+                raise _CrossFieldError(("data", "splits", "train"),
+                                       f"pruning's {'recovery' if c.steps else 'taylor importance'} uses the train "
+                                       f"split but data.splits.train is 0; set it (4000 is a good start for the demo)"
+                                       + ("" if c.steps else " or use importance: magnitude"))
         for i, v in enumerate(self.export.variants):
             if v.model is not None and v.model not in names:
                 raise _CrossFieldError(("export", "variants", i, "model"),

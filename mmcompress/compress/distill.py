@@ -182,12 +182,13 @@ def _parameters(tower_module: nn.Module, tower: str) -> int:
     return sum(p.numel() for p in tower_module.parameters())
 
 
-def student_bundle(bundle: Bundle, student: Student, name: str, folder: Path) -> Bundle:
-    """The teacher's bundle with the distilled towers swapped for the student's."""
+def student_bundle(bundle: Bundle, student: Student, name: str, folder: Path, saved: str = STUDENT) -> Bundle:
+    """The teacher's bundle with the distilled (or pruned) towers swapped for the student's; `saved`: the
+    stage folder's sub-folder holding the model."""
     towers = {t: (student.towers[t] if t in student.towers else m).eval() for t, m in bundle.towers.items()}
     return Bundle(towers=towers, specs=bundle.specs, image_preprocess=bundle.image_preprocess,
                   text_preprocess=bundle.text_preprocess, task=bundle.task,
-                  source={"kind": "stage", "stage": name, "path": str(folder / STUDENT),
+                  source={"kind": "stage", "stage": name, "path": str(folder / saved),
                           "parent": bundle.source.get("stage", "teacher"),
                           "hf_dir": str(_hf_dir(bundle)) if _hf_dir(bundle) else None,
                           "built_as": bundle.source.get("built_as", bundle.source.get("kind"))})
@@ -409,7 +410,7 @@ def _loss(cfg, student_out: dict, targets: dict, rows: np.ndarray, scale: float,
 
 
 def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int, threads: int, folder: Path,
-          evaluate: Callable[[Student], dict] | None, scale: float) -> list[dict]:
+          evaluate: Callable[[Student], dict] | None, scale: float, title: str = "distilling") -> list[dict]:
     """Train `student` in place for cfg.steps; checkpoints in folder, resumes from one. -> history (one entry
     per checkpoint interval and eval). Call on every rank under torchrun; only rank 0 writes."""
     from mmcompress.progress import bar, console
@@ -447,7 +448,7 @@ def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int
     n = len(split)
     shard = cfg.batch // world
     interval_loss, interval_steps, t0 = 0.0, 0, time.perf_counter()
-    with bar(f"distilling {', '.join(student.towers)} ({'bf16' if bf16 else 'fp32'}, {device.type}"
+    with bar(f"{title} {', '.join(student.towers)} ({'bf16' if bf16 else 'fp32'}, {device.type}"
              f"{f', {world} processes' if world > 1 else ''})", cfg.steps) as update:
         update(start)
         for step in range(start, cfg.steps):

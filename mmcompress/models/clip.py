@@ -67,7 +67,7 @@ class PooledTokenImageTower(nn.Module):
         heads = lambda y, n: y.view(b, n, -1, attn.head_dim).transpose(1, 2)  # (B, n, D) -> (B, H, n, hd)
         q = heads(attn.q_proj(x[:, :1]), 1)  # (B, H, 1, hd): the class token asks
         k, v = heads(attn.k_proj(x), t), heads(attn.v_proj(x), t)  # (B, H, T, hd): every token answers
-        o = F.scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(b, 1, d)
+        o = F.scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(b, 1, -1)  # heads x hd: pruned heads make it < d
         cls = h[:, :1] + attn.out_proj(o)
         cls = cls + last.mlp(last.layer_norm2(cls))
         return self.model.visual_projection(vm.post_layernorm(cls[:, 0]))

@@ -104,5 +104,6 @@ def models(run) -> dict:
         kind, cfg = next((k, v) for k, v in entry if v is not None)
         m = json.loads((run.run_dir / "stages" / cfg.name / "manifest.json").read_text())
         out[cfg.name] = {"stage": kind, "dir": f"stages/{cfg.name}", "seconds": m.get("seconds"),
-                         **{k: m[k] for k in ("student", "history", "device", "precision", "processes") if k in m}}
+                         **{k: m[k] for k in ("student", "pruning", "history", "device", "precision", "processes")
+                            if k in m}}
     return out

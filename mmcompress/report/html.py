@@ -183,6 +183,15 @@ def _models(report: dict) -> str:
                            for t, d in s.get("towers", {}).items())
         rows = "".join(f"<tr><td>{h['step']}</td><td>{h['loss']:.4g}</td><td style='text-align:left'>{_e(', '.join(f'{k} {v}' for k, v in h.get('eval', {}).items()))}</td></tr>"
                        for h in m.get("history", []))
+        pruned = m.get("pruning", {})
+        for t, d in pruned.get("towers", {}).items():
+            b, a = d["before"], d["after"]
+            towers += (f"{t}: {b['parameters'] / 1e6:.2f} → {a['parameters'] / 1e6:.2f} M parameters, "
+                       f"{b['macs'] / 1e6:.1f} → {a['macs'] / 1e6:.1f} M MACs per sample, {b['heads']} → {a['heads']} "
+                       f"heads, {b['mlp_channels']} → {a['mlp_channels']} MLP channels ({d['importance']}, "
+                       f"{d['scope']}); ")
+        if pruned.get("eval_pruned"):
+            towers += "right after the cut, before recovery: " + ", ".join(f"{k} {v}" for k, v in pruned["eval_pruned"].items())
         out.append(f"<h3>{_e(name)} ({_e(m.get('stage'))})</h3><p>{_e(towers)}. {_e(m.get('seconds'))} s, "
                    f"{_e(m.get('precision'))} on {_e(m.get('device'))}, {_e(m.get('processes'))} process(es).</p>"
                    f"<table><tr><th>step</th><th>loss</th><th>eval</th></tr>{rows}</table>")
@@ -196,15 +205,15 @@ def _plans(report: dict) -> str:
         for tower, p in (e.get("plan") or {}).items():
             c = p["chosen"]
             floats = ", ".join(n["module"] or n["node"] for n in c.get("float_nodes", [])) or "none"
-            rows.append(f"<tr><td>{_e(name)}</td><td>{_e(tower)}</td><td>{_e(c['method'])}</td>"
+            rows.append(f"<tr><td>{_e(name)}</td><td>{_e(tower)}</td><td>{_e(c.get('label', c['method']))}</td>"
                         f"<td style='text-align:left'>{_e(floats)}</td><td style='text-align:left'>{_e(p['reason'])}</td></tr>")
     if not rows:
         return ""
     plots = []
     for name, e in report["artifacts"].items():
         for tower, p in (e.get("plan") or {}).items():
-            pts = [(f"{q['method']} +{q['float_nodes']} float" + (" (chosen)" if q["chosen"] else ""), q["speedup"],
-                    q["cosine_min"]) for q in p.get("plans", [])]
+            pts = [(f"{q.get('label', q['method'])} +{q['float_nodes']} float" + (" (chosen)" if q["chosen"] else ""), q["speedup"],
+                    q["cosine_min"]) for q in p.get("plans", []) if q["speedup"] is not None]
             labels = [x[0] for x in pts]
             plots.append(_scatter(f"{name}, {tower}: every plan tried (min cosine on the calibration rows against "
                                   f"speedup over fp32; target {p['target_cosine']})", pts, "speedup over the fp32 graph",
