@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/planner_vit_b32.py [--min-cosine 0.999] [--out FILE.json]
 
-Builds a ViT-B/32-shaped ViTModel (224 px, patch 32, hidden 768, 12 layers, 12 heads, MLP 3072; random
-weights), saves it with save_pretrained, writes a shapes image folder (examples.imagefolder, 64 px images
-resized to 224 by the tower's image processor), and runs `mmcompress run` on it: fp32, ORT dynamic int8
+Builds a CLIP whose image tower is ViT-B/32-shaped (224 px, patch 32, hidden 768, 12 layers, 12 heads, MLP
+3072, projection 512; random weights, the tower benchmarks/vit_b32_tower.py times) beside a tiny text tower,
+saves it with save_pretrained, writes shapes images with captions (examples.shapes_jsonl, 64 px images
+resized to 224 by the image processor), and runs `mmcompress run` on the image tower: fp32, ORT dynamic int8
 (the default variant for this CPU's kind) and `quantize: auto` under a min-cosine budget, all timed
 interleaved at batch 16 by the run's checks. Prints and writes each artifact's min cosine, k-NN accuracy,
 latency and speedups, and the plan chosen with every plan it tried.
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     import torch
-    from transformers import ViTConfig, ViTModel
+    from transformers import CLIPConfig, CLIPModel
 
     from mmcompress import examples
     from mmcompress.machine import fingerprint
@@ -37,30 +38,34 @@ def main() -> None:
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mmcompress-planner-vit-"))
     try:
-        model_dir = work / "vit-b32"
+        model_dir = examples.tiny_clip(work / "clip-vit-b32")  # its tokenizer and text tower; the image tower:
+        small = CLIPModel.from_pretrained(model_dir)
         torch.manual_seed(0)
-        ViTModel(ViTConfig(image_size=224, patch_size=32, hidden_size=768, intermediate_size=3072,
-                           num_hidden_layers=12, num_attention_heads=12)).save_pretrained(model_dir)
-        examples._image_processor(model_dir, 224, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-        folder = examples.imagefolder(work / "shapes", per_class=32)
+        big = CLIPModel(CLIPConfig(text_config=small.config.text_config.to_dict(), projection_dim=512,
+                                   vision_config=dict(image_size=224, patch_size=32, hidden_size=768,
+                                                      intermediate_size=3072, num_hidden_layers=12,
+                                                      num_attention_heads=12)))
+        big.save_pretrained(model_dir)
+        examples._image_processor(model_dir, 224, True, (0.48145466, 0.4578275, 0.40821073),
+                                  (0.26862954, 0.26130258, 0.27577711))
+        data = examples.shapes_jsonl(work / "shapes", n=160)
         recipe = work / "recipe.yaml"
         recipe.write_text(f"""name: planner-vit-b32
 teacher:
   hf: {model_dir}
-  pooling: cls
 data:
-  source: imagefolder
-  path: {folder}
-  splits: {{calibration: 32, eval: 64}}
+  source: jsonl
+  path: {data}
+  splits: {{calibration: 32, eval: 128}}
+  prompts: {{templates: ["a {{label}}"]}}
 export:
   variants:
-    - {{name: fp32, quantize: none}}
-    - {{name: int8-dynamic, quantize: dynamic}}
-    - {{name: planned, quantize: auto, max_seconds: {a.max_seconds}}}
+    - {{name: fp32, quantize: none, towers: [image]}}
+    - {{name: int8-dynamic, quantize: dynamic, towers: [image]}}
+    - {{name: planned, quantize: auto, max_seconds: {a.max_seconds}, towers: [image]}}
 checks:
   batch_sizes: [16]
   rounds: {a.rounds}
-  knn_k: 3
   budgets: {{min_cosine: {a.min_cosine}}}
 """)
         run_dir = work / "run"

@@ -38,3 +38,12 @@ def select(names: list[str], patterns: list[str], where: str) -> list[str]:
         if chosen:
             out.append(name)
     return out
+
+
+def check(patterns: list[str]) -> None:
+    """Raise ValueError naming a pattern that does not compile (for recipe validation)."""
+    for p in patterns:
+        try:
+            _compile(p, "")
+        except RecipeError as e:
+            raise ValueError(str(e).removeprefix(": ")) from None

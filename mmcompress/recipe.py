@@ -10,7 +10,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr, ValidationError,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr, ValidationError,
                       field_validator, model_validator)
 
 from mmcompress import _overrides, _recipe_errors, _yaml
@@ -182,6 +182,21 @@ class Budgets(Strict):
         return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
+def _patterns_compile(v: list[str]) -> list[str]:
+    from mmcompress.patterns import check
+
+    check(v)
+    return v
+
+
+# module-name patterns of nodes left in float: the rules of patterns.py, shared with pruning's `layers`
+KeepFloat = Annotated[list[str], AfterValidator(_patterns_compile), Field(
+    description="Module-name patterns of the PyTorch modules whose MatMul/Gemm nodes stay float (`*` globs, "
+                "`re:` regexes, `!` excludes; the last pattern that matches decides), e.g. "
+                "`['*.layers.0.attention.self.value']`. Names as the report's sensitivity table shows them "
+                "(dynamo exporter). A pattern that matches no node is an error.")]
+
+
 # dynamic and static int8 alike: 7-bit weights, defaulting from export.target (export/int8_targets.py)
 ReduceRange = Annotated[bool | None, Field(
     description="7-bit weights. Default: from `export.target` (on for CPUs without VNNI, where ONNX Runtime's "
@@ -210,6 +225,7 @@ class DynamicVariant(_Variant):
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
     weight_type: Literal["int8", "uint8"] = Field("int8", description="Weight integer type.")
     op_types: list[str] = Field(["MatMul", "Gemm"], min_length=1, description="ONNX op types to quantize.")
+    keep_float: KeepFloat = []
     reduce_range: ReduceRange = None
 
 
@@ -240,6 +256,7 @@ class StaticVariant(_Variant):
                            "0.9960 vs 0.9996) and speed (batch 16: 1.15x vs 1.30x over PyTorch).")
     preprocess: bool = Field(True, description="Run ORT's `quant_pre_process` (shape inference, graph "
                                                "optimisation) before quantizing.")
+    keep_float: KeepFloat = []
     reduce_range: ReduceRange = None
 
 
@@ -279,6 +296,7 @@ class AutoVariant(_Variant):
     top_nodes: int = Field(8, ge=0, description="Sensitivity: the worst nodes measured leave-one-out.")
     max_seconds: float = Field(300, gt=0, description="Time budget of the search per tower; when it ends, the best "
                                                       "plan found so far is used and the report says why.")
+    keep_float: KeepFloat = []
     plan: str | None = Field(None, description="A plan.json an earlier run wrote (`variants/<name>/plan.json`, "
                                                "relative to the recipe): its chosen method and float nodes per "
                                                "tower are applied as they are, without the search (same model "
@@ -406,14 +424,18 @@ class PruneTower(Strict):
     heads: float = Field(0.0, ge=0, lt=1, description="Share of attention heads removed (whole heads; at least "
                                                       "one stays in every layer).")
     mlp: float = Field(0.0, ge=0, lt=1, description="Share of MLP hidden channels removed.")
-    layers: list[str] = Field([], description="Module-name patterns choosing the encoder layers pruned "
-                                              "(`*` globs, `re:` regexes, `!` excludes; the last pattern that "
-                                              "matches a layer decides). Default: every layer of the tower.")
+    layers: list[str] = Field([], description="Module-name patterns choosing the encoder layers whose heads and "
+                                              "channels are pruned (`*` globs, `re:` regexes, `!` excludes; the "
+                                              "last pattern that matches a layer decides). Default: every layer "
+                                              "of the tower.")
+    drop_layers: list[str] = Field([], description="Module-name patterns (same rules) of encoder layers removed "
+                                                   "whole, e.g. `['*.layers.2']`; at least one layer stays.")
 
     @model_validator(mode="after")
     def _something(self):
-        if not self.heads and not self.mlp:
-            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4)")
+        if not self.heads and not self.mlp and not self.drop_layers:
+            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4), or "
+                             "drop_layers")
         return self
 
 

@@ -128,3 +128,26 @@ def test_a_plan_is_reused_by_a_later_run_and_a_wrong_one_is_refused(outlier_reci
     missing = invoke("validate", str(recipes_dir / "hf-sentence-transformer.yaml"), "--set",
                      "export.variants=[{name: planned, quantize: auto, plan: no/such/plan.json}]")
     assert missing.exit_code == 2 and "export.variants[0].plan" in missing.output and "does not exist" in missing.output
+
+
+def test_keep_float_patterns_leave_the_chosen_modules_float(outlier_recipes, tmp_path):
+    """The module-name patterns pruning's `layers` uses (patterns.py) choose nodes int8 variants leave float."""
+    import onnx
+
+    recipes_dir, modules = outlier_recipes
+    result, report = _run(recipes_dir, tmp_path, "checks.budgets={min_cosine: 0.99}",
+                          "export.variants=[{name: int8-dynamic, quantize: dynamic, "
+                          "keep_float: ['*.attention.self.value', '*.attention.output.dense', '!encoder.layer.9.*']}]")
+    assert result.exit_code == 0, result.output  # the default int8 missed 0.99 (test above); with them float it holds
+    graph = onnx.load(str(tmp_path / "variants" / "int8-dynamic" / "text.onnx"))
+    from mmcompress.export.sensitivity import module_of
+
+    float_modules = {module_of(n) for n in graph.graph.node if n.op_type == "MatMul" and module_of(n)}
+    assert set(modules) <= float_modules and report["artifacts"]["int8-dynamic"]["fidelity"]["text"]["min"] >= 0.99
+    bad = invoke("run", str(recipes_dir / "hf-sentence-transformer.yaml"), "--run-dir", str(tmp_path / "bad"),
+                 "--set", "teacher.hf=examples/outlier-bert",
+                 "--set", "export.variants=[{name: q, quantize: dynamic, keep_float: ['*.nothing']}]")
+    assert bad.exit_code == 2 and "export.variants[q].keep_float" in bad.output and "choose none" in bad.output
+    r = invoke("validate", str(recipes_dir / "hf-sentence-transformer.yaml"), "--set",
+               "export.variants=[{name: q, quantize: dynamic, keep_float: ['re:(']}]")
+    assert r.exit_code == 2 and "keep_float" in r.output and "not a valid regular expression" in r.output

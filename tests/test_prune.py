@@ -131,6 +131,8 @@ def test_the_pruned_tower_is_smaller_recovers_and_is_checked_beside_the_teacher(
     assert "model.safetensors" in files and "pruning.json" in files and not any(f.endswith((".pt", ".bin", ".pkl")) for f in files)
     page = (run_dir / "report.html").read_text()
     assert "M MACs per sample" in page and "before recovery" in page
+    shapes = json.loads((run_dir / "stages" / "prune" / "model" / "pruning.json").read_text())
+    assert set(shapes) == {"layers", "dropped"} and shapes["dropped"] == {"image": []}
 
 
 def test_a_pruned_model_reloads_in_a_fresh_process_with_identical_outputs(pruned_run):
@@ -157,6 +159,33 @@ with torch.no_grad():
     reloaded = np.load(tmp / "reloaded.npy")
     assert reloaded.shape == onnx_out.shape
     np.testing.assert_allclose(reloaded, onnx_out, atol=1e-4)  # the fresh process's model is the exported one
+
+
+def test_whole_layers_dropped_with_hidden_state_recovery_reload_the_same(tmp_path):
+    r = copy.deepcopy(TINY_PRUNE)
+    r["stages"][0]["prune"].update(towers={"image": {"mlp": 0.5, "drop_layers": ["*.layers.0"]}},
+                                   importance="magnitude", steps=10, eval_every=None, losses={"cosine": 1.0, "hidden": 1.0})
+    r["export"]["variants"] = [{"name": "pruned-fp32", "quantize": "none", "towers": ["image"]}]
+    r["checks"]["budgets"] = {"max_accuracy_drop": 100}  # half the layers gone after 10 steps: far from the teacher
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(_write(tmp_path, r)), "--run-dir", str(run_dir))
+    assert result.exit_code == 0, result.output
+    t = json.loads((run_dir / "report.json").read_text())["models"]["prune"]["pruning"]["towers"]["image"]
+    assert t["dropped_layers"] == ["vision_model.encoder.layers.0"] and t["after"]["heads"] == t["before"]["heads"] // 2
+    assert list(t["layers"]) == ["vision_model.encoder.layers.1"]  # the dropped layer is not also cut
+    from mmcompress import compress, recipe
+
+    bundle = compress.load_model(recipe.load(tmp_path / "recipe.yaml"), run_dir)
+    model = bundle.towers["image"].model
+    assert len(model.vision_model.encoder.layers) == 1 and model.config.vision_config.num_hidden_layers == 1
+    import onnxruntime as ort
+    from mmcompress.data import shapes
+
+    x = bundle.image_preprocess(shapes.generate(4, seed=3).images)
+    with torch.no_grad():
+        torch_out = bundle.towers["image"](torch.from_numpy(x)).numpy()
+    onnx_out = ort.InferenceSession(str(run_dir / "export-onnx-prune" / "image.onnx")).run(None, {"pixel_values": x})[0]
+    np.testing.assert_allclose(torch_out, onnx_out, atol=1e-4)
 
 
 def test_pruning_mistakes_name_the_key(tmp_path):

@@ -209,11 +209,31 @@ def cut_layer(layer: nn.Module, lay: Layout, heads: list[int], channels: list[in
         setattr(att, lay.all_heads_attr, len(heads) * hd)
 
 
-def apply(model: nn.Module, shapes: dict[str, dict]) -> None:
-    """Cut `model` (in place) to `shapes` ({layer: {"heads": [...], "channels": [...]}})."""
+def apply(model: nn.Module, shapes: dict[str, dict], dropped: dict[str, list[str]] | None = None) -> None:
+    """Cut `model` (in place) to `shapes` ({layer: {"heads": [...], "channels": [...]}}), then remove the layers
+    `dropped` names ({tower: [layer names]}, names as before any removal)."""
     for name, s in shapes.items():
         layer = model.get_submodule(name)
         cut_layer(layer, LAYOUTS[layout_of(layer)], s["heads"], s["channels"])
+    for tower, names in (dropped or {}).items():
+        drop_layers(model, tower, names)
+
+
+def drop_layers(model: nn.Module, tower: str, names: list[str]) -> None:
+    """Remove whole layers (by module name) from their ModuleList, in place; the tower's config follows."""
+    stacks: dict[str, set[int]] = {}
+    for name in names:
+        parent, _, index = name.rpartition(".")
+        stacks.setdefault(parent, set()).add(int(index))
+    for parent, gone in stacks.items():
+        old = model.get_submodule(parent)
+        kept = nn.ModuleList([m for i, m in enumerate(old) if i not in gone])
+        _set(model, parent, kept)
+        config = getattr(model, "config", None)
+        if config is not None:
+            sub = students._sub_config(config, tower)
+            if hasattr(sub, "num_hidden_layers"):
+                sub.num_hidden_layers = len(kept)
 
 
 def zeroed(model: nn.Module, shapes: dict[str, dict]) -> nn.Module:
@@ -258,23 +278,31 @@ def _model(parent: Bundle, cfg, where) -> nn.Module:
     return distill._hf_model(parent.towers[t]) or parent.towers[t]
 
 
-def _layers(model: nn.Module, cfg, where) -> dict[str, dict[str, tuple[nn.Module, Layout]]]:
-    """{tower: {layer name: (layer, layout)}} of the layers each tower's patterns choose."""
+def _layers(model: nn.Module, cfg, where) -> tuple[dict[str, dict[str, tuple[nn.Module, Layout]]], dict[str, list[str]]]:
+    """({tower: {layer name: (layer, layout)}} whose heads and channels are cut, {tower: [layers removed whole]})."""
     from mmcompress.patterns import select
 
-    out = {}
+    out, dropped = {}, {}
     for t, p in cfg.towers.items():
         found = find_layers(model, t)
         if not found:
             raise RecipeError(f"{where('towers', t)}: no encoder layer of the {t} tower has an attention and MLP "
                               f"layout mmcompress can prune (CLIP/SigLIP q_proj..fc2, BERT or ViT query..output."
                               f"dense); module names start {', '.join(n for n, _ in list(model.named_modules())[1:4])}")
+        gone = select(list(found), p.drop_layers, where("towers", t, "drop_layers")) if p.drop_layers else []
+        if p.drop_layers and not gone:
+            raise RecipeError(f"{where('towers', t, 'drop_layers')}: the patterns choose none of the {t} tower's "
+                              f"layers ({', '.join(list(found)[:2])}, ...)")
+        if len(gone) == len(found):
+            raise RecipeError(f"{where('towers', t, 'drop_layers')}: the patterns choose all {len(found)} layers of "
+                              f"the {t} tower; at least one must stay")
         chosen = select(list(found), p.layers, where("towers", t, "layers")) if p.layers else list(found)
-        if not chosen:
+        if (p.heads or p.mlp) and not chosen:
             raise RecipeError(f"{where('towers', t, 'layers')}: the patterns choose none of the {t} tower's layers "
                               f"({', '.join(list(found)[:2])}, ...)")
-        out[t] = {n: (model.get_submodule(n), LAYOUTS[found[n]]) for n in chosen}
-    return out
+        out[t] = {n: (model.get_submodule(n), LAYOUTS[found[n]]) for n in chosen if n not in gone} if p.heads or p.mlp else {}
+        dropped[t] = gone
+    return out, dropped
 
 
 def _importance(model: nn.Module, parent: Bundle, cfg, layers: dict, ctx) -> dict:
@@ -283,6 +311,7 @@ def _importance(model: nn.Module, parent: Bundle, cfg, layers: dict, ctx) -> dic
 
     if cfg.importance == "magnitude":
         return {t: magnitude(ls) for t, ls in layers.items()}
+    layers = {t: ls for t, ls in layers.items() if ls}  # towers that only drop layers need no scores
     split = ctx.dataset.split("train")
     out = {}
     batch = min(cfg.batch, len(split))
@@ -323,13 +352,14 @@ def macs(tower: nn.Module, feeds: dict[str, np.ndarray], names: list[str]) -> in
 
 
 def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict]:
-    """-> (a pruned copy of the parent's model, {layer: kept heads/channels}, description)."""
+    """-> (a pruned copy of the parent's model, {"layers": {layer: kept heads/channels}, "dropped": {tower:
+    [layers removed]}} (pruning.json), description)."""
     from mmcompress.runtimes.base import trim_padding
 
     model = _model(parent, cfg, ctx.where)
     work = copy.deepcopy(model)
     copied = _rewrapped(parent, model, work)
-    layers = _layers(work, cfg, ctx.where)
+    layers, dropped = _layers(work, cfg, ctx.where)
     scores = _importance(work, copied, cfg, layers, ctx)
     shapes, desc = {}, {"towers": {}}
     for t, p in cfg.towers.items():
@@ -337,15 +367,15 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict]:
         one = trim_padding(one) if ctx.inputs.trim[t] else one
         names = list(parent.specs[t].inputs)
         before = {**count(work, t), "macs": macs(copied.towers[t], one, names)}
-        chosen = choose(scores[t], p.heads, p.mlp, cfg.scope, cfg.round_to)
-        apply(work, chosen)
+        chosen = choose(scores[t], p.heads, p.mlp, cfg.scope, cfg.round_to) if t in scores else {}
+        apply(work, chosen, {t: dropped[t]})
         shapes.update(chosen)
         after = {**count(work, t), "macs": macs(copied.towers[t], one, names)}
         desc["towers"][t] = {"before": before, "after": after, "importance": cfg.importance, "scope": cfg.scope,
-                             "layers": {
+                             "dropped_layers": dropped[t], "layers": {
             n: {"heads": f"{len(s['heads'])}/{s['heads_before']}", "mlp": f"{len(s['channels'])}/{s['channels_before']}"}
             for n, s in chosen.items()}}
-    return work, shapes, desc
+    return work, {"layers": shapes, "dropped": dropped}, desc
 
 
 def _rewrapped(parent: Bundle, old: nn.Module, new: nn.Module) -> Bundle:
@@ -362,10 +392,11 @@ def _rewrapped(parent: Bundle, old: nn.Module, new: nn.Module) -> Bundle:
                   text_preprocess=parent.text_preprocess, task=parent.task, source=parent.source)
 
 
-def _student(parent: Bundle, cfg, pruned: nn.Module, model: nn.Module, where) -> distill.Student:
+def _student(parent: Bundle, cfg, pruned: nn.Module, model: nn.Module, dropped: dict[str, list[str]],
+             where) -> distill.Student:
     """The pruned towers as distillation's Student; only their own parameters train. With `losses.hidden`, each
-    pruned layer's output is matched to the unpruned layer's (same hidden size: the projection starts near
-    identity's job)."""
+    pruned layer's output is matched (through a learned projection, as distillation does) to the output of
+    the unpruned layer it came from."""
     bundle = _rewrapped(parent, model, pruned)
     config = getattr(pruned, "config", None)
     for name, p in pruned.named_parameters():
@@ -375,13 +406,15 @@ def _student(parent: Bundle, cfg, pruned: nn.Module, model: nn.Module, where) ->
     if cfg.losses.hidden:
         for t in cfg.towers:
             try:
-                prefix = students.layers_prefix(pruned, t)
+                prefix = students.layers_prefix(model, t)
             except (AttributeError, ValueError) as e:
                 raise RecipeError(f"{where('losses', 'hidden')}: hidden-state matching needs a Hugging Face or zoo "
                                   f"model's layer stack ({e}); set it to 0") from None
+            gone = {int(n.rpartition(".")[2]) for n in dropped.get(t, []) if n.startswith(prefix + ".")}
+            keep = [i for i in range(len(model.get_submodule(prefix))) if i not in gone]
             d = students.hidden_size(config, t)
             student.match_hidden(t, pruned.get_submodule(prefix), parent.towers[t], model.get_submodule(prefix),
-                                 list(range(len(model.get_submodule(prefix)))), d, d)
+                                 keep, d, d)
     return student
 
 
@@ -409,9 +442,9 @@ def rebuild(model: nn.Module, folder: Path) -> nn.Module:
     from safetensors.torch import load_file
 
     out = copy.deepcopy(model)
-    shapes = json.loads((folder / MODEL / SHAPES).read_text())
-    apply(out, shapes)
-    missing, unexpected = out.load_state_dict(load_file(folder / MODEL / "model.safetensors"), strict=False)
+    shapes = json.loads((Path(folder) / MODEL / SHAPES).read_text())
+    apply(out, shapes["layers"], shapes["dropped"])
+    missing, unexpected = out.load_state_dict(load_file(Path(folder) / MODEL / "model.safetensors"), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise RuntimeError(f"{folder / MODEL}: weights do not match the pruned model: missing {missing[:3]}, "
@@ -426,7 +459,7 @@ def run(parent: Bundle, cfg, ctx, folder: Path) -> tuple[dict, dict] | None:
 
     model = _model(parent, cfg, ctx.where)
     pruned, shapes, desc = prune_model(parent, cfg, ctx)
-    student = _student(parent, cfg, pruned, model, ctx.where)
+    student = _student(parent, cfg, pruned, model, shapes["dropped"], ctx.where)
     history, evaluate = [], distill.evaluator(ctx)
     desc["eval_pruned"] = evaluate(student)  # before recovery: what the cut alone cost
     if cfg.steps:

@@ -109,7 +109,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
                judge: Judge, target: float, batch: int, threads: int, update=None) -> dict:
     from mmcompress.checks.fidelity import cosine_to_teacher
     from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
-    from mmcompress.export import sensitivity
+    from mmcompress.export import quantize_onnx, sensitivity
     from mmcompress.runtimes.base import run_batched, trim_padding
     from mmcompress.runtimes.onnxruntime import OrtSession
 
@@ -122,19 +122,20 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
                                   ref=judge.fp32[tower])  # the judge ran the fp32 graph on these rows already
         sens = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
                                    progress=lambda d, n: update and update(d, n, "sensitivity"))
-        ranking = sens.ranking()
+        forced = quantize_onnx.float_nodes(src, variant.keep_float, f"export.variants[{variant.name}].keep_float")
+        ranking = [n for n in sens.ranking() if n not in forced]
         nodes = {n.name: n for n in sens.nodes}
         tried, stopped = [], None
 
         def attempt(method: str, settings: dict, k: int) -> dict:
-            keep = ranking[:k]
+            keep = forced + ranking[:k]  # keep_float's nodes in every plan, then the k most harmful
             path = work / f"plan-{len(tried)}.onnx"
             _quantizer(method, variant, int8, calib, settings)(src, path, exclude=keep)
             out = run_batched(OrtSession(path, threads), rows, trim=trim)
             cos = cosine_to_teacher(out, probe.ref)
             metric, drop = judge.drop(tower, out)
             ok = cos["min"] >= target and (judge.max_drop is None or drop is None or drop <= judge.max_drop)
-            tried.append({"method": method, "settings": settings, "float_nodes": keep, "cosine": cos, "metric": metric,
+            tried.append({"method": method, "settings": settings, "k": k, "float_nodes": keep, "cosine": cos, "metric": metric,
                           "drop": drop, "passed": ok, "path": path})
             if update:
                 update(len(tried), None, f"{label(method, settings)}, {k} float: min cosine {cos['min']:.4f}"
@@ -179,7 +180,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
         # closest plan (the Pareto plot's points); plans that missed on the way are not worth the seconds
         keeps_metric = lambda p: judge.max_drop is None or p["drop"] is None or p["drop"] <= judge.max_drop
         closest = max(tried, key=lambda p: (p["cosine"]["min"] >= target, keeps_metric(p), p["cosine"]["min"]))
-        timed_plans = [i for i, p in enumerate(tried) if p["passed"] or not p["float_nodes"] or p is closest]
+        timed_plans = [i for i, p in enumerate(tried) if p["passed"] or p["k"] == 0 or p is closest]
         feeds = feeds_at(calib, batch, None)  # timed on calibration rows at the largest checked batch
         feeds = trim_padding(feeds) if trim else feeds
         sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(tried[i]["path"], threads) for i in timed_plans}}

@@ -94,6 +94,17 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, int8: dict, feeds:
         if cfg.preprocess:
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+        if exclude and model_in != src:
+            import onnx
+
+            present = {n.name for n in onnx.load(str(model_in), load_external_data=False).graph.node}
+            lost = sorted(set(exclude) - present)
+            if lost:
+                from mmcompress.errors import RecipeError
+
+                raise RecipeError(f"export.variants[{cfg.name}]: ORT's pre-processing renamed or fused node(s) "
+                                  f"{', '.join(lost[:3])} that should stay float; set preprocess: false on this "
+                                  f"variant")
         exclude = (exclude or []) + ([] if cfg.activation_matmuls else activation_matmuls(model_in))
         ort_quantize_static(str(model_in), str(dst), _Reader(feeds, progress), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel, nodes_to_exclude=exclude,
@@ -118,6 +129,27 @@ def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant, int8: dict, feeds=None,
     return {"method": "onnxruntime.transformers.float16", "keep_io_types": cfg.keep_io_types}
 
 
+def float_nodes(src: Path, patterns: list[str], where: str) -> list[str]:
+    """Names of the quantizable nodes of `src` whose PyTorch module a keep_float pattern chooses; a graph
+    without module names, or patterns that choose nothing, are errors naming `where`."""
+    from mmcompress.errors import RecipeError
+    from mmcompress.export.sensitivity import quantizable
+    from mmcompress.patterns import select
+
+    if not patterns:
+        return []
+    nodes = quantizable(src)
+    named = [n for n in nodes if n.module]
+    if not named:
+        raise RecipeError(f"{where}: {src} records no PyTorch module names (they come with export.onnx.exporter: "
+                          f"dynamo); use the dynamo exporter or remove keep_float")
+    chosen = set(select([n.module for n in named], patterns, where))
+    if not chosen:
+        raise RecipeError(f"{where}: {patterns} choose none of the {len(named)} quantizable modules of {src.name} "
+                          f"(e.g. {', '.join(n.module for n in named[:3])})")
+    return [n.name for n in named if n.module in chosen]
+
+
 def stage(variant, src_dir: Path, inputs, folder: Path, int8: dict) -> tuple[dict, dict]:
     """Convert each tower the variant names from src_dir/<tower>.onnx into folder/<tower>.onnx.
 
@@ -137,8 +169,9 @@ def stage(variant, src_dir: Path, inputs, folder: Path, int8: dict) -> tuple[dic
         if isinstance(variant, StaticVariant):
             n = variant.calibration.samples or len(next(iter(inputs.calib[tower].values())))
             feeds = {k: v[:n] for k, v in inputs.calib[tower].items()}
+        keep = float_nodes(src, getattr(variant, "keep_float", []), f"export.variants[{variant.name}].keep_float")
         with atomic_path(out) as tmp, bar(f"converting {tower} tower ({variant.quantize})", n) as update:
-            facts = CONVERTERS[type(variant)](src, tmp, variant, int8, feeds, update)
+            facts = CONVERTERS[type(variant)](src, tmp, variant, int8, feeds, update, **({"exclude": keep} if keep else {}))
         files[out.name] = {"tower": tower, "format": "onnx", "precision": variant.quantize, "io": input_spec(out),
                            "parent": f"export-onnx/{tower}.onnx", "quantizer": facts}
     return files, {}
