@@ -430,12 +430,17 @@ class PruneTower(Strict):
                                               "of the tower.")
     drop_layers: list[str] = Field([], description="Module-name patterns (same rules) of encoder layers removed "
                                                    "whole, e.g. `['*.layers.2']`; at least one layer stays.")
+    sparsity: Literal["none", "2:4"] = Field(
+        "none", description="`2:4`: in the chosen layers' attention and MLP weights, 2 of every 4 consecutive input "
+                            "weights zeroed (the smaller ones), and kept zero through recovery: the pattern NVIDIA "
+                            "GPUs' sparse tensor cores run (TensorRT sparse tactics). The matrices keep their size, "
+                            "so no CPU runtime runs them faster; the report says so.")
 
     @model_validator(mode="after")
     def _something(self):
-        if not self.heads and not self.mlp and not self.drop_layers:
-            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4), or "
-                             "drop_layers")
+        if not self.heads and not self.mlp and not self.drop_layers and self.sparsity == "none":
+            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4), "
+                             "drop_layers or sparsity: 2:4")
         return self
 
 

@@ -161,9 +161,11 @@ with torch.no_grad():
     np.testing.assert_allclose(reloaded, onnx_out, atol=1e-4)  # the fresh process's model is the exported one
 
 
-def test_whole_layers_dropped_with_hidden_state_recovery_reload_the_same(tmp_path):
+def test_whole_layers_dropped_2_4_sparsity_and_hidden_state_recovery_reload_the_same(tmp_path):
+    from safetensors.torch import load_file
+
     r = copy.deepcopy(TINY_PRUNE)
-    r["stages"][0]["prune"].update(towers={"image": {"mlp": 0.5, "drop_layers": ["*.layers.0"]}},
+    r["stages"][0]["prune"].update(towers={"image": {"mlp": 0.5, "drop_layers": ["*.layers.0"], "sparsity": "2:4"}},
                                    importance="magnitude", steps=10, eval_every=None, losses={"cosine": 1.0, "hidden": 1.0})
     r["export"]["variants"] = [{"name": "pruned-fp32", "quantize": "none", "towers": ["image"]}]
     r["checks"]["budgets"] = {"max_accuracy_drop": 100}  # half the layers gone after 10 steps: far from the teacher
@@ -173,6 +175,13 @@ def test_whole_layers_dropped_with_hidden_state_recovery_reload_the_same(tmp_pat
     t = json.loads((run_dir / "report.json").read_text())["models"]["prune"]["pruning"]["towers"]["image"]
     assert t["dropped_layers"] == ["vision_model.encoder.layers.0"] and t["after"]["heads"] == t["before"]["heads"] // 2
     assert list(t["layers"]) == ["vision_model.encoder.layers.1"]  # the dropped layer is not also cut
+    assert "dense speed" in t["after"]["sparsity"]["note"] and "2:4 sparse" in (run_dir / "report.html").read_text()
+    state = load_file(run_dir / "stages" / "prune" / "model" / "model.safetensors")
+    sparse = {n: w for n, w in state.items() if n.startswith("vision_model.encoder.layers.")
+              and n.endswith(("proj.weight", "fc1.weight", "fc2.weight"))}
+    assert len(sparse) == 6  # q, k, v, out, fc1, fc2 of the one layer left
+    for name, w in sparse.items():  # 10 recovery steps later, still at most 2 non-zero of every 4 inputs
+        assert int((w.reshape(w.shape[0], -1, 4) != 0).sum(-1).max()) <= 2, name
     from mmcompress import compress, recipe
 
     bundle = compress.load_model(recipe.load(tmp_path / "recipe.yaml"), run_dir)

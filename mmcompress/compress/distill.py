@@ -410,7 +410,8 @@ def _loss(cfg, student_out: dict, targets: dict, rows: np.ndarray, scale: float,
 
 
 def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int, threads: int, folder: Path,
-          evaluate: Callable[[Student], dict] | None, scale: float, title: str = "distilling") -> list[dict]:
+          evaluate: Callable[[Student], dict] | None, scale: float, title: str = "distilling",
+          after_step: Callable[[], None] | None = None) -> list[dict]:
     """Train `student` in place for cfg.steps; checkpoints in folder, resumes from one. -> history (one entry
     per checkpoint interval and eval). Call on every rank under torchrun; only rank 0 writes."""
     from mmcompress.progress import bar, console
@@ -464,6 +465,8 @@ def train(student: Student, cfg, bundle: Bundle, split, targets: dict, seed: int
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
+            if after_step is not None:
+                after_step()  # e.g. pruning's 2:4 masks: weights the step moved off zero go back to zero
             sched.step()
             value = loss.detach()
             if world > 1:

@@ -173,6 +173,33 @@ def choose(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], heads: float, m
     return out
 
 
+# ---- 2:4 semi-structured sparsity -------------------------------------------------------------------------
+def sparse_24(layers: list[nn.Module], layouts: list[Layout]) -> list[tuple[nn.Linear, torch.Tensor]]:
+    """Zero the 2 smaller-magnitude weights of every 4 consecutive inputs of each attention and MLP Linear of
+    `layers` (in place). -> [(linear, keep mask)]: recovery re-applies the masks after every step."""
+    out = []
+    with torch.no_grad():
+        for layer, lay in zip(layers, layouts):
+            for path in (lay.q, lay.k, lay.v, lay.o, lay.fc1, lay.fc2):
+                lin = layer.get_submodule(path)
+                w = lin.weight
+                if w.shape[1] % 4:
+                    continue  # the pattern needs whole groups of 4 inputs
+                groups = w.abs().reshape(w.shape[0], -1, 4)
+                keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, groups.topk(2, dim=-1).indices, True)
+                keep = keep.reshape(w.shape)
+                w.mul_(keep)
+                out.append((lin, keep))
+    return out
+
+
+def hold(masks: list[tuple[nn.Linear, torch.Tensor]]) -> None:
+    """Re-apply 2:4 masks (after an optimizer step moved the zeroed weights)."""
+    with torch.no_grad():
+        for lin, keep in masks:
+            lin.weight.mul_(keep.to(lin.weight.device))
+
+
 # ---- surgery ---------------------------------------------------------------------------------------------
 def _cut(lin: nn.Linear, rows: list[int] | None = None, cols: list[int] | None = None) -> nn.Linear:
     w = lin.weight.detach()
@@ -268,10 +295,10 @@ def count(model: nn.Module, tower: str) -> dict:
 # ---- the stage -------------------------------------------------------------------------------------------
 def _model(parent: Bundle, cfg, where) -> nn.Module:
     """The one model module behind the towers the stage prunes (a dual encoder's towers share it)."""
-    mods = {id(distill._hf_model(parent.towers[t]) or parent.towers[t]) for t in cfg.towers}
     for t in cfg.towers:
         if t not in parent.towers:
             raise RecipeError(f"{where('towers', t)}: the model has no {t} tower (it has {', '.join(parent.towers)})")
+    mods = {id(distill._hf_model(parent.towers[t]) or parent.towers[t]) for t in cfg.towers}
     if len(mods) != 1:
         raise RecipeError(f"{where('towers')}: the towers named are separate modules; prune them in two stages")
     t = next(iter(cfg.towers))
@@ -300,7 +327,7 @@ def _layers(model: nn.Module, cfg, where) -> tuple[dict[str, dict[str, tuple[nn.
         if (p.heads or p.mlp) and not chosen:
             raise RecipeError(f"{where('towers', t, 'layers')}: the patterns choose none of the {t} tower's layers "
                               f"({', '.join(list(found)[:2])}, ...)")
-        out[t] = {n: (model.get_submodule(n), LAYOUTS[found[n]]) for n in chosen if n not in gone} if p.heads or p.mlp else {}
+        out[t] = {n: (model.get_submodule(n), LAYOUTS[found[n]]) for n in chosen if n not in gone}
         dropped[t] = gone
     return out, dropped
 
@@ -310,8 +337,8 @@ def _importance(model: nn.Module, parent: Bundle, cfg, layers: dict, ctx) -> dic
     from mmcompress.progress import bar
 
     if cfg.importance == "magnitude":
-        return {t: magnitude(ls) for t, ls in layers.items()}
-    layers = {t: ls for t, ls in layers.items() if ls}  # towers that only drop layers need no scores
+        return {t: magnitude(ls) for t, ls in layers.items() if cfg.towers[t].heads or cfg.towers[t].mlp}
+    layers = {t: ls for t, ls in layers.items() if cfg.towers[t].heads or cfg.towers[t].mlp}  # others: no scores
     split = ctx.dataset.split("train")
     out = {}
     batch = min(cfg.batch, len(split))
@@ -351,9 +378,9 @@ def macs(tower: nn.Module, feeds: dict[str, np.ndarray], names: list[str]) -> in
     return int(counter.get_total_flops() // 2)
 
 
-def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict]:
+def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
     """-> (a pruned copy of the parent's model, {"layers": {layer: kept heads/channels}, "dropped": {tower:
-    [layers removed]}} (pruning.json), description)."""
+    [layers removed]}} (pruning.json), description, [(Linear, 2:4 keep mask)] recovery must hold)."""
     from mmcompress.runtimes.base import trim_padding
 
     model = _model(parent, cfg, ctx.where)
@@ -361,7 +388,7 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict]:
     copied = _rewrapped(parent, model, work)
     layers, dropped = _layers(work, cfg, ctx.where)
     scores = _importance(work, copied, cfg, layers, ctx)
-    shapes, desc = {}, {"towers": {}}
+    shapes, desc, masks = {}, {"towers": {}}, []
     for t, p in cfg.towers.items():
         one = {k: v[:1] for k, v in ctx.inputs.feeds[t].items()}  # one eval row: MACs per sample
         one = trim_padding(one) if ctx.inputs.trim[t] else one
@@ -370,12 +397,20 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict]:
         chosen = choose(scores[t], p.heads, p.mlp, cfg.scope, cfg.round_to) if t in scores else {}
         apply(work, chosen, {t: dropped[t]})
         shapes.update(chosen)
+        tower_masks = sparse_24([layer for layer, _ in layers[t].values()],
+                                [lay for _, lay in layers[t].values()]) if p.sparsity == "2:4" else []
+        masks += tower_masks
         after = {**count(work, t), "macs": macs(copied.towers[t], one, names)}
+        if p.sparsity == "2:4":
+            after["sparsity"] = {"pattern": "2:4", "weights_zeroed": int(sum((~m).sum() for _, m in tower_masks)),
+                                 "note": "the matrices keep their size: ONNX Runtime and PyTorch on CPU run them at "
+                                         "dense speed; the gain needs a GPU runtime with sparse kernels (TensorRT "
+                                         "sparse tactics on Ampere or newer)"}
         desc["towers"][t] = {"before": before, "after": after, "importance": cfg.importance, "scope": cfg.scope,
                              "dropped_layers": dropped[t], "layers": {
             n: {"heads": f"{len(s['heads'])}/{s['heads_before']}", "mlp": f"{len(s['channels'])}/{s['channels_before']}"}
             for n, s in chosen.items()}}
-    return work, {"layers": shapes, "dropped": dropped}, desc
+    return work, {"layers": shapes, "dropped": dropped}, desc, masks
 
 
 def _rewrapped(parent: Bundle, old: nn.Module, new: nn.Module) -> Bundle:
@@ -458,14 +493,15 @@ def run(parent: Bundle, cfg, ctx, folder: Path) -> tuple[dict, dict] | None:
     from mmcompress.artifact import save_npz, write_json
 
     model = _model(parent, cfg, ctx.where)
-    pruned, shapes, desc = prune_model(parent, cfg, ctx)
+    pruned, shapes, desc, masks = prune_model(parent, cfg, ctx)
     student = _student(parent, cfg, pruned, model, shapes["dropped"], ctx.where)
     history, evaluate = [], distill.evaluator(ctx)
     desc["eval_pruned"] = evaluate(student)  # before recovery: what the cut alone cost
     if cfg.steps:
         history = distill.train(student, cfg, parent, ctx.dataset.split("train"), ctx.targets, ctx.recipe.seed,
                                 ctx.threads, folder, evaluate if cfg.eval_every else None,
-                                distill.teacher_scale(ctx.teacher), title="recovering the pruned")
+                                distill.teacher_scale(ctx.teacher), title="recovering the pruned",
+                                after_step=(lambda: hold(masks)) if masks else None)
     if not distributed.is_main():
         return None
     student.cpu()

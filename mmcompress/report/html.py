@@ -190,6 +190,8 @@ def _models(report: dict) -> str:
                        f"{b['macs'] / 1e6:.1f} → {a['macs'] / 1e6:.1f} M MACs per sample, {b['heads']} → {a['heads']} "
                        f"heads, {b['mlp_channels']} → {a['mlp_channels']} MLP channels ({d['importance']}, "
                        f"{d['scope']}); ")
+            if a.get("sparsity"):
+                towers += f"2:4 sparse, {a['sparsity']['weights_zeroed']} weights zero: {a['sparsity']['note']}; "
         if pruned.get("eval_pruned"):
             towers += "right after the cut, before recovery: " + ", ".join(f"{k} {v}" for k, v in pruned["eval_pruned"].items())
         out.append(f"<h3>{_e(name)} ({_e(m.get('stage'))})</h3><p>{_e(towers)}. {_e(m.get('seconds'))} s, "
