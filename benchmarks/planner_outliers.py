@@ -14,13 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
     import torch
@@ -67,29 +63,12 @@ checks:
   rounds: 40
   budgets: {{min_cosine: 0.99}}
 """)
-        run_dir = work / "run"
-        done = subprocess.run([str(ROOT / ".venv" / "bin" / "mmcompress"), "run", str(recipe), "--run-dir", str(run_dir)],
-                              stdout=subprocess.PIPE, text=True)
-        print(done.stdout)
-        report = json.loads((run_dir / "report.json").read_text())
-        plan = json.loads((run_dir / "variants" / "planned" / "plan.json").read_text())
-        rows = {}
-        for name, e in report["artifacts"].items():
-            primary = e["accuracy"].get("primary") or {}
-            rows[name] = {"accuracy": {primary.get("metric"): primary.get("value")}, "delta_pts": e["accuracy"].get("delta"),
-                          "min_cosine": e.get("fidelity", {}).get("text", {}).get("min"),
-                          "speedup": {k: v.get("speedup") for k, v in e["latency"]["text"].items()},
-                          "median_ms": {k: v["median_ms"] for k, v in e["latency"]["text"].items()},
-                          "verdict": e["verdict"]}
+        from _planned_run import run_planned
+
+        got = run_planned(recipe, work / "run", "text")
         result = {"command": "benchmarks/planner_outliers.py " + " ".join(sys.argv[1:]), "machine": fingerprint(),
                   "model": {"hidden": a.hidden, "layers": a.layers, "outlier_scale": a.scale,
-                            "train_steps": a.train_steps, "train_loss": loss, "outlier_modules": modules},
-                  "exit_code": done.returncode, "artifacts": rows,
-                  "plan": {k: {"reason": v["reason"], "chosen": v["chosen"],
-                               "plans": [{kk: p[kk] for kk in ("method", "cosine", "speedup", "passed")} |
-                                         {"float": [n["module"] for n in p["float_nodes"]]} for p in v["plans"]],
-                               "sensitivity_seconds": v["sensitivity"]["seconds"]} for k, v in plan.items()},
-                  "planner_seconds": next(s["seconds"] for s in report["stages"] if s["name"] == "variant planned")}
+                            "train_steps": a.train_steps, "train_loss": loss, "outlier_modules": modules}, **got}
         print(json.dumps({k: result[k] for k in ("artifacts", "planner_seconds")}, indent=1))
         if a.out:
             a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
     import torch
@@ -68,31 +64,13 @@ checks:
   rounds: {a.rounds}
   budgets: {{min_cosine: {a.min_cosine}}}
 """)
-        run_dir = work / "run"
-        done = subprocess.run([str(ROOT / ".venv" / "bin" / "mmcompress"), "run", str(recipe), "--run-dir", str(run_dir)],
-                              stdout=subprocess.PIPE, text=True)
-        print(done.stdout)
-        report = json.loads((run_dir / "report.json").read_text())
-        plan = json.loads((run_dir / "variants" / "planned" / "plan.json").read_text())
-        rows = {}
-        for name, e in report["artifacts"].items():
-            primary = e["accuracy"].get("primary") or {}
-            rows[name] = {"accuracy": {primary.get("metric"): primary.get("value")}, "delta_pts": e["accuracy"].get("delta"),
-                          "min_cosine": e.get("fidelity", {}).get("image", {}).get("min"),
-                          "median_ms": {k: v["median_ms"] for k, v in e["latency"]["image"].items()},
-                          "speedup_vs_teacher": {k: v.get("speedup") for k, v in e["latency"]["image"].items()},
-                          "verdict": e["verdict"]}
-        ms = lambda n: rows[n]["median_ms"]["16"]
+        from _planned_run import run_planned
+
+        got = run_planned(recipe, work / "run", "image")
+        ms = lambda n: got["artifacts"][n]["median_ms"]["16"]
         result = {"command": "benchmarks/planner_vit_b32.py " + " ".join(sys.argv[1:]), "machine": fingerprint(),
-                  "exit_code": done.returncode, "artifacts": rows,
                   "planned_vs_ort_dynamic_b16": ms("int8-dynamic") / ms("planned"),
-                  "planned_vs_ort_fp32_b16": ms("fp32") / ms("planned"),
-                  "plan": {k: {"reason": v["reason"], "chosen": v["chosen"], "timing": v["timing"],
-                               "plans": [{kk: p[kk] for kk in ("method", "cosine", "ms", "speedup", "speedup_ci95", "passed")}
-                                         | {"float": [n["module"] for n in p["float_nodes"]]} for p in v["plans"]],
-                               "most_sensitive": v["sensitivity"]["nodes"][:8],
-                               "sensitivity_seconds": v["sensitivity"]["seconds"]} for k, v in plan.items()},
-                  "planner_seconds": next(s["seconds"] for s in report["stages"] if s["name"] == "variant planned")}
+                  "planned_vs_ort_fp32_b16": ms("fp32") / ms("planned"), **got}
         print(json.dumps({k: result[k] for k in ("artifacts", "planned_vs_ort_dynamic_b16", "planner_seconds")}, indent=1))
         if a.out:
             a.out.parent.mkdir(parents=True, exist_ok=True)
