@@ -496,7 +496,8 @@ def run(parent: Bundle, cfg, ctx, folder: Path) -> tuple[dict, dict] | None:
     pruned, shapes, desc, masks = prune_model(parent, cfg, ctx)
     student = _student(parent, cfg, pruned, model, shapes["dropped"], ctx.where)
     history, evaluate = [], distill.evaluator(ctx)
-    desc["eval_pruned"] = evaluate(student)  # before recovery: what the cut alone cost
+    if distributed.is_main():
+        desc["eval_pruned"] = evaluate(student.eval())  # before recovery: what the cut alone cost
     if cfg.steps:
         history = distill.train(student, cfg, parent, ctx.dataset.split("train"), ctx.targets, ctx.recipe.seed,
                                 ctx.threads, folder, evaluate if cfg.eval_every else None,
