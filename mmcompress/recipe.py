@@ -424,6 +424,11 @@ class PruneTower(Strict):
     heads: float = Field(0.0, ge=0, lt=1, description="Share of attention heads removed (whole heads; at least "
                                                       "one stays in every layer).")
     mlp: float = Field(0.0, ge=0, lt=1, description="Share of MLP hidden channels removed.")
+    macs: float | None = Field(None, gt=0, lt=1, description="Instead of heads/mlp: the share of the tower's "
+                                                             "multiply-accumulates per sample to keep (e.g. 0.7); "
+                                                             "heads and MLP channels are removed in one share, "
+                                                             "found by bisection on what PyTorch's FLOP counter "
+                                                             "measures.")
     layers: list[str] = Field([], description="Module-name patterns choosing the encoder layers whose heads and "
                                               "channels are pruned (`*` globs, `re:` regexes, `!` excludes; the "
                                               "last pattern that matches a layer decides). Default: every layer "
@@ -438,10 +443,17 @@ class PruneTower(Strict):
 
     @model_validator(mode="after")
     def _something(self):
-        if not self.heads and not self.mlp and not self.drop_layers and self.sparsity == "none":
-            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4), "
-                             "drop_layers or sparsity: 2:4")
+        if self.macs is not None and (self.heads or self.mlp):
+            raise ValueError("give macs (a target) or heads/mlp (shares), not both")
+        if not self.heads and not self.mlp and self.macs is None and not self.drop_layers and self.sparsity == "none":
+            raise ValueError("nothing to prune: give heads and/or mlp a share above 0 (e.g. mlp: 0.4), a macs "
+                             "target, drop_layers or sparsity: 2:4")
         return self
+
+    @property
+    def cuts(self) -> bool:
+        """Whether heads or channels are cut (shares or a MACs target)."""
+        return bool(self.heads or self.mlp or self.macs is not None)
 
 
 class PruneConfig(_Training):

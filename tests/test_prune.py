@@ -197,6 +197,21 @@ def test_whole_layers_dropped_2_4_sparsity_and_hidden_state_recovery_reload_the_
     np.testing.assert_allclose(torch_out, onnx_out, atol=1e-4)
 
 
+def test_a_macs_target_is_met_by_one_share_of_heads_and_channels(tmp_path):
+    r = copy.deepcopy(TINY_PRUNE)
+    r["stages"][0]["prune"].update(towers={"image": {"macs": 0.7}}, importance="magnitude", steps=0)
+    r["export"]["variants"] = [{"name": "pruned-fp32", "quantize": "none", "towers": ["image"]}]
+    r["checks"]["budgets"] = {"max_accuracy_drop": 100}
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(_write(tmp_path, r)), "--run-dir", str(run_dir))
+    assert result.exit_code == 0, result.output
+    t = json.loads((run_dir / "report.json").read_text())["models"]["prune"]["pruning"]["towers"]["image"]
+    kept = t["after"]["macs"] / t["before"]["macs"]
+    assert kept <= 0.7 and t["after"]["macs_target"]["kept"] == pytest.approx(kept, abs=1e-4)
+    assert kept > 0.55  # the smallest share that meets it, not an overshoot
+    assert 0 < t["after"]["macs_target"]["share_removed"] < 0.95
+
+
 def test_pruning_mistakes_name_the_key(tmp_path):
     bad = copy.deepcopy(TINY_PRUNE)
     bad["stages"][0]["prune"]["towers"]["image"] = {"heads": 0.5, "mlp": 0.5, "layers": ["re:("]}
@@ -205,6 +220,9 @@ def test_pruning_mistakes_name_the_key(tmp_path):
     bad["stages"][0]["prune"]["towers"] = {"image": {}}
     result = invoke("validate", str(_write(tmp_path, bad)))
     assert result.exit_code == 2 and "nothing to prune" in result.output
+    bad["stages"][0]["prune"]["towers"] = {"image": {"mlp": 0.5, "macs": 0.7}}
+    result = invoke("validate", str(_write(tmp_path, bad)))
+    assert result.exit_code == 2 and "not both" in result.output
     bad["stages"][0]["prune"]["towers"] = {"image": {"mlp": 0.5}}
     bad["data"]["splits"]["train"] = 0
     result = invoke("validate", str(_write(tmp_path, bad)))

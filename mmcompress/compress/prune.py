@@ -324,7 +324,7 @@ def _layers(model: nn.Module, cfg, where) -> tuple[dict[str, dict[str, tuple[nn.
             raise RecipeError(f"{where('towers', t, 'drop_layers')}: the patterns choose all {len(found)} layers of "
                               f"the {t} tower; at least one must stay")
         chosen = select(list(found), p.layers, where("towers", t, "layers")) if p.layers else list(found)
-        if (p.heads or p.mlp) and not chosen:
+        if p.cuts and not chosen:
             raise RecipeError(f"{where('towers', t, 'layers')}: the patterns choose none of the {t} tower's layers "
                               f"({', '.join(list(found)[:2])}, ...)")
         out[t] = {n: (model.get_submodule(n), LAYOUTS[found[n]]) for n in chosen if n not in gone}
@@ -337,8 +337,8 @@ def _importance(model: nn.Module, parent: Bundle, cfg, layers: dict, ctx) -> dic
     from mmcompress.progress import bar
 
     if cfg.importance == "magnitude":
-        return {t: magnitude(ls) for t, ls in layers.items() if cfg.towers[t].heads or cfg.towers[t].mlp}
-    layers = {t: ls for t, ls in layers.items() if cfg.towers[t].heads or cfg.towers[t].mlp}  # others: no scores
+        return {t: magnitude(ls) for t, ls in layers.items() if cfg.towers[t].cuts}
+    layers = {t: ls for t, ls in layers.items() if cfg.towers[t].cuts}  # others: no scores
     split = ctx.dataset.split("train")
     out = {}
     batch = min(cfg.batch, len(split))
@@ -378,6 +378,24 @@ def macs(tower: nn.Module, feeds: dict[str, np.ndarray], names: list[str]) -> in
     return int(counter.get_total_flops() // 2)
 
 
+def share_for_macs(model: nn.Module, tower_of: Callable[[nn.Module], nn.Module], one: dict, names: list[str],
+                   scores: dict, dropped: dict[str, list[str]], cfg, keep: float, total: int, steps: int = 12) -> float:
+    """The smallest share of heads and MLP channels (removed alike) whose cut keeps at most `keep` of the tower's
+    MACs per sample, by bisection on trial cuts of copies of `model` (tower_of(copy): the tower module around a
+    copy), with the layers `dropped` names removed too; at least one head and round_to channels stay in every
+    layer, so a target below what that allows ends at the largest share (0.95)."""
+    lo, hi = 0.0, 0.95
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        trial = copy.deepcopy(model)
+        apply(trial, choose(scores, mid, mid, cfg.scope, cfg.round_to), dropped)
+        if macs(tower_of(trial), one, names) / total > keep:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
     """-> (a pruned copy of the parent's model, {"layers": {layer: kept heads/channels}, "dropped": {tower:
     [layers removed]}} (pruning.json), description, [(Linear, 2:4 keep mask)] recovery must hold)."""
@@ -394,7 +412,11 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
         one = trim_padding(one) if ctx.inputs.trim[t] else one
         names = list(parent.specs[t].inputs)
         before = {**count(work, t), "macs": macs(copied.towers[t], one, names)}
-        chosen = choose(scores[t], p.heads, p.mlp, cfg.scope, cfg.round_to) if t in scores else {}
+        heads, mlp = p.heads, p.mlp
+        if p.macs is not None:
+            heads = mlp = share_for_macs(work, lambda m: _rewrapped(copied, work, m).towers[t], one, names,
+                                         scores[t], {t: dropped[t]}, cfg, p.macs, before["macs"])
+        chosen = choose(scores[t], heads, mlp, cfg.scope, cfg.round_to) if t in scores else {}
         apply(work, chosen, {t: dropped[t]})
         shapes.update(chosen)
         tower_masks = sparse_24([layer for layer, _ in layers[t].values()],
@@ -406,6 +428,9 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
                                  "note": "the matrices keep their size: ONNX Runtime and PyTorch on CPU run them at "
                                          "dense speed; the gain needs a GPU runtime with sparse kernels (TensorRT "
                                          "sparse tactics on Ampere or newer)"}
+        if p.macs is not None:
+            after["macs_target"] = {"keep": p.macs, "share_removed": round(heads, 4),
+                                    "kept": round(after["macs"] / before["macs"], 4)}
         desc["towers"][t] = {"before": before, "after": after, "importance": cfg.importance, "scope": cfg.scope,
                              "dropped_layers": dropped[t], "layers": {
             n: {"heads": f"{len(s['heads'])}/{s['heads_before']}", "mlp": f"{len(s['channels'])}/{s['channels_before']}"}
