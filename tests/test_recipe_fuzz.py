@@ -1,6 +1,6 @@
 """Property-based: recipes mutated at random (wrong types, deleted, duplicated and unknown keys, random strings,
 out-of-range numbers) either validate (exit 0) or are recipe errors (exit 2) naming `file:line`; never a
-traceback, never another exit code. 3,000 cases by default (MMCOMPRESS_FUZZ_CASES changes it)."""
+traceback, never another exit code. 1,500 cases by default (MMCOMPRESS_FUZZ_CASES changes it)."""
 from __future__ import annotations
 
 import copy
@@ -54,7 +54,7 @@ checks:
   budgets: {max_accuracy_drop: 1.0, min_cosine: 0.99, max_latency_ms: {image: {1: 50}}, max_size_mb: 100}
 """
 _BASE_DATA = yaml.safe_load(BASE)
-CASES = int(os.environ.get("MMCOMPRESS_FUZZ_CASES", "3000"))
+CASES = int(os.environ.get("MMCOMPRESS_FUZZ_CASES", "1500"))
 WHERE = re.compile(r"recipe\.yaml:\d+")
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 40, 2 ** 40),
