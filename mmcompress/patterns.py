@@ -1,4 +1,5 @@
-"""Module-name patterns: which layers a stage touches (pruning's `layers`).
+"""Module-name patterns: which layers pruning touches (`layers`, `drop_layers`) and which modules int8 variants
+keep float (`keep_float`).
 
 A pattern is a glob (`*` any run of characters, `?` one: `vision_model.encoder.layers.1*`), or a regular
 expression after `re:` matched against the whole name (`re:.*layers\\.[0-3]`); a leading `!` makes it exclude.

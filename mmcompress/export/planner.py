@@ -89,6 +89,10 @@ class Judge:
             return ""
         return f" and at most {self.max_drop:g} points lost in {self.reference['metric']}"
 
+    def keeps(self, drop: float | None) -> bool:
+        """Whether a plan's drop in points is within max_drop (always, when the metric is not judged)."""
+        return self.max_drop is None or drop is None or drop <= self.max_drop
+
     def drop(self, tower: str, out: np.ndarray) -> tuple[dict | None, float | None]:
         """-> (the candidate's primary metric, its drop in points against the fp32 graphs)."""
         p = self.primary(tower, out)
@@ -117,12 +121,13 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
     work = Path(tempfile.mkdtemp(prefix=f"mmcompress-plan-{tower}-"))
     probe = None
     try:
+        # keep_float's nodes first: a pattern that chooses nothing fails before minutes of sensitivity
+        forced = quantize_onnx.float_nodes(src, variant.keep_float, f"export.variants[{variant.name}].keep_float")
         rows, trim = judge.inputs.feeds[tower], judge.inputs.trim[tower]  # the planning rows (as the checks' rows)
         probe = sensitivity.Probe(src, rows, threads, _quantizer("dynamic", variant, int8, calib), trim=trim,
                                   ref=judge.fp32[tower])  # the judge ran the fp32 graph on these rows already
         sens = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
                                    progress=lambda d, n: update and update(d, n, "sensitivity"))
-        forced = quantize_onnx.float_nodes(src, variant.keep_float, f"export.variants[{variant.name}].keep_float")
         ranking = [n for n in sens.ranking() if n not in forced]
         nodes = {n.name: n for n in sens.nodes}
         tried, stopped = [], None
@@ -134,7 +139,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
             out = run_batched(OrtSession(path, threads), rows, trim=trim)
             cos = cosine_to_teacher(out, probe.ref)
             metric, drop = judge.drop(tower, out)
-            ok = cos["min"] >= target and (judge.max_drop is None or drop is None or drop <= judge.max_drop)
+            ok = cos["min"] >= target and judge.keeps(drop)
             tried.append({"method": method, "settings": settings, "k": k, "float_nodes": keep, "cosine": cos, "metric": metric,
                           "drop": drop, "passed": ok, "path": path})
             if update:
@@ -178,8 +183,7 @@ def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dic
                 break
         # latency, interleaved with the fp32 graph: the plans that pass, every method's all-int8 plan and the
         # closest plan (the Pareto plot's points); plans that missed on the way are not worth the seconds
-        keeps_metric = lambda p: judge.max_drop is None or p["drop"] is None or p["drop"] <= judge.max_drop
-        closest = max(tried, key=lambda p: (p["cosine"]["min"] >= target, keeps_metric(p), p["cosine"]["min"]))
+        closest = max(tried, key=lambda p: (p["cosine"]["min"] >= target, judge.keeps(p["drop"]), p["cosine"]["min"]))
         timed_plans = [i for i, p in enumerate(tried) if p["passed"] or p["k"] == 0 or p is closest]
         feeds = feeds_at(calib, batch, None)  # timed on calibration rows at the largest checked batch
         feeds = trim_padding(feeds) if trim else feeds
