@@ -30,6 +30,20 @@ def test_measure_warms_up_and_rotates_order():
     assert all(len(t) == 3 for t in times.values())
 
 
+def test_a_sessions_settle_pause_follows_its_call_untimed():
+    import time
+
+    class Spinner(Recorder):
+        settle_s = 0.05
+
+    log = []
+    sessions = {"torch": Spinner("torch", log), "ort": Recorder("ort", log)}
+    t0 = time.perf_counter()
+    times = latency.measure(sessions, {"x": np.zeros(1)}, rounds=4, warmup=0)
+    assert time.perf_counter() - t0 >= 4 * 0.05  # paused after each of its calls
+    assert times["torch"].max() < 0.05 and times["ort"].max() < 0.05  # and the pause is in no one's time
+
+
 def test_summary_speedup_and_interval():
     times = {"teacher": np.array([0.010, 0.011, 0.009, 0.010]), "fast": np.array([0.005, 0.005, 0.004, 0.006])}
     s = latency.summarize(times, "teacher")

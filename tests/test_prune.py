@@ -131,6 +131,15 @@ def test_the_pruned_tower_is_smaller_recovers_and_is_checked_beside_the_teacher(
     assert "model.safetensors" in files and "pruning.json" in files and not any(f.endswith((".pt", ".bin", ".pkl")) for f in files)
     page = (run_dir / "report.html").read_text()
     assert "M MACs per sample" in page and "before recovery" in page
+    # latency before/after: the pruned fp32 graph against the unpruned fp32 graph, from the same rounds
+    pairs = {(c["after"], c["before"], c["point"]) for c in model["pruning"]["latency"]}
+    assert pairs == {("pruned-fp32", "teacher-fp32", str(b)) for b in rep["checks"]["batch_sizes"]}
+    for c in model["pruning"]["latency"]:
+        vs = arts["pruned-fp32"]["latency"]["image"][c["point"]]["vs"]["teacher-fp32"]
+        assert c["speedup"] == vs["speedup"] and c["speedup_ci95"][0] <= c["speedup"] <= c["speedup_ci95"][1]
+        mine, theirs = (arts[n]["latency"]["image"][c["point"]]["median_ms"] for n in ("pruned-fp32", "teacher-fp32"))
+        assert vs["speedup"] == pytest.approx(theirs / mine)
+    assert "against teacher-fp32 (the unpruned model" in page
     shapes = json.loads((run_dir / "stages" / "prune" / "model" / "pruning.json").read_text())
     assert set(shapes) == {"layers", "dropped"} and shapes["dropped"] == {"image": []}
 

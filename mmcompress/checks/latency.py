@@ -8,6 +8,13 @@ distribution's quantiles (report.html draws them).
 Text is timed at the lengths the eval data has (median and p90 token counts, rounded up to a multiple of 8)
 and at any fixed lengths the recipe lists (checks.text_lengths); a model that always pads to its maximum
 (teacher.text_padding: max_length) is timed at that maximum. Images have no length: one point per batch size.
+
+A session may ask for an untimed pause after its calls (`settle_s`): PyTorch's OpenMP threads (libgomp, the
+default wait policy) keep spinning for about 10 ms after each call (measured on the 2-core AVX2 EPYC: 10 ms of
+CPU burned in the first 10 ms after a call, 0.1 ms in each 10 ms after that), and in a rotation they took a core
+from whichever ONNX Runtime session came next: the demo's pruned image tower measured 1.15-1.19x faster than
+the unpruned one with the teacher in the rotation, 1.31x with ONNX Runtime sessions alone. TorchSession on the
+CPU pauses 50 ms; the teacher itself is timed as it runs, with its default wait policy.
 """
 from __future__ import annotations
 
@@ -40,6 +47,9 @@ def measure(sessions: dict[str, Session], feeds: dict[str, np.ndarray], *, round
             t0 = time.perf_counter()
             sessions[name].run(feeds)
             times[name][r] = time.perf_counter() - t0
+            settle = getattr(sessions[name], "settle_s", 0.0)
+            if settle:
+                time.sleep(settle)
         if progress:
             progress()
     return times
@@ -63,6 +73,12 @@ def summarize(times: dict[str, np.ndarray], reference: str, seed: int = 0) -> di
             row["speedup_ci95"] = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
         out[name] = row
     return out
+
+
+def pair(times: dict[str, np.ndarray], name: str, reference: str) -> dict:
+    """`name`'s speedup over `reference` from the same paired rounds, with its 95% bootstrap interval."""
+    row = summarize({reference: times[reference], name: times[name]}, reference)[name]
+    return {"speedup": row["speedup"], "speedup_ci95": row["speedup_ci95"]}
 
 
 def _round8(n: float) -> int:
@@ -153,7 +169,11 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
                 times = measure(sessions, feeds, rounds=cfg.rounds, warmup=cfg.warmup, progress=tick)
                 where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"]}
                 rows = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
+                for f in files:  # each graph against each other graph of the same rounds (e.g. pruned vs not)
+                    rows[f] = {**rows[f], "vs": {g: pair(times, f, g) for g in files if g != f}}
                 rows.update({path: rows[same] for path, same in alias.items() if path != same})
+                for row in (rows[f] for f in files):
+                    row["vs"] = {p: row["vs"][same] for p, same in alias.items() if same in row["vs"]}
                 out[tower][p["key"]] = rows
     return out
 

@@ -17,6 +17,7 @@ def _size_mb(towers: dict) -> float:
 def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timings: dict, seconds: float) -> dict:
     from mmcompress.artifact import sha256_file
     from mmcompress.machine import fingerprint, int8_kind
+    from mmcompress.runtimes.torch import CPU_SETTLE_S
 
     recipe = run.recipe
     task, ensemble, ks = bundle.task, recipe.data.prompts.ensemble, recipe.checks.recall_k
@@ -48,7 +49,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
                                 "gated": t in v.towers, "bytes": p.stat().st_size, "sha256": a["sha256"][t]}
                             for t, p in a["towers"].items()},
                  "size_mb": _size_mb(a["towers"]), "accuracy": acc, "fidelity": fid,
-                 "latency": {t: {k: timings[t][k][str(a["towers"][t])] for k in timings[t]} for t in timings}}
+                 "latency": {t: {k: _named(timings[t][k][str(a["towers"][t])], artifacts, t, name) for k in timings[t]}
+                             for t in timings}}
         if v.quantize == "auto":  # the plan per tower: method, nodes kept float, why (variants/<name>/plan.json)
             entry["plan"] = a["manifest"].get("plan")
         if a.get("int8"):
@@ -76,13 +78,45 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
                  "prompts": {"templates": dataset.info.get("templates"), "ensemble": ensemble}},
         "checks": {"runtime": recipe.checks.runtime, "batch_sizes": recipe.checks.batch_sizes,
                    "text_lengths": _lengths(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
-                   "ort_spinning": False},
+                   "ort_spinning": False, "pause_after_pytorch_ms": round(CPU_SETTLE_S * 1e3)},
         "stages": run.stages,
-        "models": models(run),
+        "models": models(run, pruning_latency(recipe, rows)),
         "artifacts": rows,
         "passed": passed,
         "failures": [gate.describe(n, r) for n, e in rows.items() for r in e["budgets"] if r["passed"] is False],
     }
+
+
+def _named(row: dict, artifacts: dict, tower: str, own: str) -> dict:
+    """A latency row with its pairwise speedups ('vs', keyed by graph path) keyed by the other artifacts' names."""
+    vs = row.get("vs") or {}
+    named = {n: vs[str(a["towers"][tower])] for n, a in artifacts.items()
+             if n != own and tower in a["towers"] and str(a["towers"][tower]) in vs}
+    return {**{k: v for k, v in row.items() if k != "vs"}, **({"vs": named} if named else {})}
+
+
+def pruning_latency(recipe, rows: dict) -> dict:
+    """{stage: [{after, before, tower, point, speedup, speedup_ci95}]}: each pruning stage's exported graph against
+    the graph of the model it was pruned from, same precision, from the same interleaved rounds."""
+    names = ["teacher"] + [e.config.name for e in recipe.stages]
+    out: dict = {}
+    for i, entry in enumerate(recipe.stages):
+        if entry.kind != "prune":
+            continue
+        stage, parent = names[i + 1], names[i]
+        for a, ea in rows.items():
+            for b, eb in rows.items():
+                if ea.get("model") != stage or eb.get("model") != parent or \
+                        ea["variant"]["quantize"] != eb["variant"]["quantize"]:
+                    continue
+                for t, points in ea["latency"].items():
+                    if not (ea["towers"][t].get("gated") and eb["towers"].get(t, {}).get("gated")):
+                        continue
+                    for key, row in points.items():
+                        if b in row.get("vs", {}):
+                            out.setdefault(stage, []).append({"after": a, "before": b, "tower": t, "point": key,
+                                                              **row["vs"][b]})
+    return out
 
 
 def _lengths(timings: dict) -> list[dict]:
@@ -95,8 +129,9 @@ def _lengths(timings: dict) -> list[dict]:
     return [{"seq_len": n, "from": src} for n, src in sorted(seen.items())]
 
 
-def models(run) -> dict:
-    """The models torch-side stages made: {name: {stage, student, history, seconds, ...}} from their manifests."""
+def models(run, pruned_latency: dict | None = None) -> dict:
+    """The models torch-side stages made: {name: {stage, student, history, seconds, ...}} from their manifests;
+    a pruning stage's entry carries `pruning.latency` (pruning_latency)."""
     import json
 
     out = {}
@@ -106,4 +141,6 @@ def models(run) -> dict:
         out[cfg.name] = {"stage": kind, "dir": f"stages/{cfg.name}", "seconds": m.get("seconds"),
                          **{k: m[k] for k in ("student", "pruning", "history", "device", "precision", "processes")
                             if k in m}}
+        if pruned_latency and cfg.name in pruned_latency and "pruning" in out[cfg.name]:
+            out[cfg.name]["pruning"] = {**out[cfg.name]["pruning"], "latency": pruned_latency[cfg.name]}
     return out

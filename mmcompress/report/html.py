@@ -192,6 +192,10 @@ def _models(report: dict) -> str:
                        f"{d['scope']}); ")
             if a.get("sparsity"):
                 towers += f"2:4 sparse, {a['sparsity']['weights_zeroed']} weights zero: {a['sparsity']['note']}; "
+        for c in pruned.get("latency", []):
+            lo, hi = c["speedup_ci95"]
+            towers += (f"ONNX Runtime latency of {c['after']} against {c['before']} (the unpruned model's graph, same "
+                       f"precision, same rounds), {c['tower']} b{c['point']}: {c['speedup']:.2f}x [{lo:.2f}, {hi:.2f}]; ")
         if pruned.get("eval_pruned"):
             towers += "right after the cut, before recovery: " + ", ".join(f"{k} {v}" for k, v in pruned["eval_pruned"].items())
         out.append(f"<h3>{_e(name)} ({_e(m.get('stage'))})</h3><p>{_e(towers)}. {_e(m.get('seconds'))} s, "

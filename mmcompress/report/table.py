@@ -17,6 +17,9 @@ def render(report: dict) -> Table:
     notes += [f"{n}: {e['int8']['note']}" for n, e in report["artifacts"].items() if e.get("int8", {}).get("note")]
     if any(not t.get("gated", True) for e in report["artifacts"].values() for t in e["towers"].values()):
         notes.append("(cos) in brackets: a tower the variant leaves as the fp32 export, not gated by it")
+    notes += [f"{c['after']} vs {c['before']} ({c['tower']} b{c['point']}, pruned vs unpruned): {c['speedup']:.2f}x "
+              f"[{c['speedup_ci95'][0]:.2f}, {c['speedup_ci95'][1]:.2f}]"
+              for m in (report.get("models") or {}).values() for c in m.get("pruning", {}).get("latency", [])]
     t = Table(title=title, title_justify="left", caption="; ".join(notes), caption_justify="left")
     headers, body = rows(report)
     for i, h in enumerate(headers):
