@@ -28,7 +28,7 @@ from mmcompress.errors import MMCompressError, RecipeError, StageError
 from mmcompress.progress import bar, console, stage_line
 from mmcompress.recipe import Recipe
 
-TOWER_FILES = {"image": "image.onnx", "text": "text.onnx"}
+TOWER_FILES = {"image": "image.onnx", "text": "text.onnx", "fusion": "fusion.onnx"}
 
 
 @dataclass
@@ -186,6 +186,8 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         check_applicable(recipe, tuple(bundle.towers))
         check_stages(recipe, tuple(bundle.towers))
     for i, v in enumerate(recipe.export.variants):
+        if "towers" not in v.model_fields_set and set(v.towers) != set(bundle.towers):  # default: every tower
+            recipe.export.variants[i] = v = v.model_copy(update={"towers": list(bundle.towers)})
         if v.quantize != "none" and not set(v.towers) & set(bundle.towers):
             raise RecipeError(f"{recipe.where('export', 'variants', i, 'towers')}: the teacher has no "
                               f"{' or '.join(v.towers)} tower (it has {', '.join(bundle.towers)}); list one of those")

@@ -34,7 +34,7 @@ def teacher_towers(recipe: Recipe) -> tuple[str, ...] | None:
     if t.zoo is not None:
         from mmcompress.models.zoo import REGISTRY
 
-        have, limit = REGISTRY[t.zoo].towers, REGISTRY[t.zoo].config.max_length
+        have, limit = REGISTRY[t.zoo].towers, REGISTRY[t.zoo].max_length
     elif t.hf is not None:
         from mmcompress.models import hf
 
@@ -71,7 +71,20 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
         if key in set_ and getattr(t, key) is not None and not (t.hf is not None and (model_towers is None or single_hf)):
             kind = "a zoo teacher" if t.zoo else ("a python entrypoint" if t.python else "a dual encoder")
             raise _not_for(recipe, ("teacher", key), f"{key} applies to single-tower hf encoders, not to {kind}")
-    if towers is not None and "text" not in towers:
+    fusion = towers is not None and "fusion" in towers
+    if fusion and "prompts" in d.model_fields_set:
+        raise _not_for(recipe, ("data", "prompts"), "class prompts are for dual and text encoders; a fusion "
+                                                    "teacher answers with its own head")
+    question_data = d.source == "shapes-vqa"
+    if fusion and d.source in ("shapes", "digits", "imagefolder"):
+        raise RecipeError(f"{recipe.where('data', 'source')}: the teacher is a fusion model (image + question -> "
+                          f"answer) and {d.source} has no questions; use data.source shapes-vqa, or jsonl lines "
+                          f"with image, question and answer")
+    if question_data and towers is not None and not fusion:
+        raise RecipeError(f"{recipe.where('data', 'source')}: shapes-vqa holds questions for a fusion teacher "
+                          f"(teacher.zoo: shapes-vqa) and this teacher has {', '.join(towers)} tower(s); use "
+                          f"data.source shapes")
+    if towers is not None and "text" not in towers and not fusion:
         for key in ("max_length", "text_padding"):
             if getattr(t, key) is not None:
                 raise _not_for(recipe, ("teacher", key), f"the teacher has no text tower, so {key} does nothing")
@@ -79,7 +92,7 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
             raise _not_for(recipe, ("checks", "text_lengths"), "the teacher has no text tower to time at these lengths")
         if "prompts" in d.model_fields_set:
             raise _not_for(recipe, ("data", "prompts"), "class prompts need a text tower and the teacher has none")
-    if d.source in ("shapes", "digits"):
+    if d.source in ("shapes", "shapes-vqa", "digits"):
         for key in ("path", "classes", "classes_file"):
             if getattr(d, key) is not None:
                 raise _not_for(recipe, ("data", key), f"data.source {d.source} is built in: it has no files and "
@@ -96,7 +109,7 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
                 if name not in towers:
                     raise RecipeError(f"{recipe.where(*j, 'max_latency_ms', name)}: the teacher has no {name} tower "
                                       f"(it has {', '.join(towers)}); budget only those")
-    if d.source in ("shapes", "digits") and "image" not in (towers or ("image",)):
+    if d.source in ("shapes", "digits") and not {"image", "fusion"} & set(towers or ("image",)):
         raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is image data but the teacher has only a "
                           f"text tower; use data.source jsonl with texts")
 
@@ -110,6 +123,8 @@ def _teacher_config(recipe: Recipe):
         from mmcompress.models.zoo import REGISTRY
 
         c = REGISTRY[t.zoo].config
+        if not hasattr(c, "layers"):  # a fusion teacher: no distillation students yet
+            return None
         sub = lambda: SimpleNamespace(num_hidden_layers=c.layers, num_attention_heads=c.heads)
         return SimpleNamespace(model_type="clip", vision_config=sub(), text_config=sub())
     if t.hf is not None:
@@ -127,6 +142,9 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
     towers = model_towers
     if towers is not None and recipe.teacher.towers:
         towers = tuple(x for x in towers if x in recipe.teacher.towers)
+    if recipe.stages and towers is not None and "fusion" in towers:
+        raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of fusion teachers are not built "
+                          f"yet (export, int8/fp16 and checks are); remove `stages:` and convert the teacher itself")
     for i, entry in enumerate(recipe.stages):
         c, kind = entry.config, entry.kind
         at = lambda *keys, i=i, kind=kind: recipe.where("stages", i, kind, *keys)

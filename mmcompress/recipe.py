@@ -16,7 +16,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveFloa
 from mmcompress import _overrides, _recipe_errors, _yaml
 from mmcompress.errors import RecipeError
 
-TowerName = Literal["image", "text"]
+TowerName = Literal["image", "text", "fusion"]
 
 
 class Strict(BaseModel):
@@ -105,13 +105,15 @@ class PromptsConfig(Strict):
                            "normalised prompt embeddings.")
 
 
-PLACEHOLDERS = {"shapes": {"colour", "shape"}, "digits": {"digit"}, "jsonl": {"label"}, "imagefolder": {"label"}}
+PLACEHOLDERS = {"shapes": {"colour", "shape"}, "shapes-vqa": set(), "digits": {"digit"}, "jsonl": {"label"}, "imagefolder": {"label"}}
 DIGITS_IMAGES = 1797  # scikit-learn's load_digits()
 
 
 class DataConfig(Strict):
-    source: Literal["shapes", "digits", "jsonl", "imagefolder"] = Field(
-        description="`shapes`: procedurally drawn coloured shapes with captions (seeded). `digits`: scikit-learn's "
+    source: Literal["shapes", "shapes-vqa", "digits", "jsonl", "imagefolder"] = Field(
+        description="`shapes`: procedurally drawn coloured shapes with captions (seeded). `shapes-vqa`: the same "
+                    "images, each with a question (what colour / what shape / is it small or large) and its "
+                    "one-word answer, for fusion teachers (`zoo: shapes-vqa`). `digits`: scikit-learn's "
                     "bundled handwritten digits, upscaled, captioned 'a handwritten digit seven'. `jsonl`: your "
                     "lines of {image, caption, label?} or {text, pair?, label?} (docs/data.md). `imagefolder`: "
                     "one folder of images per class.")
@@ -127,6 +129,9 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _fits_source(self):
         allowed = PLACEHOLDERS[self.source]
+        if not allowed and "prompts" in self.model_fields_set:
+            raise _CrossFieldError(("data", "prompts"), f"data.source {self.source} has no class prompts: a fusion "
+                                                        f"teacher answers with its own head; remove data.prompts")
         for i, t in enumerate(self.prompts.templates or []):
             used = {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
             if used - allowed or not used:
@@ -163,8 +168,13 @@ class OnnxConfig(Strict):
 
 
 class Budgets(Strict):
-    max_accuracy_drop: float | None = Field(None, ge=0, le=100, description="Largest allowed drop in zero-shot top-1, in "
-                                                                      "points, against the teacher in the same run.")
+    max_accuracy_drop: float | None = Field(None, ge=0, le=100, description="Largest allowed drop in the task's "
+                                                                      "primary metric (zero-shot top-1, answer "
+                                                                      "accuracy, ...), in points, against the "
+                                                                      "teacher in the same run.")
+    min_top1_agreement: float | None = Field(None, ge=0, le=100, description="Smallest allowed share (%) of eval "
+                                                                         "rows where the artifact predicts the "
+                                                                         "teacher's class or answer.")
     min_cosine: float | None = Field(None, gt=-1, le=1, description="Smallest allowed per-sample embedding cosine to "
                                                                     "the teacher, per tower (the minimum over eval).")
     min_speedup: float | None = Field(None, gt=0, description="Smallest allowed teacher-median / candidate-median "
@@ -210,7 +220,9 @@ class _Variant(Strict):
                                                 "model, or the teacher when the recipe has no stages. Every "
                                                 "variant is checked against the teacher.")
     towers: list[TowerName] = Field(["image", "text"], min_length=1,
-                                    description="Towers this variant converts; the others stay ONNX fp32.")
+                                    description="Towers this variant converts; the others stay ONNX fp32. "
+                                                "Default: every tower of the teacher (`fusion` for a fusion "
+                                                "teacher).")
     budgets: Budgets | None = Field(None, description="Per-variant budgets; each key set here replaces "
                                                       "`checks.budgets`' (null switches a budget off).")
 

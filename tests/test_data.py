@@ -57,13 +57,15 @@ def test_shapes_eval_never_overlaps_the_zoo_teachers_training_images():
 
     train = set()
     for entry in REGISTRY.values():
-        cfg = entry.config
-        imgs = shapes.generate(300, seed=cfg.seed, size=cfg.image_size, stream=shapes.STREAM_TEACHER).images
+        cfg = entry.config  # a fusion teacher trains on its base teacher's images
+        size = cfg.image_size if hasattr(cfg, "image_size") else REGISTRY[cfg.base].config.image_size
+        imgs = shapes.generate(300, seed=cfg.seed, size=size, stream=shapes.STREAM_TEACHER).images
         train |= {im.tobytes() for im in imgs}
     for seed in [0, 1, 10, 1000, 10 ** 6]:
-        data = load_data(DataConfig(source="shapes", splits={"calibration": 20, "eval": 100, "train": 20}), seed)
-        for name, split in data.splits.items():
-            assert not train & {im.tobytes() for im in split.images}, (seed, name)
+        for source in ("shapes", "shapes-vqa"):
+            data = load_data(DataConfig(source=source, splits={"calibration": 20, "eval": 100, "train": 20}), seed)
+            for name, split in data.splits.items():
+                assert not train & {im.tobytes() for im in split.images}, (seed, source, name)
     # and the splits of one recipe never share an image
     data = load_data(DataConfig(source="shapes", splits={"calibration": 50, "eval": 200, "train": 200}), 10)
     seen = [{im.tobytes() for im in s.images} for s in data.splits.values()]

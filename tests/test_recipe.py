@@ -137,7 +137,7 @@ def test_cli_validate_exit_codes(tmp_path):
     assert ok.exit_code == 0 and ": ok (demo: 2 variants" in ok.output
     bad = invoke("validate", str(write(tmp_path, GOOD.replace("source: shapes", "source: shape"))))
     assert bad.exit_code == 2
-    assert "data.source: 'shape' is not one of 'shapes', 'digits'" in bad.output
+    assert "data.source: 'shape' is not one of 'shapes', 'shapes-vqa', 'digits'" in bad.output
     missing = invoke("validate", str(tmp_path / "nope.yaml"))
     assert missing.exit_code == 2 and "no such recipe file" in missing.output
 

@@ -32,9 +32,10 @@ class EvalInputs:
 
     def text_lengths(self) -> np.ndarray:
         """(N,) token count of every eval text row (attention mask sums); empty without a text tower."""
-        if "text" not in self.feeds:
+        tower = "text" if "text" in self.feeds else "fusion" if "fusion" in self.feeds else None
+        if tower is None:
             return np.zeros(0, dtype=np.int64)
-        return self.feeds["text"]["attention_mask"].sum(1)
+        return self.feeds[tower]["attention_mask"].sum(1)
 
 
 def _text_blocks(bundle: Bundle, data: Dataset, split: str = "eval") -> tuple[list[str], dict[str, tuple[int, int]], np.ndarray | None]:
@@ -67,8 +68,15 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
     from mmcompress.errors import RecipeError
 
     ev, cal = data.split(split), data.split("calibration")
-    if "image" in bundle.towers and ev.images is None:
+    if ("image" in bundle.towers or bundle.is_fusion) and ev.images is None:
         raise RecipeError(f"data: the teacher has an image tower but data.source {data.name} has no images")
+    labels = ev.labels
+    if bundle.is_fusion:
+        if data.kind != "image-question":
+            raise RecipeError(f"data.source: the teacher is a {bundle.task} fusion model and needs images with "
+                              f"questions and answers (data.source shapes-vqa, or jsonl lines with image, question "
+                              f"and answer); {data.name} has {data.kind} rows")
+        labels = answer_ids(bundle.outputs, data.class_names, ev.labels)
     texts, blocks, caption_of_image = _text_blocks(bundle, data, split)
     feeds, calib = {}, {}
     h = hashlib.sha256()
@@ -85,11 +93,35 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
         for d in (feeds["text"], calib.get("text", {})):
             for k in sorted(d):
                 h.update(d[k].tobytes())
-    trim = {"image": False, "text": bool(bundle.text_preprocess and bundle.text_preprocess.trims)}
-    h.update(repr((texts, blocks, None if ev.labels is None else ev.labels.tolist(), trim)).encode())
-    return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=ev.labels, caption_of_image=caption_of_image,
+    if "fusion" in bundle.towers:  # image and question in one call
+        for split_rows, into in ((ev, feeds), (cal, calib)):
+            if len(split_rows):
+                into["fusion"] = {"pixel_values": bundle.image_preprocess(split_rows.images),
+                                  **bundle.text_preprocess(split_rows.texts)}
+        for d in (feeds["fusion"], calib.get("fusion", {})):
+            for k in sorted(d):
+                h.update(d[k].tobytes())
+    text_trims = bool(bundle.text_preprocess and bundle.text_preprocess.trims)
+    trim = {"image": False, "text": text_trims, "fusion": text_trims}
+    h.update(repr((texts, blocks, None if labels is None else labels.tolist(), trim)).encode())
+    return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=labels, caption_of_image=caption_of_image,
                       n_classes=len(data.class_prompts), n_templates=len(data.class_prompts[0]) if data.class_prompts else 0,
                       key=h.hexdigest()[:16], trim={t: trim[t] for t in feeds})
+
+
+def answer_ids(outputs: list[str] | None, names: list[str], labels: np.ndarray | None) -> np.ndarray | None:
+    """The data's label ids (indices into its class names) as indices into the model head's classes."""
+    from mmcompress.errors import RecipeError
+
+    if labels is None or outputs is None:
+        return labels
+    index = {a: i for i, a in enumerate(outputs)}
+    missing = sorted({names[i] for i in set(labels.tolist())} - set(index))
+    if missing:
+        raise RecipeError(f"data: answers {missing[:5]} are not among the model's {len(outputs)} answers "
+                          f"({', '.join(outputs[:12])}{', ...' if len(outputs) > 12 else ''}); fix the data or "
+                          f"the teacher's answer list")
+    return np.array([index[names[i]] for i in labels.tolist()], dtype=np.int64)
 
 
 def _embed_all(sessions: dict, inputs: EvalInputs, label: str) -> dict[str, np.ndarray]:

@@ -29,6 +29,10 @@ def evaluate(artifact: dict, budgets: Budgets) -> list[dict]:
             drop = -artifact["accuracy"]["delta"] + 0.0  # + 0.0: a zero drop is 0, not -0
             rows.append(_row("max_accuracy_drop", round(drop, 3), budgets.max_accuracy_drop,
                              drop <= budgets.max_accuracy_drop + 1e-9))
+    if budgets.min_top1_agreement is not None:
+        v = artifact["fidelity"].get("top1_agreement")
+        rows.append(_row("min_top1_agreement", None if v is None else round(v, 3), budgets.min_top1_agreement,
+                         False if v is None else v >= budgets.min_top1_agreement - 1e-9))
     for tower, info in towers.items():
         gated = info.get("gated", info.get("converted"))
         note = None if gated else NOT_OWN
@@ -68,5 +72,6 @@ def describe(name: str, row: dict) -> str:
                      f", {row['seq_len']} tokens" if row.get("seq_len") else ""])
     op = "<=" if row["budget"].startswith("max") else ">="
     if row["value"] is None:
-        return f"{name}{where}: {row['budget']} cannot be checked: the eval data has no labels or pairs for an accuracy metric"
+        what = "class predictions to agree on" if row["budget"] == "min_top1_agreement" else "labels or pairs for an accuracy metric"
+        return f"{name}{where}: {row['budget']} cannot be checked: the eval data has no {what}"
     return f"{name}{where}: {row['budget']} {row['value']:.4g} is not {op} {row['limit']:g}"

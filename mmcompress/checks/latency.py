@@ -101,7 +101,7 @@ def text_lengths(token_counts: np.ndarray, max_length: int, fixed: list[int], pa
 
 def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None) -> list[dict]:
     """The (batch, length) points a tower is timed at, each with its report key ('16', or '16@24' for text)."""
-    if tower != "text" or not lengths:
+    if tower not in ("text", "fusion") or not lengths:
         return [{"key": str(b), "batch": b, "seq_len": None, "seq_len_from": None} for b in batch_sizes]
     return [{"key": f"{b}@{n}", "batch": b, "seq_len": n, "seq_len_from": src}
             for n, src in lengths.items() for b in batch_sizes]
@@ -123,7 +123,10 @@ def feeds_at(feeds: dict[str, np.ndarray], batch: int, seq_len: int | None, pad_
     reps = -(-batch // n)  # ceil: tile when the eval set is smaller than the batch
     out = {k: np.concatenate([v] * reps)[:batch] for k, v in feeds.items()}
     if seq_len is not None:
+        text_width = out["attention_mask"].shape[1] if "attention_mask" in out else None
         for k, v in out.items():
+            if v.ndim != 2 or (text_width is not None and v.shape[1] != text_width):
+                continue  # pixel values (a fusion tower's image input) have no length
             width = v.shape[1]
             if width >= seq_len:
                 out[k] = v[:, :seq_len]
@@ -142,7 +145,7 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
 
     text = bundle.text_preprocess
     lengths = (text_lengths(inputs.text_lengths(), text.max_length, cfg.text_lengths, text.padding)
-               if text is not None and "text" in bundle.towers else None)
+               if text is not None and ({"text", "fusion"} & set(bundle.towers)) else None)
     plan = {t: points(t, cfg.batch_sizes, lengths) for t in bundle.towers}
     out: dict = {}
     with bar("timing (interleaved with the teacher)", sum(map(len, plan.values())) * cfg.rounds) as update:

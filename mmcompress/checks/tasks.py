@@ -5,7 +5,10 @@ dual-encoder   zero-shot top-1 over class prompts (labels) and image<->text reca
 image-encoder  leave-one-out k-NN top-1 on the labelled eval split; primary: k-NN top-1
 text-encoder   nearest-class-prompt top-1 (labels) and text<->pair recall@k (pairs); primary: class-prompt
                top-1, else text->pair recall@1
-Every task also gets embedding cosine to the teacher per tower (fidelity), which needs no labels.
+vqa            fusion teachers: answer accuracy (argmax of the answer logits against the answer); primary:
+               answer accuracy. Fidelity adds top-1 agreement and KL to the teacher's answer distribution.
+Every task also gets embedding cosine to the teacher per tower (fidelity), which needs no labels; for a fusion
+tower that is the cosine between answer-logit vectors.
 """
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ def metrics(task: str, emb: dict[str, np.ndarray], inputs, ensemble: str, ks: li
             pred, primary = scores.argmax(1), ("zero_shot_top1", out["zero_shot"]["top1"])
         out["recall"] = accuracy.recall(emb["image"], _rows(emb["text"], inputs, "captions"), inputs.caption_of_image, ks)
         primary = primary or ("image_to_text@1", out["recall"][f"image_to_text@{ks[0]}"])
+    elif task == "vqa":
+        pred = emb["fusion"].argmax(1)
+        if inputs.labels is not None:
+            out["answer"] = {"accuracy": round(float((pred == inputs.labels).mean() * 100), 2), "n": int(len(pred))}
+            primary = ("answer_accuracy", out["answer"]["accuracy"])
     elif task == "image-encoder" and inputs.labels is not None:
         out["knn"], pred = accuracy.knn(emb["image"], inputs.labels, knn_k)
         primary = ("knn_top1", out["knn"]["top1"])

@@ -23,6 +23,15 @@ def _shapes(cfg, seed: int, base: Path) -> Dataset:
                    {"templates": cfg.prompts.templates or shapes.TEMPLATES})
 
 
+def _shapes_vqa(cfg, seed: int, base: Path) -> Dataset:
+    from mmcompress.data import shapes, shapes_vqa
+
+    sizes = cfg.splits.model_dump()
+    splits = {name: shapes_vqa.generate(sizes[name], seed=seed, stream=shapes.STREAM_SPLITS, part=k)
+              for k, name in enumerate(SPLIT_ORDER)}
+    return Dataset("shapes-vqa", "image-question", splits, list(shapes_vqa.ANSWERS), [], {"templates": None})
+
+
 def _check_sizes(n: int, sizes: dict[str, int], what: str, where: str = "data.splits") -> None:
     need = sum(sizes.values())
     if need > n:
@@ -96,7 +105,7 @@ def _files(cfg, seed: int, base: Path) -> Dataset:
     return Dataset(cfg.source, kind, splits, classes, prompts, {"templates": templates, "path": str(path)})
 
 
-SOURCES = {"shapes": _shapes, "digits": _digits, "jsonl": _files, "imagefolder": _files}
+SOURCES = {"shapes": _shapes, "shapes-vqa": _shapes_vqa, "digits": _digits, "jsonl": _files, "imagefolder": _files}
 
 
 def load_data(cfg, seed: int, base: Path | str = ".") -> Dataset:

@@ -33,7 +33,8 @@ class Split:
 class Dataset:
     """Splits by name ('train', 'calibration', 'eval') and the classes.
 
-    kind: 'image-text' (images with captions), 'text' (texts, maybe pairs).
+    kind: 'image-text' (images with captions), 'text' (texts, maybe pairs), 'image-question' (images with a
+    question each; labels index class_names, the answers).
     class_prompts[c] holds one prompt per template for class c (empty when the data has no labels); the
     zero-shot check scores a class by reducing its prompts' similarities ('max' or 'mean'), so templates
     should use the wording the teacher was trained on.

@@ -108,8 +108,11 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
                 facts["padded_to_max"] = parity(sess.run(long), ref, max_abs=cfg.parity_max_abs,
                                                 min_cosine=cfg.parity_min_cosine,
                                                 what=f"export-onnx {tower} tower at {long['input_ids'].shape[1]} tokens")
-        pre = bundle.preprocess(tower)
+        if tower == "fusion":  # image and text in one graph: the text settings, with the image's under "image"
+            pre_dict = {**bundle.text_preprocess.to_dict(), "image": bundle.image_preprocess.to_dict()}
+        else:
+            pre = bundle.preprocess(tower)
+            pre_dict = pre.to_dict() if pre else None
         files[out.name] = {"tower": tower, "format": "onnx", "precision": "fp32", "io": input_spec(out),
-                           "module": type(module).__name__,
-                           "parity": facts, "preprocess": pre.to_dict() if pre else None}
+                           "module": type(module).__name__, "parity": facts, "preprocess": pre_dict}
     return files, {"exporter": cfg.exporter, "opset": cfg.opset, "teacher": bundle.source}

@@ -6,16 +6,25 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess
+from mmcompress.models.bundle import FUSION_SPEC, Bundle, ImagePreprocess, TextPreprocess
 
 
 def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
-    from mmcompress.models import clip, shapes_clip, zoo
+    from mmcompress.models import clip, shapes_clip, shapes_vqa, zoo
 
     entry = zoo.REGISTRY[cfg.zoo]
     trained_now = not zoo.is_built(entry) and not zoo.shipped_matches(entry)
     path = zoo.build(cfg.zoo, progress)
     origin = json.loads((path / "mmcompress_zoo.json").read_text()).get("origin", "trained")
+    source = {"kind": "zoo", "name": cfg.zoo, "path": str(path), "cache_key": zoo.cache_key(entry),
+              "origin": origin, "trained_now": trained_now}
+    if entry.code is shapes_vqa:
+        model, tokenizer, base_cfg, answers = shapes_vqa.load(path)
+        return Bundle(towers={"fusion": model}, specs={"fusion": FUSION_SPEC},
+                      image_preprocess=ImagePreprocess(base_cfg.image_size, shapes_clip.CLIP_MEAN, shapes_clip.CLIP_STD),
+                      text_preprocess=TextPreprocess(tokenizer, cfg.max_length or base_cfg.max_length,
+                                                     cfg.text_padding or "longest"),
+                      task="vqa", outputs=list(answers), source=source)
     model, tokenizer, mcfg = shapes_clip.load(path)
     towers, specs = clip.split_towers(model)
     if cfg.towers:
@@ -24,9 +33,7 @@ def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
                   image_preprocess=ImagePreprocess(mcfg.image_size, shapes_clip.CLIP_MEAN, shapes_clip.CLIP_STD),
                   text_preprocess=TextPreprocess(tokenizer, cfg.max_length or mcfg.max_length,
                                                  cfg.text_padding or "longest"),
-                  task=Bundle.task_for(towers),
-                  source={"kind": "zoo", "name": cfg.zoo, "path": str(path), "cache_key": zoo.cache_key(entry),
-                          "origin": origin, "trained_now": trained_now})
+                  task=Bundle.task_for(towers), source=source)
 
 
 def _load_hf(cfg, base: Path, progress: Callable | None) -> Bundle:

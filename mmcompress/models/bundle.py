@@ -99,7 +99,9 @@ class Bundle:
     """Towers by name ('image', 'text'): torch modules mapping their inputs to (N, D) embeddings.
 
     task: 'dual-encoder' (image and text embeddings in one space: zero-shot, retrieval), 'image-encoder' or
-    'text-encoder' (one tower); Bundle.task_for(towers) gives it.
+    'text-encoder' (one tower); Bundle.task_for(towers) gives it. Fusion models have one tower, 'fusion', taking
+    pixel values and tokens together (FUSION_SPEC) and returning the task head's logits; their task is declared:
+    'vqa' (one answer class per question), and `outputs` names the head's classes in order.
     """
 
     towers: dict[str, Any]  # name -> torch.nn.Module
@@ -108,12 +110,24 @@ class Bundle:
     text_preprocess: TextPreprocess | None
     task: str = "dual-encoder"
     source: dict = field(default_factory=dict)  # where it came from: zoo name + cache key, hf dir, ...
+    outputs: list[str] | None = None  # fusion teachers: the head's classes (answers), in logit order
+
+    FUSION_TASKS = ("vqa",)
 
     def preprocess(self, tower: str) -> Callable:
         return self.image_preprocess if tower == "image" else self.text_preprocess
+
+    @property
+    def is_fusion(self) -> bool:
+        return self.task in self.FUSION_TASKS
 
     @staticmethod
     def task_for(towers) -> str:
         names = set(towers)
         return {frozenset({"image", "text"}): "dual-encoder", frozenset({"image"}): "image-encoder",
                 frozenset({"text"}): "text-encoder"}.get(frozenset(names), "unknown")
+
+
+# the fusion tower's inputs: an image and a question in one call
+FUSION_SPEC = TowerSpec(inputs={"pixel_values": {0: "batch"}, "input_ids": {0: "batch", 1: "sequence"},
+                                "attention_mask": {0: "batch", 1: "sequence"}})

@@ -42,6 +42,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
         fid = {t: fidelity.cosine_to_teacher(emb[t], teacher_emb[t]) for t in a["towers"]}
         if pred is not None:
             fid["top1_agreement"] = fidelity.top1_agreement(pred, t_pred)
+        if "fusion" in a["towers"]:  # answer logits: how far the answer distribution moved
+            fid["kl_to_teacher"] = fidelity.kl_to_teacher(emb["fusion"], teacher_emb["fusion"])
         entry = {"kind": f"onnxruntime-{v.quantize if v.quantize != 'none' else 'fp32'}",
                  "model": a["model"], "variant": v.model_dump(mode="json"),
                  # gated: the variant's own towers (converted ones; every listed tower of a quantize: none variant)
@@ -120,9 +122,9 @@ def pruning_latency(recipe, rows: dict) -> dict:
 
 
 def _lengths(timings: dict) -> list[dict]:
-    """The text lengths latency was measured at, with where each comes from."""
+    """The text lengths latency was measured at (text and fusion towers), with where each comes from."""
     seen = {}
-    for point in timings.get("text", {}).values():
+    for point in [*timings.get("text", {}).values(), *timings.get("fusion", {}).values()]:
         row = point["teacher"]
         if row.get("seq_len"):
             seen[row["seq_len"]] = row["seq_len_from"]

@@ -29,8 +29,11 @@ def rows(report: dict) -> tuple[list[str], list[list[str]]]:
     towers = list(arts["teacher"]["towers"])
     cols = latency_columns(report)
     primary = arts["teacher"]["accuracy"].get("primary")
+    fusion = "fusion" in towers  # answer logits: agreement with the teacher's answers and the KL say more
     headers = ["artifact", primary["metric"].replace("_", " ") if primary else "accuracy", "Δ pts",
-               *[f"{t} cos min" for t in towers], *[point_label(t, k) for t, k in cols], "MB", "verdict"]
+               *(["top-1 agree %", "KL max"] if fusion else []),
+               *[("logit cos min" if t == "fusion" else f"{t} cos min") for t in towers],
+               *[point_label(t, k) for t, k in cols], "MB", "verdict"]
     out = []
     for name, e in arts.items():
         p, delta = e["accuracy"].get("primary"), e["accuracy"].get("delta")
@@ -42,6 +45,9 @@ def rows(report: dict) -> tuple[list[str], list[list[str]]]:
             v = f"{e['fidelity'][t]['min']:.4f}"
             cos.append(v if e["towers"][t].get("gated", True) else f"({v})")
         label = name if e.get("model", "teacher") == "teacher" else f"{name} ({e['model']})"
-        out.append([label, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}", *cos,
+        fid = e.get("fidelity", {})
+        agree = ([f"{fid['top1_agreement']:.1f}" if "top1_agreement" in fid else "-",
+                  f"{fid['kl_to_teacher']['max']:.2g}" if "kl_to_teacher" in fid else "-"] if fusion else [])
+        out.append([label, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}", *agree, *cos,
                     *[_latency(e, t, k) for t, k in cols], f"{e['size_mb']:.1f}", e["verdict"]])
     return headers, out

@@ -1,0 +1,113 @@
+"""Fusion teachers: one graph taking image and question together, checked on the task's own metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, invoke
+from mmcompress.checks import gate, latency
+from mmcompress.data import shapes, shapes_vqa
+from mmcompress.recipe import Budgets
+
+TINY_VQA = ROOT / "recipes" / "vqa-shapes-tiny.yaml"
+
+
+def test_questions_are_seeded_and_answered_from_the_caption():
+    a, b = shapes_vqa.generate(300, seed=3), shapes_vqa.generate(300, seed=3)
+    assert a.texts == b.texts and np.array_equal(a.labels, b.labels) and np.array_equal(a.images, b.images)
+    captions = shapes.generate(300, seed=3).texts
+    kinds = set()
+    for q, y, c in zip(a.texts, a.labels, captions):
+        _, size, colour, shape = c.split()
+        kind = "colour" if q.startswith("what colour") else "shape" if q.startswith("what shape") else "size"
+        expected = {"colour": colour, "shape": shape, "size": "yes" if q.split()[2] == size else "no"}[kind]
+        assert shapes_vqa.ANSWERS[y] == expected, (q, c)
+        kinds.add(kind)
+    assert kinds == {"colour", "shape", "size"}
+
+
+def test_feeds_at_pads_the_question_and_leaves_the_image_alone():
+    feeds = {"pixel_values": np.ones((3, 3, 8, 8), np.float32), "input_ids": np.array([[2, 5, 3]] * 3),
+             "attention_mask": np.ones((3, 3), np.int64)}
+    out = latency.feeds_at(feeds, 4, 6, pad_id=0)
+    assert out["pixel_values"].shape == (4, 3, 8, 8) and out["input_ids"].shape == (4, 6)
+    assert out["attention_mask"][0].tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_top1_agreement_budget_rows():
+    art = {"accuracy": {"delta": 0.0}, "fidelity": {"top1_agreement": 97.5}, "towers": {}, "latency": {},
+           "size_mb": 1.0}
+    rows = gate.evaluate(art, Budgets(min_top1_agreement=98.0))
+    assert [(r["budget"], r["value"], r["passed"]) for r in rows] == [("min_top1_agreement", 97.5, False)]
+    assert "min_top1_agreement 97.5 is not >= 98" in gate.describe("int8", rows[0])
+
+
+@pytest.fixture(scope="module")
+def vqa_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("vqa") / "run"
+    result = invoke("run", str(TINY_VQA), "--run-dir", str(run_dir))
+    return result, run_dir, json.loads((run_dir / "report.json").read_text())
+
+
+def test_a_fusion_teacher_runs_the_spine_on_its_task_metrics(vqa_run):
+    result, run_dir, rep = vqa_run
+    assert result.exit_code == 0, result.output
+    assert rep["teacher"]["task"] == "vqa" and rep["teacher"]["towers"] == ["fusion"]
+    arts = rep["artifacts"]
+    teacher_acc = arts["teacher"]["accuracy"]["primary"]
+    assert teacher_acc["metric"] == "answer_accuracy" and teacher_acc["value"] > 100 / len(shapes_vqa.ANSWERS) * 2
+    for name in ("fp32", "int8-dynamic", "int8-static", "fp16"):
+        a = arts[name]
+        assert a["towers"]["fusion"]["converted"] == (name != "fp32")
+        assert a["fidelity"]["top1_agreement"] >= 90 and a["fidelity"]["kl_to_teacher"]["max"] >= 0
+        assert {r["budget"] for r in a["budgets"]} >= {"max_accuracy_drop", "min_top1_agreement"}
+    assert arts["fp32"]["fidelity"]["top1_agreement"] == 100.0
+    assert arts["fp32"]["fidelity"]["kl_to_teacher"]["max"] < 1e-6
+    # latency per batch size and question length: the fusion tower is timed like a text tower
+    keys = set(arts["teacher"]["latency"]["fusion"])
+    assert {k.split("@")[0] for k in keys} == {"1", "16"} and all("@" in k for k in keys)
+    assert {x["seq_len"] for x in rep["checks"]["text_lengths"]} == {int(k.split("@")[1]) for k in keys}
+    # one graph, image and question in, dynamic batch and sequence
+    io = json.loads((run_dir / "export-onnx" / "manifest.json").read_text())["files"]["fusion.onnx"]
+    shapes_ = {n: d["shape"] for n, d in io["io"].items()}
+    assert set(shapes_) == {"pixel_values", "input_ids", "attention_mask", "embeddings"}
+    assert isinstance(shapes_["input_ids"][0], str) and isinstance(shapes_["input_ids"][1], str)
+    assert io["parity"]["padded_to_max"]["cosine_min"] > 0.9999  # the graph holds at the longest question too
+    assert io["preprocess"]["image"]["size"] == 64
+    page = (run_dir / "report.html").read_text()
+    assert "answer accuracy" in page and "top-1 agree" in page
+
+
+def _recipe(tmp_path: Path, **changes) -> Path:
+    r = yaml.safe_load(TINY_VQA.read_text())
+    for key, value in changes.items():
+        head, _, tail = key.partition(".")
+        if value is None:
+            r[head].pop(tail) if tail else r.pop(head)
+        elif tail:
+            r[head][tail] = value
+        else:
+            r[head] = value
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(r, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"data.source": "shapes"}, r"recipe.yaml:\d+ data.source: the teacher is a fusion model .* has no questions"),
+    ({"teacher.zoo": "shapes-clip-tiny"}, r"recipe.yaml:\d+ data.source: shapes-vqa holds questions for a fusion teacher"),
+    ({"data.prompts": {"templates": ["a {colour} {shape}"]}}, r"recipe.yaml:\d+ data.prompts: .*fusion"),
+    ({"stages": [{"distill": {"towers": {"fusion": {"layers": 1}}}}],
+      "data.splits": {"train": 100, "calibration": 64, "eval": 200}}, r"recipe.yaml:\d+ stages\[0\].*fusion teachers are not built yet"),
+    ({"teacher.max_length": 64}, r"recipe.yaml:\d+ teacher.max_length: 64 tokens is more than the model's 8"),
+])
+def test_fusion_recipe_mistakes_name_the_line(tmp_path, changes, says):
+    result = invoke("validate", str(_recipe(tmp_path, **changes)))
+    assert result.exit_code == 2, result.output
+    import re
+
+    assert re.search(says, " ".join(result.output.split())), result.output
