@@ -70,11 +70,12 @@ class ConvStem(nn.Module):
         return self.net(x)
 
 
-def make_tokenizer(max_length: int):
+def make_tokenizer(max_length: int, words: list[str] | None = None):
+    """A word-level tokenizer over SPECIAL + words (default WORDS); '[BOS] text [EOS]'."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(SPECIAL + (WORDS if words is None else words)))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])

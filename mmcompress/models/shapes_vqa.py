@@ -116,15 +116,7 @@ class ShapesVqa(nn.Module):
 
 def make_tokenizer(max_length: int):
     """shapes-clip's vocabulary with the question words appended (existing ids keep their embeddings)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = list(dict.fromkeys(shapes_clip.SPECIAL + shapes_clip.WORDS + shapes_vqa.WORDS))
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]",
-                                   eos_token="[EOS]", model_max_length=max_length)
+    return shapes_clip.make_tokenizer(max_length, shapes_clip.WORDS + shapes_vqa.WORDS)
 
 
 def base_config(path: Path) -> shapes_clip.ShapesClipConfig:
