@@ -111,3 +111,95 @@ def test_fusion_recipe_mistakes_name_the_line(tmp_path, changes, says):
     import re
 
     assert re.search(says, " ".join(result.output.split())), result.output
+
+
+def test_a_python_late_fusion_model_runs_end_to_end(recipes_dir, tmp_path):
+    """The docs' late-fusion entrypoint (recipes/late_fusion_teacher.py), as a user runs it."""
+    result = invoke("run", str(recipes_dir / "python-fusion.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["teacher"]["kind"] == "python" and rep["teacher"]["task"] == "vqa"
+    arts = rep["artifacts"]
+    assert arts["fp32"]["fidelity"]["top1_agreement"] == 100.0
+    assert arts["int8-dynamic"]["towers"]["fusion"]["converted"] and "kl_to_teacher" in arts["int8-dynamic"]["fidelity"]
+
+
+@pytest.mark.parametrize("module, extra, says", [  # one module name each: Python caches imported modules
+    ("no_task", "", r"a fusion tower needs its task declared: Bundle\(..., task='vqa'\)"),
+    ("twice", ", task='vqa', outputs=['yes', 'yes']", "outputs names an answer twice"),
+])
+def test_a_fusion_entrypoint_must_declare_its_task_and_answers(tmp_path, module, extra, says):
+    (tmp_path / f"{module}.py").write_text(f'''
+from late_fusion_teacher import LateFusion, make_tokenizer
+from mmcompress.models.bundle import FUSION_SPEC, Bundle, ImagePreprocess, TextPreprocess
+
+def build():
+    tok = make_tokenizer(8)
+    return Bundle(towers={{"fusion": LateFusion(len(tok), 2)}}, specs={{"fusion": FUSION_SPEC}},
+                  image_preprocess=ImagePreprocess(32, (0.5,) * 3, (0.5,) * 3),
+                  text_preprocess=TextPreprocess(tok, 8){extra})
+''')
+    import shutil
+
+    shutil.copy(ROOT / "recipes" / "late_fusion_teacher.py", tmp_path)
+    r = yaml.safe_load((ROOT / "recipes" / "python-fusion.yaml").read_text())
+    r["teacher"]["python"] = f"{module}:build"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
+    result = invoke("run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    import re
+
+    assert re.search(says, " ".join(result.output.split())), result.output
+    assert not (tmp_path / "run" / "teacher").exists()  # refused before any stage ran
+
+
+def _question_file(folder: Path, n: int = 40, edit=None) -> Path:
+    """n shapes images with one question each as JSONL lines; edit(i, line) may change line i."""
+    from PIL import Image
+
+    data = shapes_vqa.generate(n, seed=5)
+    (folder / "imgs").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (im, q, y) in enumerate(zip(data.images, data.texts, data.labels)):
+        Image.fromarray(im).save(folder / "imgs" / f"{i}.png")
+        line = {"image": f"imgs/{i}.png", "question": q, "answer": shapes_vqa.ANSWERS[y]}
+        lines.append(json.dumps(edit(i, line) if edit else line))
+    path = folder / "qa.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _jsonl_recipe(tmp_path: Path, data: Path) -> Path:
+    r = yaml.safe_load(TINY_VQA.read_text())
+    r["data"] = {"source": "jsonl", "path": str(data), "splits": {"calibration": 8, "eval": 32}}
+    r["export"]["variants"] = [{"name": "int8-dynamic", "quantize": "dynamic"}]
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(r, sort_keys=False))
+    return p
+
+
+def test_jsonl_questions_run_against_the_teachers_answers(tmp_path):
+    result = invoke("run", str(_jsonl_recipe(tmp_path, _question_file(tmp_path))), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["data"]["kind"] == "image-question" and rep["artifacts"]["teacher"]["accuracy"]["primary"]["metric"] == "answer_accuracy"
+    # the same questions from the built-in source get the same answers from the teacher: answers matched by name
+    assert rep["artifacts"]["int8-dynamic"]["fidelity"]["top1_agreement"] >= 90
+
+
+@pytest.mark.parametrize("edit, command, says", [
+    (lambda i, l: {k: v for k, v in l.items() if k != "answer"} if i == 6 else l, "validate",
+     r"qa.jsonl:7: missing key 'answer'; question lines need \"image\", \"question\" and \"answer\""),
+    (lambda i, l: {**l, "answer": "maybe"} if i == 11 else l, "run",
+     r"qa.jsonl:12: data: answers \['maybe'\] are not among the model's 13 answers"),
+    (lambda i, l: {**l, "question": "what colour is the shape in the middle of it ?"} if i == 3 else l, "run",
+     r"qa.jsonl:4: the question 'what colour is the shape in the middle of it \?' is \d+ tokens, more than the teacher's 8"),
+])
+def test_question_file_mistakes_name_file_and_line(tmp_path, edit, command, says):
+    recipe = _jsonl_recipe(tmp_path, _question_file(tmp_path, edit=edit))
+    result = invoke(command, str(recipe), *(["--run-dir", str(tmp_path / "run")] if command == "run" else []))
+    assert result.exit_code == 2, result.output
+    import re
+
+    assert re.search(says, " ".join(result.output.split())), result.output
+    assert not (tmp_path / "run" / "teacher").exists()  # nothing computed before the refusal

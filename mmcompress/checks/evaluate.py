@@ -76,7 +76,12 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
             raise RecipeError(f"data.source: the teacher is a {bundle.task} fusion model and needs images with "
                               f"questions and answers (data.source shapes-vqa, or jsonl lines with image, question "
                               f"and answer); {data.name} has {data.kind} rows")
-        labels = answer_ids(bundle.outputs, data.class_names, ev.labels)
+        for rows in (cal, ev):  # every row the checks use: answers the head has, questions that fit
+            labels = answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
+            check_lengths(bundle.text_preprocess, rows)
+    elif data.kind == "image-question":
+        raise RecipeError(f"data: {data.name} holds questions with answers, for fusion teachers; this teacher is a "
+                          f"{bundle.task} (use lines with image and caption, or text)")
     texts, blocks, caption_of_image = _text_blocks(bundle, data, split)
     feeds, calib = {}, {}
     h = hashlib.sha256()
@@ -109,7 +114,25 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
                       key=h.hexdigest()[:16], trim={t: trim[t] for t in feeds})
 
 
-def answer_ids(outputs: list[str] | None, names: list[str], labels: np.ndarray | None) -> np.ndarray | None:
+def check_lengths(text, rows) -> None:
+    """Questions longer than the model's text positions would be cut (and change meaning): refused, naming the
+    first one's file:line (or split row)."""
+    from mmcompress.errors import RecipeError
+
+    if not len(rows):
+        return
+    counts = [len(ids) for ids in text.tokenizer(list(rows.texts), truncation=False)["input_ids"]]
+    long = [i for i, n in enumerate(counts) if n > text.max_length]
+    if long:
+        i = long[0]
+        where = rows.origin[i] if rows.origin else f"data: row {i}"
+        raise RecipeError(f"{where}: the question {rows.texts[i]!r} is {counts[i]} tokens, more than the teacher's "
+                          f"{text.max_length} ({len(long)} question(s) too long); shorten them (or raise "
+                          f"teacher.max_length if the model has more positions)")
+
+
+def answer_ids(outputs: list[str] | None, names: list[str], labels: np.ndarray | None,
+               origin: list[str] | None = None) -> np.ndarray | None:
     """The data's label ids (indices into its class names) as indices into the model head's classes."""
     from mmcompress.errors import RecipeError
 
@@ -118,7 +141,9 @@ def answer_ids(outputs: list[str] | None, names: list[str], labels: np.ndarray |
     index = {a: i for i, a in enumerate(outputs)}
     missing = sorted({names[i] for i in set(labels.tolist())} - set(index))
     if missing:
-        raise RecipeError(f"data: answers {missing[:5]} are not among the model's {len(outputs)} answers "
+        first = next(j for j, y in enumerate(labels.tolist()) if names[y] == missing[0])
+        where = f"{origin[first]}: " if origin else ""
+        raise RecipeError(f"{where}data: answers {missing[:5]} are not among the model's {len(outputs)} answers "
                           f"({', '.join(outputs[:12])}{', ...' if len(outputs) > 12 else ''}); fix the data or "
                           f"the teacher's answer list")
     return np.array([index[names[i]] for i in labels.tolist()], dtype=np.int64)

@@ -58,7 +58,7 @@ def _digits(cfg, seed: int, base: Path) -> Dataset:
                    {"templates": cfg.prompts.templates or digits.TEMPLATES})
 
 
-def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data") -> list[str]:
+def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", origin: list[str] | None = None) -> list[str]:
     if cfg.classes_file:
         path = base / cfg.classes_file
         try:
@@ -71,8 +71,9 @@ def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data") -> 
         classes = list(cfg.classes or sorted(set(labels or [])))
     unknown = sorted(set(labels or []) - set(classes))
     if unknown:
-        raise RecipeError(f"{where}: labels {unknown[:5]} are not among the classes {classes[:10]}; add them to "
-                          f"data.classes or fix the labels")
+        line = f"{origin[labels.index(unknown[0])]}: " if origin else ""
+        raise RecipeError(f"{line}{where}: labels {unknown[:5]} are not among the classes {classes[:10]}; add them "
+                          f"to data.classes or fix the labels")
     return classes
 
 
@@ -85,7 +86,7 @@ def _read_files(cfg, base: Path, where=None):
     templates = cfg.prompts.templates or ["a photo of a {label}"]
     rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
     return path, templates, rows, _classes(cfg, base, rows.labels,
-                                           where("data", "classes") if where else "data")
+                                           where("data", "classes") if where else "data", rows.origin)
 
 
 def _files(cfg, seed: int, base: Path) -> Dataset:
@@ -99,9 +100,10 @@ def _files(cfg, seed: int, base: Path) -> Dataset:
     if rows.images is not None:  # decode only the rows the splits use
         for s in splits.values():
             idx = s.images
-            s.images = files.decode([rows.images[i] for i in idx], [rows.origin[i] for i in idx])
-    prompts = [[t.format(label=c) for t in templates] for c in classes] if classes else []
-    kind = "image-text" if rows.kind == "image" else "text"
+            s.origin = [rows.origin[i] for i in idx]  # file:line of each row, for errors found later
+            s.images = files.decode([rows.images[i] for i in idx], s.origin)
+    prompts = [[t.format(label=c) for t in templates] for c in classes] if classes and rows.kind != "question" else []
+    kind = {"image": "image-text", "question": "image-question"}.get(rows.kind, "text")
     return Dataset(cfg.source, kind, splits, classes, prompts, {"templates": templates, "path": str(path)})
 
 

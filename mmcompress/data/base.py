@@ -20,13 +20,15 @@ class Split:
     texts: list[str]
     labels: np.ndarray | None
     pairs: list[str] | None = None
+    origin: list[str] | None = None  # 'file:line' per row (file sources), for errors found after loading
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def select(self, idx) -> "Split":
         pick = lambda seq: None if seq is None else (seq[idx] if isinstance(seq, np.ndarray) else [seq[i] for i in idx])
-        return Split(pick(self.images), [self.texts[i] for i in idx], pick(self.labels), pick(self.pairs))
+        return Split(pick(self.images), [self.texts[i] for i in idx], pick(self.labels), pick(self.pairs),
+                     pick(self.origin))
 
 
 @dataclass

@@ -4,6 +4,8 @@ JSONL, one object per line, all lines of one kind:
   image lines  {"image": "imgs/0001.png", "caption": "a photo of a cat", "label": "cat"}   (label optional)
   text lines   {"text": "how do I reset it?", "pair": "Hold the button for 5 s.", "label": "support"}
                (pair and label optional)
+  question lines {"image": "imgs/0001.png", "question": "what colour is the shape ?", "answer": "red"}
+               (for fusion teachers; `text` may stand for `question`, `label` for `answer`)
 Image paths are relative to the JSONL file. An image folder is root/<class name>/<image files>.
 """
 from __future__ import annotations
@@ -18,13 +20,14 @@ from mmcompress.errors import RecipeError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGE_KEYS, TEXT_KEYS = {"image", "caption", "label"}, {"text", "pair", "label"}
+QUESTION_KEYS = {"image", "question", "answer"}
 
 
 @dataclass
 class Rows:
     """What a file source holds before splitting. images: paths (decoded later); labels: class names or None."""
 
-    kind: str                      # 'image' or 'text'
+    kind: str                      # 'image', 'text' or 'question'
     images: list[Path] | None
     texts: list[str]
     pairs: list[str] | None
@@ -65,17 +68,35 @@ def read_jsonl(path: Path) -> Rows:
                                   f'like {{"image": "a.png", "caption": "..."}} or {{"text": "..."}}') from None
             if not isinstance(obj, dict):
                 raise RecipeError(f"{where}: a line must be a JSON object, got {type(obj).__name__}")
-            this = "image" if "image" in obj else "text" if "text" in obj else None
+            if "image" in obj and ("question" in obj or "answer" in obj or ("text" in obj and "caption" not in obj)):
+                # a question line; `text` and `label` are accepted for `question` and `answer`
+                obj = {"question" if k == "text" else "answer" if k == "label" else k: v for k, v in obj.items()}
+                this = "question"
+            else:
+                this = "image" if "image" in obj else "text" if "text" in obj else None
             if this is None:
                 raise RecipeError(f"{where}: missing key 'image' or 'text'; image lines need \"image\" and "
                                   f"\"caption\", text lines need \"text\"")
             kind = kind or this
             if this != kind:
                 raise RecipeError(f"{where}: a {this} line in a file of {kind} lines; keep one kind per file")
-            unknown = set(obj) - (IMAGE_KEYS if kind == "image" else TEXT_KEYS)
+            allowed = {"image": IMAGE_KEYS, "text": TEXT_KEYS, "question": QUESTION_KEYS}[kind]
+            unknown = set(obj) - allowed
             if unknown:
                 raise RecipeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; {kind} lines take "
-                                  f"{', '.join(sorted(IMAGE_KEYS if kind == 'image' else TEXT_KEYS))}")
+                                  f"{', '.join(sorted(allowed))}")
+            if kind == "question":
+                for key in ("question", "answer"):
+                    if key not in obj:
+                        raise RecipeError(f"{where}: missing key '{key}'; question lines need \"image\", "
+                                          f"\"question\" and \"answer\"")
+                p = (path.parent / str(obj["image"])).resolve()
+                _check_image(p, where, str(obj["image"]))
+                images.append(p)
+                texts.append(str(obj["question"]))
+                labels.append(str(obj["answer"]))
+                origin.append(where)
+                continue
             if kind == "image":
                 if "caption" not in obj:
                     raise RecipeError(f"{where}: missing key 'caption'; image lines need \"image\" and \"caption\"")
@@ -94,7 +115,7 @@ def read_jsonl(path: Path) -> Rows:
     _all_or_none(labels, origin, "label")
     if pairs and len(pairs) != len(texts):
         raise RecipeError(f"{path}: some text lines have \"pair\" and some do not; give every line a pair or none")
-    return Rows(kind, images if kind == "image" else None, texts, pairs or None,
+    return Rows(kind, images if kind in ("image", "question") else None, texts, pairs or None,
                 labels if labels[0] is not None else None, origin)
 
 

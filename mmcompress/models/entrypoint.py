@@ -1,7 +1,9 @@
 """`teacher: {python: package.module:function}`: the user's own code builds the Bundle.
 
 The contract (docs/teachers.md): function() -> mmcompress.models.bundle.Bundle with
-  towers   {'image': nn.Module, 'text': nn.Module} (one or both), each mapping its inputs to an (N, D) embedding
+  towers   {'image': nn.Module, 'text': nn.Module} (one or both), each mapping its inputs to an (N, D) embedding;
+           or {'fusion': nn.Module} taking pixel_values, input_ids, attention_mask and returning the task head's
+           logits, with task='vqa' and outputs=[the answers in logit order] declared (docs/fusion.md)
   specs    {tower: TowerSpec(inputs={name: {axis: axis name}})}: input names in forward() order, dynamic axes
   image_preprocess / text_preprocess for the towers present.
 The module is imported only because the recipe names it; the report records it.
@@ -46,22 +48,35 @@ def load(cfg, base: Path) -> Bundle:
     if not isinstance(bundle, Bundle):
         raise RecipeError(f"{where} returned {type(bundle).__name__}; it must return mmcompress.models.bundle.Bundle "
                           f"(see docs/teachers.md)")
-    if not bundle.towers or set(bundle.towers) - {"image", "text"}:
-        raise RecipeError(f"{where}: towers must be 'image' and/or 'text', got {sorted(bundle.towers)}")
+    fusion = set(bundle.towers) == {"fusion"}
+    if not bundle.towers or (set(bundle.towers) - {"image", "text"} and not fusion):
+        raise RecipeError(f"{where}: towers must be 'image' and/or 'text' (encoders), or 'fusion' alone (one module "
+                          f"taking pixel_values, input_ids, attention_mask), got {sorted(bundle.towers)}")
+    if fusion:
+        if bundle.task not in Bundle.FUSION_TASKS:
+            raise RecipeError(f"{where}: a fusion tower needs its task declared: Bundle(..., task='vqa') "
+                              f"(one of {', '.join(Bundle.FUSION_TASKS)}); got task={bundle.task!r}")
+        if not (isinstance(bundle.outputs, list) and len(bundle.outputs) >= 2
+                and all(isinstance(a, str) for a in bundle.outputs)):
+            raise RecipeError(f"{where}: a fusion tower needs outputs=[...]: the head's answers as strings, in "
+                              f"logit order (at least two)")
+        if len(set(bundle.outputs)) != len(bundle.outputs):
+            raise RecipeError(f"{where}: outputs names an answer twice; each logit needs its own answer")
     for tower, module_ in bundle.towers.items():
         if not isinstance(module_, nn.Module):
             raise RecipeError(f"{where}: towers['{tower}'] is a {type(module_).__name__}, not a torch.nn.Module")
         if not isinstance(bundle.specs.get(tower), TowerSpec):
             raise RecipeError(f"{where}: specs['{tower}'] must be a TowerSpec naming the inputs and dynamic axes")
-    if "image" in bundle.towers and not isinstance(bundle.image_preprocess, ImagePreprocess):
+    if ("image" in bundle.towers or fusion) and not isinstance(bundle.image_preprocess, ImagePreprocess):
         raise RecipeError(f"{where}: an image tower needs image_preprocess=ImagePreprocess(size, mean, std)")
-    if "text" in bundle.towers and not isinstance(bundle.text_preprocess, TextPreprocess):
+    if ("text" in bundle.towers or fusion) and not isinstance(bundle.text_preprocess, TextPreprocess):
         raise RecipeError(f"{where}: a text tower needs text_preprocess=TextPreprocess(tokenizer, max_length)")
     if cfg.text_padding and bundle.text_preprocess is not None:
         bundle.text_preprocess.padding = cfg.text_padding
     for m in bundle.towers.values():
         m.eval()
-    bundle.task = Bundle.task_for(bundle.towers)
+    if not fusion:
+        bundle.task = Bundle.task_for(bundle.towers)
     file = getattr(module, "__file__", None)
     bundle.source = {"kind": "python", "entrypoint": cfg.python, "file": file,
                      # the code is part of the teacher's identity: a changed forward() must not reuse old outputs
