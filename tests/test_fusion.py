@@ -203,3 +203,50 @@ def test_question_file_mistakes_name_file_and_line(tmp_path, edit, command, says
 
     assert re.search(says, " ".join(result.output.split())), result.output
     assert not (tmp_path / "run" / "teacher").exists()  # nothing computed before the refusal
+
+
+def _tiny_vilt(folder: Path) -> Path:
+    """A tiny ViltForQuestionAnswering whose answers are the shapes answers, saved as a user would."""
+    import torch
+    from transformers import BertTokenizerFast, ViltConfig, ViltForQuestionAnswering
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(shapes_vqa.WORDS)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=16)
+    answers = shapes_vqa.ANSWERS
+    config = ViltConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        image_size=64, patch_size=16, max_position_embeddings=16, vocab_size=len(vocab),
+                        num_labels=len(answers), id2label=dict(enumerate(answers)),
+                        label2id={a: i for i, a in enumerate(answers)})
+    ViltForQuestionAnswering(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_vilt_qa_directory_runs_end_to_end_and_matches_the_hugging_face_forward(tmp_path):
+    import torch
+    from transformers import ViltForQuestionAnswering
+
+    from mmcompress.models.vilt import FixedSizeVilt
+
+    path = _tiny_vilt(tmp_path / "vilt")
+    model = ViltForQuestionAnswering.from_pretrained(path).eval()
+    x, ids = torch.randn(3, 3, 64, 64), torch.randint(5, 20, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, 4:] = 0
+    with torch.no_grad():  # the fixed-size form gives the logits the Hugging Face forward gives
+        ref = model(input_ids=ids, attention_mask=mask, pixel_values=x).logits
+        assert torch.allclose(FixedSizeVilt(model)(x, ids, mask), ref, atol=1e-5)
+    r = yaml.safe_load(TINY_VQA.read_text())
+    r["teacher"] = {"hf": str(path)}
+    r["export"]["variants"] = [{"name": "fp32", "quantize": "none"}, {"name": "int8-dynamic", "quantize": "dynamic"}]
+    r["checks"]["budgets"] = {"min_top1_agreement": 50.0}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
+    result = invoke("run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["teacher"]["task"] == "vqa" and rep["teacher"]["architecture"] == "ViltForQuestionAnswering"
+    assert rep["artifacts"]["fp32"]["fidelity"]["top1_agreement"] == 100.0
+    assert rep["artifacts"]["fp32"]["fidelity"]["kl_to_teacher"]["max"] < 1e-6  # the ONNX graph = the model

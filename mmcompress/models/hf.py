@@ -143,6 +143,8 @@ def read_config(ref: str, base: Path, where: str = "teacher.hf"):
 def towers_of(config) -> tuple[str, ...] | None:
     """The towers `load` will make from a model with this config: ('image', 'text'), ('text',), ('image',), or
     None when the config does not say (then the load decides)."""
+    if getattr(config, "model_type", None) == "vilt":
+        return ("fusion",)
     if hasattr(config, "vision_config") and hasattr(config, "text_config"):
         return ("image", "text")
     if hasattr(config, "vocab_size") and not hasattr(config, "image_size"):
@@ -177,6 +179,14 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
     model_dir, st = _st_config(path)
     config = AutoConfig.from_pretrained(model_dir)
     config._attn_implementation = "sdpa" if getattr(config, "_attn_implementation", None) is None else config._attn_implementation
+    if config.model_type == "vilt":  # a fusion model: image and question in one tower, an answer head
+        from mmcompress.models import vilt
+
+        source = {"kind": "hf", "path": str(path), "model_type": "vilt", "architecture": (config.architectures or ["?"])[0],
+                  "config_sha256": stable_hash(config.to_diff_dict())[:16]}
+        towers, specs, image_pre, text_pre, task, outputs = vilt.load(path, config, cfg, source)
+        return Bundle(towers=towers, specs=specs, image_preprocess=image_pre, text_preprocess=text_pre, task=task,
+                      outputs=outputs, source=source)
     model = AutoModel.from_pretrained(model_dir, config=config).eval()
     source = {"kind": "hf", "path": str(path), "model_type": config.model_type,
               "architecture": type(model).__name__,
