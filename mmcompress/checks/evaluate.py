@@ -76,9 +76,10 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
             raise RecipeError(f"data.source: the teacher is a {bundle.task} fusion model and needs images with "
                               f"questions and answers (data.source shapes-vqa, or jsonl lines with image, question "
                               f"and answer); {data.name} has {data.kind} rows")
-        for rows in (cal, ev):  # every row the checks use: answers the head has, questions that fit
-            labels = answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
+        for rows in (cal, ev):  # every row the checks use: questions that fit, answers the head has
             check_lengths(bundle.text_preprocess, rows)
+            answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
+        labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)
     elif data.kind == "image-question":
         raise RecipeError(f"data: {data.name} holds questions with answers, for fusion teachers; this teacher is a "
                           f"{bundle.task} (use lines with image and caption, or text)")
@@ -89,21 +90,17 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
         feeds["image"] = {"pixel_values": bundle.image_preprocess(ev.images)}
         if len(cal):
             calib["image"] = {"pixel_values": bundle.image_preprocess(cal.images)}
-        h.update(feeds["image"]["pixel_values"].tobytes())
-        h.update(calib.get("image", {}).get("pixel_values", np.zeros(0)).tobytes())
     if "text" in bundle.towers:
         feeds["text"] = bundle.text_preprocess(texts)
         if len(cal):
             calib["text"] = bundle.text_preprocess(cal.texts)
-        for d in (feeds["text"], calib.get("text", {})):
-            for k in sorted(d):
-                h.update(d[k].tobytes())
     if "fusion" in bundle.towers:  # image and question in one call
         for split_rows, into in ((ev, feeds), (cal, calib)):
             if len(split_rows):
                 into["fusion"] = {"pixel_values": bundle.image_preprocess(split_rows.images),
                                   **bundle.text_preprocess(split_rows.texts)}
-        for d in (feeds["fusion"], calib.get("fusion", {})):
+    for tower in feeds:  # every input of every tower, eval then calibration
+        for d in (feeds[tower], calib.get(tower, {})):
             for k in sorted(d):
                 h.update(d[k].tobytes())
     text_trims = bool(bundle.text_preprocess and bundle.text_preprocess.trims)

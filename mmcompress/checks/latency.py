@@ -172,11 +172,10 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
                 times = measure(sessions, feeds, rounds=cfg.rounds, warmup=cfg.warmup, progress=tick)
                 where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"]}
                 rows = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
-                for f in files:  # each graph against each other graph of the same rounds (e.g. pruned vs not)
-                    rows[f] = {**rows[f], "vs": {g: pair(times, f, g) for g in files if g != f}}
+                for f in files:  # each graph against every other graph path of the same rounds (pruned vs not)
+                    vs = {g: pair(times, f, g) for g in files if g != f}
+                    rows[f]["vs"] = {p: vs[same] for p, same in alias.items() if same != f}
                 rows.update({path: rows[same] for path, same in alias.items() if path != same})
-                for row in (rows[f] for f in files):
-                    row["vs"] = {p: row["vs"][same] for p, same in alias.items() if same in row["vs"]}
                 out[tower][p["key"]] = rows
     return out
 

@@ -179,18 +179,17 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
     model_dir, st = _st_config(path)
     config = AutoConfig.from_pretrained(model_dir)
     config._attn_implementation = "sdpa" if getattr(config, "_attn_implementation", None) is None else config._attn_implementation
+    source = {"kind": "hf", "path": str(path), "model_type": config.model_type,
+              "config_sha256": stable_hash(config.to_diff_dict())[:16]}  # with the weights hash: the identity
     if config.model_type == "vilt":  # a fusion model: image and question in one tower, an answer head
         from mmcompress.models import vilt
 
-        source = {"kind": "hf", "path": str(path), "model_type": "vilt", "architecture": (config.architectures or ["?"])[0],
-                  "config_sha256": stable_hash(config.to_diff_dict())[:16]}
+        source["architecture"] = (config.architectures or ["?"])[0]
         towers, specs, image_pre, text_pre, task, outputs = vilt.load(path, config, cfg, source)
         return Bundle(towers=towers, specs=specs, image_preprocess=image_pre, text_preprocess=text_pre, task=task,
                       outputs=outputs, source=source)
     model = AutoModel.from_pretrained(model_dir, config=config).eval()
-    source = {"kind": "hf", "path": str(path), "model_type": config.model_type,
-              "architecture": type(model).__name__,
-              "config_sha256": stable_hash(config.to_diff_dict())[:16]}  # with the weights hash: the identity
+    source["architecture"] = type(model).__name__
     if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
         towers, specs = split_towers(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
