@@ -150,7 +150,9 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     from mmcompress.checks import latency
     from mmcompress.export import int8_targets
     from mmcompress.export import onnx as onnx_export
-    from mmcompress.export import planner, quantize_onnx
+    from mmcompress.export import planner, quantize_onnx, torch_cast
+    from mmcompress.runtimes import select as runtimes
+    from mmcompress.runtimes.select import is_torch
     from mmcompress.data import load_data
     from mmcompress.machine import fingerprint, usable_cores
     from mmcompress.models import load_teacher
@@ -206,7 +208,7 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     if not distributed.is_main():
         return None
     exports = {}
-    for model in dict.fromkeys(recipe.model_of(v) for v in recipe.export.variants):
+    for model in dict.fromkeys(recipe.model_of(v) for v in recipe.export.variants if not is_torch(v.runtime)):
         mb, mkey, memb = models[model]
         name = "export-onnx" if model == "teacher" else f"export-onnx {model}"
         step[0] = name
@@ -218,10 +220,20 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     for v in recipe.export.variants:
         step[0] = f"variant {v.name}"
         model = recipe.model_of(v)
-        src, export_m = exports[model]
         folder = run_dir / "variants" / v.name
+        if is_torch(v.runtime):  # the PyTorch model itself, cast: no ONNX
+            mb = models[model][0]
+            m = run.stage(f"variant {v.name}", folder, {"config": v.model_dump(exclude={"budgets"}),
+                                                        "parents": {"model": models[model][1]}},
+                          lambda d, v=v, mb=mb: torch_cast.stage(v, mb, d))
+            towers = {t: folder / torch_cast.WEIGHTS for t in mb.towers}
+            artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "bundle": mb,
+                                 "sha256": {t: m["files"][p.name]["sha256"] for t, p in towers.items()},
+                                 "int8": {}, "keys": {t: f"{v.runtime}:{p}" for t, p in towers.items()}}
+            continue
+        src, export_m = exports[model]
         int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static", "auto") else {}
-        cfg = {**v.model_dump(exclude={"budgets"}), "int8": int8}
+        cfg = {**v.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the graphs are the same on any runtime
         parents = {"export-onnx": export_m["cache_key"],
                    **({"data": inputs.key} if v.quantize in ("static", "auto") else {})}
         if v.quantize == "auto":  # the plan depends on the budgets, and on latency measured on this machine
@@ -248,14 +260,19 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
             towers[t] = (folder if own else src) / TOWER_FILES[t]
             shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
         artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
-                             "int8": int8}
+                             "int8": int8, "keys": {t: str(p) if v.runtime == "onnxruntime" else f"{v.runtime}:{p}"
+                                                    for t, p in towers.items()}}
     for name, a in artifacts.items():
         step[0] = f"evaluate {name}"
         folder = run_dir / "checks" / name
-        # keyed by the towers' content: a graph rebuilt bit for bit keeps its evaluation (on this CPU kind)
-        run.stage(f"evaluate {name}", folder, {"config": {"artifact": name},
-                                              "parents": {"towers": a["sha256"], "data": inputs.key}},
-                  lambda d, a=a: checks.embed_artifact(a["towers"], inputs, threads, d), measured=True)
+        # keyed by the towers' content: a graph rebuilt bit for bit keeps its evaluation (on this CPU kind; other
+        # runtimes: on this device)
+        runtime = a["variant"].runtime
+        where = {} if runtime == "onnxruntime" else {"runtime": runtimes.device_of(runtime)}
+        m = run.stage(f"evaluate {name}", folder, {"config": {"artifact": name, **where},
+                                                  "parents": {"towers": a["sha256"], "data": inputs.key}},
+                      lambda d, a=a: checks.embed_artifact(a, inputs, threads, d), measured=True)
+        a["runtime"] = m.get("runtime") or runtimes.device_of(runtime)
         a["embeddings"] = art.load_npz(folder / "embeddings.npz")
 
     step[0] = "latency"

@@ -179,6 +179,7 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
         lines = [f"{recipe_path}: backend '{mod}' is not installed (needed by {why}); install it: pip install {pip}"
                  for mod, pip, why in missing]
         raise BackendMissing("\n".join(lines))
+    check_runtimes(recipe)
     if recipe.teacher.python is not None:
         from mmcompress.models import entrypoint
 
@@ -190,6 +191,17 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
 
     check_data(recipe.data, recipe.base, recipe.where)
     check_plans(recipe)
+
+
+def check_runtimes(recipe: Recipe) -> None:
+    """Every variant's runtime can run here (a CUDA device for torch-cuda, the ONNX Runtime provider for
+    onnxruntime-cuda/-tensorrt): exit 4 naming the variant before anything runs, not a silent CPU fallback."""
+    from mmcompress.runtimes.select import unavailable
+
+    for i, v in enumerate(recipe.export.variants):
+        why = unavailable(v.runtime)
+        if why:
+            raise BackendMissing(f"{recipe.where('export', 'variants', i, 'runtime')}: {why}")
 
 
 def check_plans(recipe: Recipe) -> None:

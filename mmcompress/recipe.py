@@ -213,6 +213,10 @@ ReduceRange = Annotated[bool | None, Field(
                 "U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")]
 
 
+Runtime = Literal["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch-cuda", "torch-cpu"]
+TORCH_PRECISIONS = ("none", "fp16", "bf16")  # what a torch runtime variant casts the model to ('none': fp32)
+
+
 class _Variant(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Artifact name: folder and report row.")
     model: str | None = Field(None, description="The model this variant is made from: `teacher`, or the `name` of "
@@ -225,6 +229,24 @@ class _Variant(Strict):
                                                 "teacher).")
     budgets: Budgets | None = Field(None, description="Per-variant budgets; each key set here replaces "
                                                       "`checks.budgets`' (null switches a budget off).")
+    runtime: Runtime = Field(
+        "onnxruntime", description="What runs the artifact in the checks. `onnxruntime`: the ONNX graphs on ONNX "
+                                   "Runtime's CPU provider. `onnxruntime-cuda` / `onnxruntime-tensorrt`: the same "
+                                   "graphs on ONNX Runtime's CUDA / TensorRT provider (onnxruntime-gpu; a run "
+                                   "where the provider is missing stops before any stage). `torch-cuda` / "
+                                   "`torch-cpu`: no ONNX; the model itself in PyTorch eager on that device, cast "
+                                   "to the variant's precision (quantize none, fp16 or bf16). See docs/gpu.md.")
+
+    @model_validator(mode="after")
+    def _runtime_fits(self):
+        q = getattr(self, "quantize", None)
+        if self.runtime.startswith("torch") and q not in TORCH_PRECISIONS:
+            raise ValueError(f"runtime {self.runtime} runs the PyTorch model cast to a precision: quantize none, "
+                             f"fp16 or bf16 (int8 is for the ONNX runtimes), not {q}")
+        if q == "bf16" and not self.runtime.startswith("torch"):
+            raise ValueError("quantize bf16 is for PyTorch runtimes (runtime: torch-cuda or torch-cpu); ONNX "
+                             "graphs take fp16")
+        return self
 
 
 class Fp32Variant(_Variant):
@@ -317,7 +339,12 @@ class AutoVariant(_Variant):
     reduce_range: ReduceRange = None
 
 
-Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant, AutoVariant],
+class Bf16Variant(_Variant):
+    quantize: Literal["bf16"] = Field(description="The PyTorch model in bfloat16 (runtime torch-cuda or torch-cpu "
+                                                  "only): the float32 exponent range, so no fp16 overflow.")
+
+
+Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant, Bf16Variant, AutoVariant],
                     Field(discriminator="quantize")]
 
 

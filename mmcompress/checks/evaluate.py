@@ -176,8 +176,10 @@ def embed_teacher(bundle: Bundle, inputs: EvalInputs, folder: Path) -> tuple[dic
     return _save(_embed_all(sessions, inputs, "teacher (PyTorch fp32)"), folder)
 
 
-def embed_artifact(towers: dict[str, Path], inputs: EvalInputs, threads: int, folder: Path) -> tuple[dict, dict]:
-    from mmcompress.runtimes.onnxruntime import OrtSession
+def embed_artifact(artifact: dict, inputs: EvalInputs, threads: int, folder: Path) -> tuple[dict, dict]:
+    """Every tower of the artifact over the eval inputs, on the variant's runtime (runtimes.select)."""
+    from mmcompress.runtimes import select
 
-    sessions = {t: OrtSession(p, threads) for t, p in towers.items()}
-    return _save(_embed_all(sessions, inputs, folder.name), folder)
+    sessions = {t: select.session(artifact, t, threads) for t in artifact["towers"]}
+    files, extra = _save(_embed_all(sessions, inputs, folder.name), folder)
+    return files, {**extra, "runtime": select.device_of(artifact["variant"].runtime)}

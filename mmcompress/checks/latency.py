@@ -137,10 +137,11 @@ def feeds_at(feeds: dict[str, np.ndarray], batch: int, seq_len: int | None, pad_
 
 
 def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dict:
-    """-> {tower: {point key: {session name: summary + batch/seq_len}}}; sessions: 'teacher' and each distinct
-    ONNX file of the artifacts."""
+    """-> {tower: {point key: {session key: summary + batch/seq_len}}}; sessions: 'teacher' and each distinct
+    (runtime, file) of the artifacts, keyed by the artifacts' `keys` (the graph path for ONNX Runtime on the CPU,
+    'runtime:path' for the others)."""
     from mmcompress.progress import bar
-    from mmcompress.runtimes.onnxruntime import OrtSession
+    from mmcompress.runtimes import select
     from mmcompress.runtimes.torch import TorchSession
 
     text = bundle.text_preprocess
@@ -158,14 +159,17 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
         for tower in bundle.towers:
             # one session per distinct graph: files with the same bytes (a plan that came out as plain dynamic
             # int8, say) are timed once and share the row; two sessions of one graph measured 13% apart
-            first: dict[str, str] = {}  # sha256 -> the first path with it
-            alias = {}
+            first: dict[tuple, str] = {}  # (runtime, sha256) -> the first key with it
+            alias, owner = {}, {}
             for a in artifacts.values():
-                path = str(a["towers"][tower])
-                alias[path] = first.setdefault(a.get("sha256", {}).get(tower) or path, path)
+                key = a["keys"][tower]
+                runtime = getattr(a["variant"], "runtime", "onnxruntime")
+                alias[key] = first.setdefault((runtime, a.get("sha256", {}).get(tower) or key), key)
+                owner.setdefault(key, a)
             files = sorted(set(alias.values()))
             sessions = {"teacher": TorchSession(bundle.towers[tower], list(bundle.specs[tower].inputs))}
-            sessions.update({f: OrtSession(Path(f), threads) for f in files})
+            sessions.update({f: select.session(owner[f], tower, threads, Path(owner[f]["towers"][tower]).stem)
+                             for f in files})
             out[tower] = {}
             for p in plan[tower]:
                 feeds = feeds_at(inputs.feeds[tower], p["batch"], p["seq_len"], text.pad_id if text else 0)

@@ -11,13 +11,13 @@ SCHEMA_VERSION = 2  # 2: text latency per (batch, length) keyed 'B@L'; budget ro
 
 
 def _size_mb(towers: dict) -> float:
-    return sum(p.stat().st_size for p in towers.values()) / 1e6
+    return sum(p.stat().st_size for p in set(towers.values())) / 1e6  # towers may share one file (torch weights)
 
 
 def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timings: dict, seconds: float) -> dict:
     from mmcompress.artifact import sha256_file
     from mmcompress.machine import fingerprint, int8_kind
-    from mmcompress.runtimes.torch import CPU_SETTLE_S
+    from mmcompress.runtimes.torch import CPU_SETTLE_S, cuda_info
 
     recipe = run.recipe
     task, ensemble, ks = bundle.task, recipe.data.prompts.ensemble, recipe.checks.recall_k
@@ -28,7 +28,7 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
     t_acc, t_pred = evaluate(teacher_emb)
     params = {id(p): p for tower in bundle.towers.values() for p in tower.parameters()}  # towers may share a model
     teacher_size = sum(p.numel() * p.element_size() for p in params.values()) / 1e6
-    rows = {"teacher": {"kind": "pytorch-fp32", "towers": {t: {"path": None, "converted": False} for t in bundle.towers},
+    rows = {"teacher": {"kind": "pytorch-fp32", "runtime": {"runtime": "torch-cpu", "device": "cpu"}, "towers": {t: {"path": None, "converted": False} for t in bundle.towers},
                         "size_mb": teacher_size, "accuracy": t_acc,
                         "latency": {t: {b: timings[t][b]["teacher"] for b in timings[t]} for t in timings},
                         "budgets": [], "verdict": "reference"}}
@@ -44,14 +44,15 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
             fid["top1_agreement"] = fidelity.top1_agreement(pred, t_pred)
         if "fusion" in a["towers"]:  # answer logits: how far the answer distribution moved
             fid["kl_to_teacher"] = fidelity.kl_to_teacher(emb["fusion"], teacher_emb["fusion"])
-        entry = {"kind": f"onnxruntime-{v.quantize if v.quantize != 'none' else 'fp32'}",
+        entry = {"kind": f"{v.runtime}-{v.quantize if v.quantize != 'none' else 'fp32'}",
                  "model": a["model"], "variant": v.model_dump(mode="json"),
+                 "runtime": a.get("runtime"),
                  # gated: the variant's own towers (converted ones; every listed tower of a quantize: none variant)
                  "towers": {t: {"path": str(p.relative_to(run.run_dir)), "converted": t in v.towers and v.quantize != "none",
                                 "gated": t in v.towers, "bytes": p.stat().st_size, "sha256": a["sha256"][t]}
                             for t, p in a["towers"].items()},
                  "size_mb": _size_mb(a["towers"]), "accuracy": acc, "fidelity": fid,
-                 "latency": {t: {k: _named(timings[t][k][str(a["towers"][t])], artifacts, t, name) for k in timings[t]}
+                 "latency": {t: {k: _named(timings[t][k][a["keys"][t]], artifacts, t, name) for k in timings[t]}
                              for t in timings}}
         if v.quantize == "auto":  # the plan per tower: method, nodes kept float, why (variants/<name>/plan.json)
             entry["plan"] = a["manifest"].get("plan")
@@ -73,7 +74,7 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
         "recipe": {"path": str(run.recipe_path), "sha256": sha256_file(run.recipe_path) if run.recipe_path.is_file() else None},
-        "machine": {**fp, "threads": run.threads},
+        "machine": {**fp, "threads": run.threads, "gpu": cuda_info()},
         "teacher": {**bundle.source, "task": task, "towers": list(bundle.towers)},
         "data": {"source": dataset.name, "kind": dataset.kind, "splits": {k: len(s) for k, s in dataset.splits.items()},
                  "eval_key": inputs.key, "classes": len(dataset.class_names),
@@ -92,8 +93,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
 def _named(row: dict, artifacts: dict, tower: str, own: str) -> dict:
     """A latency row with its pairwise speedups ('vs', keyed by graph path) keyed by the other artifacts' names."""
     vs = row.get("vs") or {}
-    named = {n: vs[str(a["towers"][tower])] for n, a in artifacts.items()
-             if n != own and tower in a["towers"] and str(a["towers"][tower]) in vs}
+    named = {n: vs[a["keys"][tower]] for n, a in artifacts.items()
+             if n != own and tower in a["keys"] and a["keys"][tower] in vs}
     return {**{k: v for k, v in row.items() if k != "vs"}, **({"vs": named} if named else {})}
 
 

@@ -12,6 +12,10 @@ def render(report: dict) -> Table:
     m = report["machine"]
     title = (f"{report['name']}: {m['cpu']} | {', '.join(m['isa']) or 'no AVX2'} | {m['threads']} threads | "
              f"latency median ms (speedup vs PyTorch teacher)")
+    gpu = (m.get("gpu") or {}).get("name")
+    if gpu and any(str(e.get("kind", "")).startswith(("torch-cuda", "onnxruntime-cuda", "onnxruntime-tensorrt"))
+                   for e in report["artifacts"].values()):
+        title = title.replace(" | latency", f" | GPU {gpu} | latency")
     lengths = report["checks"].get("text_lengths") or []
     notes = [f"text L{x['seq_len']}: {x['from']}" for x in lengths]
     notes += [f"{n}: {e['int8']['note']}" for n, e in report["artifacts"].items() if e.get("int8", {}).get("note")]

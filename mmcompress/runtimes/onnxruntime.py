@@ -2,6 +2,9 @@
 
 Intra-op spinning is off: sessions that share a process with PyTorch (or with each other) otherwise steal the
 cores from one another (measured: interleaved medians up to 8x off, int8 appearing slower than fp32).
+
+GPU providers: ONNX Runtime falls back to the CPU without an error when a requested provider cannot load (the CPU
+build of onnxruntime, a missing CUDA or TensorRT library); a session here fails instead, naming what is missing.
 """
 from __future__ import annotations
 
@@ -9,9 +12,32 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcompress.errors import BackendMissing
+
+# recipe runtime -> the providers asked for, in order (the CPU provider runs what the first cannot)
+PROVIDERS = {"onnxruntime": ["CPUExecutionProvider"],
+             "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+             "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+INSTALL = {"CUDAExecutionProvider": "pip install onnxruntime-gpu (not beside onnxruntime: uninstall that first), "
+                                    "with the CUDA and cuDNN versions its release notes name",
+           "TensorrtExecutionProvider": "pip install onnxruntime-gpu and TensorRT (pip install tensorrt, or the "
+                                        "JetPack's), with the versions onnxruntime-gpu's release notes name"}
+
+
+def missing_provider(runtime: str) -> str | None:
+    """Why `runtime` cannot run here (its provider is not in this onnxruntime build), or None."""
+    import onnxruntime as ort
+
+    want = PROVIDERS[runtime][0]
+    if want in ort.get_available_providers():
+        return None
+    return (f"runtime {runtime} needs ONNX Runtime's {want}, and this onnxruntime {ort.__version__} has only "
+            f"{', '.join(ort.get_available_providers())}; {INSTALL.get(want, '')}")
+
 
 class OrtSession:
-    def __init__(self, path: Path, threads: int, name: str | None = None):
+    def __init__(self, path: Path, threads: int, name: str | None = None, runtime: str = "onnxruntime"):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -22,7 +48,16 @@ class OrtSession:
         opts.log_severity_level = 3
         self.name = name or Path(path).stem
         self.path = Path(path)
-        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.runtime = runtime
+        providers = PROVIDERS[runtime]
+        why = missing_provider(runtime) if runtime != "onnxruntime" else None
+        if why:
+            raise BackendMissing(f"{path}: {why}")
+        self._sess = ort.InferenceSession(str(path), opts, providers=providers)
+        if self._sess.get_providers()[0] != providers[0]:  # loaded, but its libraries did not: ORT fell back
+            raise BackendMissing(f"{path}: ONNX Runtime did not start {providers[0]} (the session runs on "
+                                 f"{', '.join(self._sess.get_providers())}); its CUDA/cuDNN/TensorRT libraries did "
+                                 f"not load. {INSTALL.get(providers[0], '')}")
         self._inputs = [i.name for i in self._sess.get_inputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,5 +1,8 @@
-"""PyTorch eager sessions: the teacher as the user runs it today (fp32, no_grad)."""
+"""PyTorch eager sessions: the teacher as the user runs it today (fp32, no_grad), and the `torch-cpu` /
+`torch-cuda` runtimes (the model itself cast to fp16 or bf16 on that device)."""
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -8,19 +11,48 @@ import torch
 # a core from the next session timed in the same rotation (checks.latency)
 CPU_SETTLE_S = 0.05
 
+DTYPES = {"none": torch.float32, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 class TorchSession:
     def __init__(self, module: torch.nn.Module, input_names: list[str], name: str = "torch",
-                 device: torch.device | None = None):
-        """device: where the module lives (inputs go there, outputs come back to the CPU); default the CPU."""
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        """device: where the module lives (inputs go there, outputs come back to the CPU as float32); default the
+        CPU. dtype: float inputs are cast to it (the module is expected to be in it already; `cast` makes one)."""
         self.name = name
         self.module = module.eval()
         self._inputs = input_names
-        self._device = device
-        self.settle_s = CPU_SETTLE_S if device is None or torch.device(device).type == "cpu" else 0.0
+        self._device = torch.device(device or "cpu")
+        self._dtype = dtype
+        self.settle_s = CPU_SETTLE_S if self._device.type == "cpu" else 0.0
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Host arrays in, host float32 out: on CUDA the time includes both copies (what a caller holding numpy
+        arrays waits for); copying the output back synchronises the device."""
+        args = []
+        for k in self._inputs:
+            x = torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self._device, non_blocking=True)
+            args.append(x.to(self._dtype) if self._dtype is not None and x.is_floating_point() else x)
         with torch.inference_mode():
-            out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self._device or "cpu")
-                                for k in self._inputs])
+            out = self.module(*args)
         return out.float().cpu().numpy()
+
+
+def cast(module: torch.nn.Module, input_names: list[str], device: str, precision: str, name: str) -> TorchSession:
+    """A session of a copy of `module` on `device` in `precision` ('none'/'fp32', 'fp16', 'bf16'): every
+    parameter and buffer cast, as a deployment would; the caller's module is left as it is."""
+    dtype = DTYPES[precision]
+    m = copy.deepcopy(module).to(device=device, dtype=dtype)
+    return TorchSession(m, input_names, name, device=device, dtype=None if dtype == torch.float32 else dtype)
+
+
+def cuda_info() -> dict | None:
+    """The GPU PyTorch sees (name, compute capability, CUDA version, the float32 math settings), or None."""
+    if not torch.cuda.is_available():
+        return None
+    i = torch.cuda.current_device()
+    p = torch.cuda.get_device_properties(i)
+    return {"name": p.name, "compute_capability": f"{p.major}.{p.minor}", "memory_gb": round(p.total_memory / 2**30, 1),
+            "multiprocessors": p.multi_processor_count, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
+            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}}

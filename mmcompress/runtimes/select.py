@@ -1,0 +1,62 @@
+"""The session that runs one tower of one artifact, by the variant's `runtime` (recipe `export.variants[].runtime`):
+ONNX Runtime on its CPU, CUDA or TensorRT provider, or PyTorch eager on the CPU or a CUDA device. Checks, latency
+and bench open sessions here, so every runtime is measured the same way."""
+from __future__ import annotations
+
+from mmcompress.runtimes.base import Session
+
+
+def is_torch(runtime: str) -> bool:
+    return runtime.startswith("torch")
+
+
+def unavailable(runtime: str) -> str | None:
+    """Why `runtime` cannot run on this machine, or None."""
+    if runtime == "torch-cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return (f"runtime torch-cuda needs a CUDA device and this PyTorch {torch.__version__} sees none "
+                    f"({'a CPU-only build' if torch.version.cuda is None else 'no GPU visible'}); run the recipe "
+                    f"on a GPU machine with a CUDA build of PyTorch, or use runtime torch-cpu / onnxruntime")
+        return None
+    if runtime.startswith("onnxruntime-"):
+        from mmcompress.runtimes.onnxruntime import missing_provider
+
+        return missing_provider(runtime)
+    return None
+
+
+def device_of(runtime: str) -> dict:
+    """What a runtime's figures were measured on: {'runtime', 'device', ...versions}."""
+    if runtime == "torch-cuda":
+        from mmcompress.runtimes.torch import cuda_info
+
+        info = cuda_info() or {}
+        return {"runtime": runtime, "device": info.get("name", "cuda"), **info}
+    if is_torch(runtime):
+        import torch
+
+        return {"runtime": runtime, "device": "cpu", "torch": torch.__version__}
+    import onnxruntime as ort
+
+    from mmcompress.runtimes.onnxruntime import PROVIDERS
+
+    return {"runtime": runtime, "device": "cpu" if runtime == "onnxruntime" else "cuda",
+            "provider": PROVIDERS[runtime][0], "onnxruntime": ort.__version__}
+
+
+def session(artifact: dict, tower: str, threads: int, name: str | None = None) -> Session:
+    """artifact: the pipeline's entry ({'variant', 'towers', 'module' for torch runtimes, ...})."""
+    v = artifact["variant"]
+    runtime = getattr(v, "runtime", "onnxruntime")
+    if is_torch(runtime):
+        from mmcompress.export.torch_cast import precision_of
+        from mmcompress.runtimes.torch import cast
+
+        bundle = artifact["bundle"]
+        return cast(bundle.towers[tower], list(bundle.specs[tower].inputs), "cuda" if runtime == "torch-cuda" else "cpu",
+                    precision_of(v, tower), name or f"{v.name}-{tower}")
+    from mmcompress.runtimes.onnxruntime import OrtSession
+
+    return OrtSession(artifact["towers"][tower], threads, name, runtime=runtime)
