@@ -273,6 +273,16 @@ class CalibrationConfig(Strict):
                                                         "calibration split.")
 
 
+GraphTarget = Annotated[Literal["cpu", "tensorrt"], Field(
+    description="What the graph is shaped for. `cpu`: ONNX Runtime's CPU kernels (int8: U8S8 QDQ, settings from "
+                "`export.target`). `tensorrt`: TensorRT's explicit quantization and strongly typed builds "
+                "(int8: symmetric S8S8 QDQ, per-channel weights, a dedicated Q/DQ pair per consumer, bias left "
+                "float; fp16: LayerNorm/Softmax/Pow/ReduceMean/Sqrt kept fp32). Checked on ONNX Runtime's CPU "
+                "like any artifact; int8 graphs for TensorRT run there with Q/DQ as written (no int8 kernels), "
+                "so the fidelity is TensorRT's arithmetic on any CPU kind and the CPU latency says nothing about "
+                "the GPU. See docs/gpu.md.")]
+
+
 class StaticVariant(_Variant):
     quantize: Literal["static"] = Field(description="ONNX Runtime `quantize_static`, QDQ format, activation ranges "
                                                     "calibrated on the calibration split.")
@@ -292,6 +302,18 @@ class StaticVariant(_Variant):
                                                "optimisation) before quantizing.")
     keep_float: KeepFloat = []
     reduce_range: ReduceRange = None
+    target: GraphTarget = "cpu"
+
+    @model_validator(mode="after")
+    def _tensorrt(self):
+        if self.target == "tensorrt":
+            if self.activation_type != "int8" and "activation_type" in self.model_fields_set:
+                raise ValueError("target tensorrt takes symmetric int8 activations (explicit quantization); "
+                                 "remove activation_type")
+            if self.weight_type != "int8" or self.reduce_range:
+                raise ValueError("target tensorrt takes symmetric 8-bit int8 weights; remove weight_type / "
+                                 "reduce_range")
+        return self
 
 
 class Fp16Variant(_Variant):
@@ -299,6 +321,11 @@ class Fp16Variant(_Variant):
                                                   "float16`). Half the size; slower than fp32 on most CPUs: meant "
                                                   "for GPU targets.")
     keep_io_types: bool = Field(True, description="Keep float32 inputs and outputs (casts inside the graph).")
+    target: GraphTarget = "cpu"
+    keep_fp32_ops: list[str] | None = Field(
+        None, description="ONNX op types left in float32 (casts around them). Default: none for `target: cpu`; "
+                          "LayerNormalization, Softmax, Pow, ReduceMean and Sqrt for `target: tensorrt` (the "
+                          "reductions that overflow or lose precision in fp16 in transformers).")
 
 
 class AutoVariant(_Variant):

@@ -31,6 +31,8 @@ def resolve(target: str) -> str:
 
 def settings(variant, target: str) -> dict:
     """{'target': kind, 'reduce_range': bool, ...}: the target's defaults, then what the variant sets."""
+    if getattr(variant, "target", "cpu") == "tensorrt":  # TensorRT's int8 is symmetric 8-bit, no saturation
+        return {"target": "tensorrt", "reduce_range": False}
     kind = resolve(target)
     out = {"target": kind, **DEFAULTS[kind]}
     if getattr(variant, "reduce_range", None) is not None:

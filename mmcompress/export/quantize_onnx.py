@@ -20,6 +20,14 @@ from mmcompress.recipe import DynamicVariant, Fp16Variant, StaticVariant
 
 _QTYPE = {"int8": "QInt8", "uint8": "QUInt8"}
 
+# target: tensorrt (TensorRT's explicit quantization; the settings Optimum's TensorRT config and ORT's TensorRT EP
+# docs name): symmetric int8 activations and weights (zero point 0), a dedicated Q/DQ pair per consumer so that
+# TensorRT can fuse each one, per-channel weights of MatMul along the output axis
+TENSORRT_QDQ = {"ActivationSymmetric": True, "WeightSymmetric": True, "DedicatedQDQPair": True, "QuantizeBias": False,
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}}
+# fp16 for TensorRT: the reductions that overflow or lose precision in half (variance, softmax sums) stay fp32
+TENSORRT_FP32_OPS = ("LayerNormalization", "Softmax", "Pow", "ReduceMean", "Sqrt")
+
 
 @contextmanager
 def _quiet():
@@ -89,6 +97,11 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, int8: dict, feeds:
 
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[cfg.calibration.method]
     extra = {"CalibPercentile": cfg.calibration.percentile} if cfg.calibration.method == "percentile" else {}
+    trt = getattr(cfg, "target", "cpu") == "tensorrt"
+    op_types, activation_type = cfg.op_types, cfg.activation_type  # op types: MatMul/Gemm, as for CPUs (docs/gpu.md)
+    if trt:  # TensorRT's explicit quantization: symmetric S8S8, zero points 0, a Q/DQ pair per consumer
+        activation_type = "int8"
+        extra.update(TENSORRT_QDQ)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         model_in = src
         if cfg.preprocess:
@@ -107,26 +120,37 @@ def quantize_static(src: Path, dst: Path, cfg: StaticVariant, int8: dict, feeds:
                                   f"variant")
         exclude = (exclude or []) + ([] if cfg.activation_matmuls else activation_matmuls(model_in))
         ort_quantize_static(str(model_in), str(dst), _Reader(feeds, progress), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=cfg.op_types, per_channel=cfg.per_channel, nodes_to_exclude=exclude,
-                            activation_type=getattr(QuantType, _QTYPE[cfg.activation_type]),
+                            op_types_to_quantize=op_types, per_channel=cfg.per_channel, nodes_to_exclude=exclude,
+                            activation_type=getattr(QuantType, _QTYPE[activation_type]),
                             weight_type=getattr(QuantType, _QTYPE[cfg.weight_type]), calibrate_method=method,
                             reduce_range=int8["reduce_range"], extra_options=extra)
     n = len(next(iter(feeds.values())))
-    return {"method": "ort.quantize_static", "format": "QDQ", "op_types": cfg.op_types,
-            "excluded_nodes": len(exclude), "per_channel": cfg.per_channel, "activation_type": cfg.activation_type,
-            "weight_type": cfg.weight_type, **int8,
+    return {"method": "ort.quantize_static", "format": "QDQ", "op_types": op_types,
+            "excluded_nodes": len(exclude), "per_channel": cfg.per_channel, "activation_type": activation_type,
+            "weight_type": cfg.weight_type, **int8, **({"tensorrt": TENSORRT_QDQ} if trt else {}),
             "calibration": {"method": cfg.calibration.method, "samples": n,
                             **({"percentile": cfg.calibration.percentile} if extra else {})}}
 
 
+def fp32_ops(cfg: Fp16Variant) -> list[str]:
+    """The op types an fp16 variant leaves in float32."""
+    if cfg.keep_fp32_ops is not None:
+        return list(cfg.keep_fp32_ops)
+    return list(TENSORRT_FP32_OPS) if cfg.target == "tensorrt" else []
+
+
 def convert_fp16(src: Path, dst: Path, cfg: Fp16Variant, int8: dict, feeds=None, progress=None) -> dict:
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+    keep = fp32_ops(cfg)
     with _quiet():
-        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=cfg.keep_io_types)
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=cfg.keep_io_types,
+                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + keep)
         onnx.save(model, str(dst))
-    return {"method": "onnxruntime.transformers.float16", "keep_io_types": cfg.keep_io_types}
+    kept = sorted({n.op_type for n in model.graph.node if n.op_type in keep})
+    return {"method": "onnxruntime.transformers.float16", "keep_io_types": cfg.keep_io_types, "target": cfg.target,
+            "fp32_ops": keep, "fp32_ops_in_graph": kept}
 
 
 def float_nodes(src: Path, patterns: list[str], where: str) -> list[str]:

@@ -37,10 +37,16 @@ def missing_provider(runtime: str) -> str | None:
 
 
 class OrtSession:
-    def __init__(self, path: Path, threads: int, name: str | None = None, runtime: str = "onnxruntime"):
+    def __init__(self, path: Path, threads: int, name: str | None = None, runtime: str = "onnxruntime",
+                 as_written: bool = False):
+        """as_written: no graph optimisation, so Q/DQ nodes run as written (quantize, dequantize, float op)
+        instead of being fused into the CPU's int8 kernels: the arithmetic TensorRT's explicit quantization does,
+        on any CPU kind."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        if as_written:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -59,4 +59,5 @@ def session(artifact: dict, tower: str, threads: int, name: str | None = None) -
                     precision_of(v, tower), name or f"{v.name}-{tower}")
     from mmcompress.runtimes.onnxruntime import OrtSession
 
-    return OrtSession(artifact["towers"][tower], threads, name, runtime=runtime)
+    as_written = runtime == "onnxruntime" and v.quantize == "static" and getattr(v, "target", "cpu") == "tensorrt"
+    return OrtSession(artifact["towers"][tower], threads, name, runtime=runtime, as_written=as_written)
