@@ -94,6 +94,32 @@ def run(path: Path, batches: list[int], threads: int, seq_len: int, max_seconds:
     return {"path": str(path), "threads": threads, "machine": fingerprint(), "groups": out}
 
 
+def run_bundle(path: Path, batches: list[int], threads: int, max_seconds: float) -> dict:
+    """A Jetson bundle's built engines (on the board), grouped by tower, on the bundle's eval sample."""
+    from mmcompress.checks import bundle
+    from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
+    from mmcompress.machine import fingerprint
+
+    m, arrays = bundle.load(path)
+    inputs = bundle._inputs(m, arrays)
+    sessions = bundle.sessions(path, m, False, threads)
+    if not sessions:
+        raise RecipeError(f"{path}: no engine is built yet; run ./build.sh in the bundle on the board first")
+    out = []
+    for tower in sorted({t for _, t in sessions}):
+        group = {f"{v}/{t}": s for (v, t), s in sessions.items() if t == tower}
+        ref = next(iter(group))
+        points = {}
+        for b in batches:
+            times, why = measure_adaptive(group, feeds_at(inputs.feeds[tower], b, None), max_seconds=max_seconds)
+            rows = summarize(times, ref)
+            for row in rows.values():
+                row["items_per_s"] = b / (row["median_ms"] / 1e3)
+            points[str(b)] = {"stopped": why, "rows": rows}
+        out.append({"inputs": list(inputs.feeds[tower]), "reference": ref, "points": points})
+    return {"path": str(path), "threads": threads, "machine": fingerprint(), "runtime": "tensorrt", "groups": out}
+
+
 def table(result: dict):
     """The rich table `mmcompress bench` prints."""
     from rich.table import Table

@@ -135,12 +135,16 @@ def inspect(path: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def bench(path: str, batches: tuple[int, ...], threads: int | None, seq_len: int, max_seconds: float,
           as_json: bool) -> None:
-    """Latency and throughput of PATH (a .onnx file or a run directory) on this machine, interleaved."""
+    """Latency and throughput of PATH (a .onnx file, a run directory, or a Jetson bundle's built engines) on
+    this machine, interleaved."""
     from mmcompress import bench as bench_mod
     from mmcompress.machine import usable_cores
 
     try:
-        result = bench_mod.run(Path(path), list(batches), threads or usable_cores(), seq_len, max_seconds)
+        if (Path(path) / "bundle.json").is_file():
+            result = bench_mod.run_bundle(Path(path), list(batches), threads or usable_cores(), max_seconds)
+        else:
+            result = bench_mod.run(Path(path), list(batches), threads or usable_cores(), seq_len, max_seconds)
     except MMCompressError as e:
         _fail(e)
     if as_json:
@@ -149,6 +153,33 @@ def bench(path: str, batches: tuple[int, ...], threads: int | None, seq_len: int
     from rich.console import Console
 
     Console(width=max(160, Console().width)).print(bench_mod.table(result))
+
+
+@cli.command("check")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--onnxruntime", "use_ort", is_flag=True,
+              help="Run the bundle's ONNX graphs on ONNX Runtime's CPU instead of its engines (a check of the "
+                   "bundle before it goes to the board).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (--onnxruntime).")
+@click.option("--rounds", type=click.IntRange(min=5), default=20, show_default=True, help="Timing rounds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check_cmd(bundle: str, use_ort: bool, threads: int | None, rounds: int, as_json: bool) -> None:
+    """Check a Jetson bundle's built engines on this board: accuracy and cosine to the teacher on the shipped
+    eval sample, latency, DLA fallback. Exit 1 when a budget is missed."""
+    from mmcompress.checks import bundle as checks_bundle
+    from mmcompress.machine import usable_cores
+
+    try:
+        result = checks_bundle.check(Path(bundle), use_ort, threads or usable_cores(), rounds)
+    except MMCompressError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        from rich.console import Console
+
+        Console(width=max(160, Console().width)).print(checks_bundle.table(result))
+    sys.exit(EXIT_OK if result["passed"] else EXIT_CHECK_FAILED)
 
 
 @cli.command()

@@ -275,11 +275,31 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         a["runtime"] = m.get("runtime") or runtimes.device_of(runtime)
         a["embeddings"] = art.load_npz(folder / "embeddings.npz")
 
+    bundles = []
+    if recipe.export.jetson is not None:  # build-on-device bundles: graphs, build.sh, eval sample, manifest
+        from mmcompress.export import jetson
+
+        j = recipe.export.jetson
+        ship = [v.name for v in jetson.shipped(recipe)]
+        task_args = {"ensemble": recipe.data.prompts.ensemble, "recall_k": recipe.checks.recall_k,
+                     "knn_k": recipe.checks.knn_k}
+        for jp in j.jetpack:
+            step[0] = f"bundle jetson {jp}"
+            folder = run_dir / "bundles" / f"jetson-jp{jp}"
+            m = run.stage(step[0], folder, {"config": {**j.model_dump(mode="json"), "jetpack": jp, "ship": ship,
+                                                       **task_args},
+                                            "parents": {"towers": {n: artifacts[n]["sha256"] for n in ship},
+                                                        "teacher": teacher_m["cache_key"], "data": inputs.key}},
+                          lambda d, jp=jp: jetson.write(recipe, jp, artifacts, bundle, inputs, teacher_emb, d, task_args))
+            bundles.append({"jetpack": jp, "tensorrt": m.get("tensorrt"), "dir": str(folder.relative_to(run_dir)),
+                            "engines": m.get("engines", [])})
+
     step[0] = "latency"
     timings = latency.measure_artifacts(bundle, artifacts, inputs, recipe.checks, threads)
     step[0] = "report"
     rep = report.build(run, bundle, dataset, inputs, teacher_emb, artifacts, timings,
                        seconds=time.perf_counter() - t_start)
+    rep["bundles"] = bundles
     art.write_json(run_dir / "report.json", rep)
     with art.atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(report_html.render(rep))

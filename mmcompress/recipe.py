@@ -375,6 +375,53 @@ Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Varian
                     Field(discriminator="quantize")]
 
 
+def tensorrt_unbuildable(v) -> str | None:
+    """Why TensorRT cannot build an engine from this variant's graphs (None: it can)."""
+    if getattr(v, "runtime", "onnxruntime").startswith("torch"):
+        return "a PyTorch runtime variant has no ONNX graph to build from"
+    if v.quantize in ("none", "fp16"):
+        return None
+    if v.quantize == "static" and v.target == "tensorrt":
+        return None
+    if v.quantize == "static":
+        return ("its Q/DQ graph is shaped for CPUs (asymmetric uint8 activations, which TensorRT refuses); set "
+                "target: tensorrt on it or ship another variant")
+    return (f"quantize {v.quantize} makes ONNX Runtime-only int8 ops (DynamicQuantizeLinear, MatMulInteger) that "
+            f"TensorRT cannot build; ship quantize: static with target: tensorrt instead")
+
+
+class JetsonConfig(Strict):
+    """A build-on-device bundle for NVIDIA Jetson boards (docs/gpu.md): engines are built on the board, so the
+    bundle carries the ONNX graphs, a build.sh running trtexec with the flags of that JetPack's TensorRT, the
+    eval sample with the teacher's outputs, and a manifest; `mmcompress check BUNDLE` then checks the built
+    engines on the board."""
+
+    jetpack: list[Literal["5.1.2", "6.0", "6.1", "6.2"]] = Field(
+        min_length=1, description="JetPack versions to write a bundle for (one folder each): 5.1.2 (TensorRT "
+                                  "8.5.2), 6.0 (TensorRT 8.6.2), 6.1 and 6.2 (TensorRT 10.3).")
+    variants: list[str] | None = Field(
+        None, description="Names of the export variants to ship. Default: every variant TensorRT can build: "
+                          "`quantize: none` (fp32 engine), `fp16`, and `static` with `target: tensorrt` (int8 "
+                          "from its Q/DQ).")
+    batch: list[PositiveInt] | None = Field(None, min_length=3, max_length=3,
+                                            description="Optimisation profile's [min, opt, max] batch. Default: "
+                                                        "[1, largest checks.batch_sizes, the same].")
+    seq_len: list[PositiveInt] | None = Field(None, min_length=3, max_length=3,
+                                              description="Text inputs: [min, opt, max] tokens. Default: [1, the "
+                                                          "eval data's p90 length, the teacher's max_length].")
+    dla_core: int | None = Field(None, ge=0, le=1, description="Build for this DLA core (Orin AGX/NX, Xavier), "
+                                                               "layers DLA cannot run falling back to the GPU "
+                                                               "(`gpu_fallback`); `mmcompress check` reports the "
+                                                               "share that fell back. Default: the GPU.")
+    gpu_fallback: bool = Field(True, description="With dla_core: let layers DLA cannot run fall back to the GPU "
+                                                 "(else the build fails on the first such layer).")
+    workspace_mb: PositiveInt = Field(1024, description="TensorRT's workspace memory pool in MiB. Boards share "
+                                                        "memory between CPU and GPU; engine builds that take "
+                                                        "more get killed on 4-8 GB boards.")
+    eval_rows: PositiveInt = Field(256, description="Eval rows shipped with the teacher's outputs (the check on "
+                                                    "the board runs the engines over these).")
+
+
 class ExportConfig(Strict):
     target: Literal["auto", "avx2", "avx512", "vnni", "amx", "arm64"] = Field(
         "auto", description="The CPU kind the int8 artifacts are for; int8 settings (reduce_range) follow it. "
@@ -384,6 +431,8 @@ class ExportConfig(Strict):
     onnx: OnnxConfig = Field(default_factory=OnnxConfig, description="ONNX export of each tower.")
     variants: list[Variant] = Field(min_length=1, description="Artifacts made from the ONNX export; every one is "
                                                               "checked against the teacher.")
+    jetson: JetsonConfig | None = Field(None, description="Write a build-on-device bundle for Jetson boards "
+                                                          "(`bundles/jetson-jp<version>/`).")
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -652,6 +701,26 @@ class Recipe(Strict):
                             raise _CrossFieldError(j + ("max_latency_ms", tower, b),
                                                    f"batch size {b} is not measured; add it to checks.batch_sizes "
                                                    f"({self.checks.batch_sizes}) or use one of those")
+        j = self.export.jetson
+        if j is not None:
+            by_name = {v.name: v for v in self.export.variants}
+            for k, name in enumerate(j.variants or []):
+                v = by_name.get(name)
+                if v is None:
+                    raise _CrossFieldError(("export", "jetson", "variants", k),
+                                           f"{name!r} is not a variant of this recipe; use one of {', '.join(by_name)}")
+                why = tensorrt_unbuildable(v)
+                if why:
+                    raise _CrossFieldError(("export", "jetson", "variants", k), f"variant {name}: {why}")
+            if j.variants is None and not any(tensorrt_unbuildable(v) is None for v in self.export.variants):
+                raise _CrossFieldError(("export", "jetson"),
+                                       "no variant TensorRT can build; add one (quantize: none, fp16, or static "
+                                       "with target: tensorrt)")
+            for key in ("batch", "seq_len"):
+                r = getattr(j, key)
+                if r is not None and not r[0] <= r[1] <= r[2]:
+                    raise _CrossFieldError(("export", "jetson", key), f"{r} must be [min, opt, max] with "
+                                                                      f"min <= opt <= max")
         return self
 
     def _all_budgets(self):

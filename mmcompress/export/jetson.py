@@ -1,0 +1,212 @@
+"""Build-on-device bundles for Jetson boards (recipe `export.jetson`, docs/gpu.md).
+
+TensorRT engines run only on the TensorRT version, GPU and OS they were built with, and a JetPack pins its
+TensorRT, so the engines are built on the board. A bundle `bundles/jetson-jp<version>/` holds what that needs:
+
+  onnx/<variant>/<tower>.onnx   the graphs (each variant's own towers)
+  build.sh                      trtexec with the flags of that JetPack's TensorRT (export/tensorrt.py), one
+                                optimisation profile per graph, a shared timing cache, logs/ per build
+  eval.npz, bundle.json         the eval sample with the teacher's outputs, the task, budgets, and per engine its
+                                ONNX sha256, precision, profile and trtexec arguments
+  README.md                     what to run on the board
+
+On the board: `./build.sh`, then `mmcompress check .` (accuracy and fidelity of each engine on the eval sample
+against the teacher, latency, and the share of layers that fell back from DLA to the GPU, from the build log).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from mmcompress.export import tensorrt
+
+BUILD_TIMING_CACHE = "timing.cache"
+
+
+def precision_of(variant, tower: str) -> str:
+    """The engine precision for one tower's graph of a shipped variant."""
+    if variant.quantize == "fp16":
+        return "fp16"
+    if variant.quantize == "static":
+        return "int8-qdq"
+    return "fp32"
+
+
+def shipped(recipe) -> list:
+    j = recipe.export.jetson
+    if j.variants is not None:
+        by_name = {v.name: v for v in recipe.export.variants}
+        return [by_name[n] for n in j.variants]
+    from mmcompress.recipe import tensorrt_unbuildable
+
+    return [v for v in recipe.export.variants if tensorrt_unbuildable(v) is None]
+
+
+def _graph_inputs(path: Path) -> dict[str, list]:
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in g.initializer}
+    return {i.name: [d.dim_value if d.dim_value > 0 else None for d in i.type.tensor_type.shape.dim]
+            for i in g.input if i.name not in init}
+
+
+def eval_sample(bundle, inputs, teacher_emb: dict, rows: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The first `rows` eval rows of row-aligned towers (image, fusion) and every text row (its blocks index
+    captions and prompts), with the teacher's outputs and the labels of the kept rows. -> (arrays, meta)."""
+    arrays, keep = {}, {}
+    for tower, feeds in inputs.feeds.items():
+        n = len(next(iter(feeds.values())))
+        keep[tower] = n if tower == "text" else min(rows, n)
+        for k, v in feeds.items():
+            arrays[f"feed/{tower}/{k}"] = v[:keep[tower]]
+        arrays[f"teacher/{tower}"] = teacher_emb[tower][:keep[tower]]
+    row_tower = next((t for t in ("image", "fusion") if t in keep), "text")
+    if inputs.labels is not None:
+        arrays["labels"] = inputs.labels[:keep[row_tower]]
+    if inputs.caption_of_image is not None:
+        arrays["caption_of_image"] = inputs.caption_of_image[:keep[row_tower]]
+    meta = {"rows": keep, "blocks": {k: list(v) for k, v in inputs.blocks.items()}, "n_classes": inputs.n_classes,
+            "n_templates": inputs.n_templates, "trim": inputs.trim, "key": inputs.key}
+    return arrays, meta
+
+
+def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: dict, folder: Path,
+          task_args: dict) -> tuple[dict, dict]:
+    """One bundle for one JetPack version into `folder`. -> (files, extra) for the stage manifest."""
+    from mmcompress.artifact import atomic_path, save_npz, sha256_file
+
+    j = recipe.export.jetson
+    stack = tensorrt.JETPACK[jetpack]
+    trt_version = stack["tensorrt"]
+    lengths = inputs.text_lengths()
+    text = bundle.text_preprocess
+    seq = tuple(j.seq_len) if j.seq_len else None
+    if seq is None and text is not None:
+        p90 = int(min(text.max_length, max(1, np.ceil(np.percentile(lengths, 90))))) if len(lengths) else text.max_length
+        seq = (1, p90, text.max_length)
+    batch = tuple(j.batch) if j.batch else (1, max(recipe.checks.batch_sizes), max(recipe.checks.batch_sizes))
+    engines, commands = [], []
+    for v in shipped(recipe):
+        a = artifacts[v.name]
+        own = list(v.towers) if v.quantize != "none" else list(a["towers"])
+        for tower in [t for t in a["towers"] if t in own]:
+            src = Path(a["towers"][tower])
+            rel_onnx = f"onnx/{v.name}/{tower}.onnx"
+            (folder / rel_onnx).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, folder / rel_onnx)
+            profile = tensorrt.profile_for(_graph_inputs(src), batch, seq)
+            precision = precision_of(v, tower)
+            engine = f"engines/{v.name}/{tower}.engine"
+            log = f"logs/{v.name}-{tower}.log"
+            args = tensorrt.trtexec_args(trt_version, precision, rel_onnx, engine, profile,
+                                         workspace_mb=j.workspace_mb, timing_cache=BUILD_TIMING_CACHE,
+                                         dla_core=j.dla_core, gpu_fallback=j.gpu_fallback,
+                                         layer_info=f"logs/{v.name}-{tower}.layers.json")
+            engines.append({"variant": v.name, "tower": tower, "precision": precision, "onnx": rel_onnx,
+                            "onnx_sha256": sha256_file(folder / rel_onnx), "engine": engine, "log": log,
+                            "profile": profile.as_json(), "trtexec": args})
+            commands.append((f"{v.name}/{tower}", log, args))
+    arrays, meta = eval_sample(bundle, inputs, teacher_emb, j.eval_rows)
+    save_npz(folder / "eval.npz", **arrays)
+    budgets = recipe.checks.budgets
+    manifest = {"format": "mmcompress-jetson-bundle", "version": 1, "recipe": recipe.name, "jetpack": jetpack,
+                **{k: stack[k] for k in ("tensorrt", "cuda", "l4t")}, "dla_core": j.dla_core,
+                "gpu_fallback": j.gpu_fallback, "workspace_mb": j.workspace_mb, "task": bundle.task,
+                "towers": {t: list(bundle.specs[t].inputs) for t in bundle.towers}, "outputs": bundle.outputs,
+                "eval": meta, **task_args,
+                "budgets": {"max_accuracy_drop": budgets.max_accuracy_drop, "min_cosine": budgets.min_cosine},
+                "engines": engines}
+    with atomic_path(folder / "bundle.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
+    script = build_script(jetpack, trt_version, commands)
+    with atomic_path(folder / "build.sh") as tmp:
+        tmp.write_text(script)
+        tmp.chmod(0o755)
+    (folder / "README.md").write_text(readme(manifest))
+    files = {"bundle.json": {"engines": len(engines)}, "build.sh": {"tensorrt": trt_version},
+             "eval.npz": {"rows": meta["rows"]}}
+    return files, {"jetpack": jetpack, "tensorrt": trt_version, "engines": [e["engine"] for e in engines]}
+
+
+def build_script(jetpack: str, trt_version: str, commands: list[tuple[str, str, list[str]]]) -> str:
+    want = ".".join(trt_version.split(".")[:2])
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# Builds this bundle's TensorRT engines on the Jetson board (JetPack {jetpack}, TensorRT {trt_version}).",
+        "# Written by mmcompress. Engines only run on the TensorRT, GPU and OS they were built with: build them here.",
+        "# Usage: ./build.sh   (TRTEXEC=/path/to/trtexec to use another trtexec; logs in logs/)",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+        'TRTEXEC="${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}"',
+        f'WANT="{want}"',
+        'if [ ! -x "$TRTEXEC" ]; then',
+        f'  echo "build.sh: no trtexec at $TRTEXEC; install TensorRT (it comes with JetPack {jetpack}) or set '
+        f'TRTEXEC=/path/to/trtexec" >&2',
+        "  exit 4",
+        "fi",
+        "# trtexec prints its version as [TensorRT v8502] (8.5.2) or [TensorRT v100300] (10.3.0)",
+        'code=$("$TRTEXEC" --help 2>&1 | sed -n \'s/.*\\[TensorRT v\\([0-9]*\\)\\].*/\\1/p\' | head -n 1 || true)',
+        'if [ -n "$code" ]; then',
+        '  if [ "$code" -ge 100000 ]; then have="$((code / 10000)).$(((code / 100) % 100))"',
+        '  else have="$((code / 1000)).$(((code / 100) % 10))"; fi',
+        '  if [ "$have" != "$WANT" ] && [ "${MMCOMPRESS_ANY_TENSORRT:-0}" != "1" ]; then',
+        f'    echo "build.sh: this bundle is for TensorRT $WANT (JetPack {jetpack}) and this board has TensorRT '
+        f'$have, whose trtexec flags differ; write a bundle for this board\'s JetPack (export.jetson.jetpack) or '
+        f'set MMCOMPRESS_ANY_TENSORRT=1 to try anyway" >&2',
+        "    exit 4",
+        "  fi",
+        "fi",
+        "mkdir -p logs",
+        "build() {",
+        '  local name="$1" log="$2" rc=0',
+        "  shift 2",
+        '  echo "building $name (log: $log)"',
+        '  "$TRTEXEC" "$@" > "$log" 2>&1 || rc=$?',
+        '  if [ "$rc" -eq 137 ]; then',
+        '    echo "build.sh: building $name was killed (exit 137: out of memory); lower export.jetson.workspace_mb, '
+        'stop other programs or add swap; $log has the build log" >&2',
+        "    exit 3",
+        '  elif [ "$rc" -ne 0 ]; then',
+        '    echo "build.sh: building $name failed (exit $rc); the end of $log:" >&2',
+        '    tail -n 20 "$log" >&2',
+        "    exit 3",
+        "  fi",
+        "}",
+    ]
+    for name, log, args in commands:
+        engine_dir = str(Path(next(a for a in args if a.startswith("--saveEngine=")).split("=", 1)[1]).parent)
+        lines.append(f"mkdir -p {shlex.quote(engine_dir)}")
+        lines.append(" ".join(["build", shlex.quote(name), shlex.quote(log), *map(shlex.quote, args)]))
+    lines.append(f'echo "built {len(commands)} engine(s); check them on this board: mmcompress check ."')
+    return "\n".join(lines) + "\n"
+
+
+def readme(m: dict) -> str:
+    rows = "\n".join(f"| {e['variant']} | {e['tower']} | {e['precision']} | `{e['engine']}` |" for e in m["engines"])
+    return f"""# {m['recipe']}: TensorRT bundle for JetPack {m['jetpack']}
+
+Made by mmcompress for JetPack {m['jetpack']} (TensorRT {m['tensorrt']}, CUDA {m['cuda']}, L4T {m['l4t']}).
+TensorRT engines run only on the TensorRT version, GPU and OS they were built with, so build them on the board:
+
+```
+./build.sh                 # trtexec for each graph below; logs/ holds each build's log
+mmcompress check .         # each engine on the eval sample ({m['eval']['rows']}) against the teacher's outputs
+mmcompress bench .         # latency of each engine
+```
+
+`mmcompress check` needs mmcompress with TensorRT's Python bindings and a CUDA build of PyTorch on the board
+(JetPack's). It fails when the engines were built for another TensorRT or GPU (rebuild with ./build.sh), reports
+accuracy ({m['task']}), cosine to the teacher per tower, latency, and with a DLA core the share of layers that
+fell back to the GPU (from the build log); it exits 1 when a budget is missed: {m['budgets']}.
+
+| variant | tower | precision | engine |
+|---|---|---|---|
+{rows}
+
+DLA core: {m['dla_core'] if m['dla_core'] is not None else 'none (GPU)'}; workspace {m['workspace_mb']} MiB.
+"""

@@ -1,0 +1,329 @@
+"""TensorRT engines: one adapter for the differences between TensorRT versions, used by engine builds here (the
+Python API, where `tensorrt` is importable) and by the build script of a Jetson bundle (trtexec on the board).
+
+What differs by version (TensorRT release notes and trtexec --help of each):
+- memory pools: `--memPoolSize=workspace:N` (MiB) and `config.set_memory_pool_limit` since 8.4 (`--workspace` and
+  `max_workspace_size` before, removed in 10);
+- strongly typed networks (`--stronglyTyped`, NetworkDefinitionCreationFlag.STRONGLY_TYPED) since 9.0: the ONNX
+  graph's own types are kept, so an fp16 graph with fp32 LayerNorm/Softmax stays so; before 9 the types are hints
+  and `--fp16` lets TensorRT choose per layer;
+- int8: explicit quantization (Q/DQ in the ONNX graph, symmetric int8) is read by every version here; implicit
+  int8 with a calibrator (`--int8 --calib=CACHE`, IInt8EntropyCalibrator2) is deprecated since 10.1, so it is
+  offered only below 10;
+- explicit batch: a flag to set below 10 (EXPLICIT_BATCH), the only mode from 10.
+
+Engines are not portable: an engine runs only on the TensorRT version, GPU model (compute capability) and OS it
+was built with. Each engine gets a manifest (`<engine>.json`) and `check_manifest` refuses a mismatch with a
+message saying where to rebuild.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# JetPack -> the stack it pins (NVIDIA JetPack release notes); engines for a board are built on the board
+JETPACK = {
+    "5.1.2": {"tensorrt": "8.5.2", "cuda": "11.4", "cudnn": "8.6", "l4t": "35.4.1"},
+    "6.0": {"tensorrt": "8.6.2", "cuda": "12.2", "cudnn": "8.9", "l4t": "36.3"},
+    "6.1": {"tensorrt": "10.3.0", "cuda": "12.6", "cudnn": "9.3", "l4t": "36.4"},
+    "6.2": {"tensorrt": "10.3.0", "cuda": "12.6", "cudnn": "9.3", "l4t": "36.4.3"},
+}
+PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calibrated")
+
+
+def parse_version(v: str) -> tuple[int, int, int]:
+    m = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", str(v))
+    if not m:
+        raise ValueError(f"not a TensorRT version: {v!r} (expected e.g. 10.3.0)")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one TensorRT version offers (the only place versions are compared)."""
+
+    version: tuple[int, int, int]
+
+    @property
+    def mem_pool(self) -> bool:
+        return self.version >= (8, 4, 0)
+
+    @property
+    def strongly_typed(self) -> bool:
+        return self.version >= (9, 0, 0)
+
+    @property
+    def implicit_int8(self) -> bool:
+        return self.version < (10, 0, 0)
+
+    @property
+    def explicit_batch_flag(self) -> bool:
+        return self.version < (10, 0, 0)
+
+    @property
+    def layer_info(self) -> bool:  # --exportLayerInfo / --profilingVerbosity=detailed
+        return self.version >= (8, 2, 0)
+
+
+def features(version: str) -> Features:
+    return Features(parse_version(version))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One optimisation profile: input name -> (min, opt, max) shapes."""
+
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+    def trtexec(self) -> list[str]:
+        def fmt(i: int) -> str:
+            return ",".join(f"{name}:{'x'.join(map(str, s[i]))}" for name, s in self.shapes.items())
+        return [f"--minShapes={fmt(0)}", f"--optShapes={fmt(1)}", f"--maxShapes={fmt(2)}"]
+
+    def as_json(self) -> dict:
+        return {n: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for n, s in self.shapes.items()}
+
+
+def profile_for(inputs: dict[str, list], batch: tuple[int, int, int], seq_len: tuple[int, int, int] | None) -> Profile:
+    """inputs: name -> shape with None (or a string) for dynamic axes: batch first, then a sequence axis for
+    token inputs; fixed axes (image size) as exported."""
+    shapes = {}
+    for name, shape in inputs.items():
+        dims = []
+        for axis, d in enumerate(shape):
+            if isinstance(d, int) and d > 0:
+                dims.append((d, d, d))
+            elif axis == 0:
+                dims.append(batch)
+            elif seq_len is not None:
+                dims.append(seq_len)
+            else:
+                raise ValueError(f"input {name} has a dynamic axis {axis} and no sequence range was given")
+        shapes[name] = tuple(tuple(d[i] for d in dims) for i in range(3))
+    return Profile(shapes)
+
+
+def trtexec_args(version: str, precision: str, onnx: str, engine: str, profile: Profile, *, workspace_mb: int,
+                 timing_cache: str | None = None, calib_cache: str | None = None, dla_core: int | None = None,
+                 gpu_fallback: bool = True, layer_info: str | None = None) -> list[str]:
+    """trtexec's arguments for one engine on one TensorRT version (the flags that version has)."""
+    f = features(version)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if precision == "int8-calibrated" and not f.implicit_int8:
+        raise ValueError(f"TensorRT {version}: implicit int8 with a calibration cache is deprecated from 10; use the "
+                         f"QDQ graph (static int8 with target: tensorrt)")
+    if precision == "int8-calibrated" and not calib_cache:
+        raise ValueError("int8-calibrated needs the calibration cache")
+    args = [f"--onnx={onnx}", f"--saveEngine={engine}", *profile.trtexec()]
+    args.append(f"--memPoolSize=workspace:{workspace_mb}" if f.mem_pool else f"--workspace={workspace_mb}")
+    if precision == "fp16":
+        args += ["--stronglyTyped"] if f.strongly_typed else ["--fp16"]
+    elif precision == "int8-qdq":
+        args += ["--int8", "--fp16"]  # Q/DQ layers in int8, the float rest in fp16 where TensorRT finds it faster
+    elif precision == "int8-calibrated":
+        args += ["--int8", "--fp16", f"--calib={calib_cache}"]
+    if dla_core is not None:
+        args += [f"--useDLACore={dla_core}"] + (["--allowGPUFallback"] if gpu_fallback else [])
+    if timing_cache:
+        args.append(f"--timingCacheFile={timing_cache}")
+    if layer_info and f.layer_info:
+        args += [f"--exportLayerInfo={layer_info}", "--profilingVerbosity=detailed"]
+    args.append("--verbose")  # the build log lists which layers run on DLA and which fell back to the GPU
+    return args
+
+
+# ---- engine manifests ----------------------------------------------------------------------------------------
+class EngineMismatch(Exception):
+    pass
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def engine_manifest(*, onnx: Path, precision: str, profile: Profile, tensorrt: str, cuda: str | None,
+                    gpu: str, compute_capability: str, calibration: dict | None = None, extra: dict | None = None) -> dict:
+    """What an engine was built from and for: the keys check_manifest compares, plus how it was built."""
+    return {"format": "tensorrt-engine", "tensorrt": tensorrt, "cuda": cuda, "gpu": gpu,
+            "compute_capability": compute_capability, "os": platform.system(), "arch": platform.machine(),
+            "precision": precision, "profiles": [profile.as_json()], "onnx": onnx.name, "onnx_sha256": sha256(onnx),
+            **({"calibration": calibration} if calibration else {}), **(extra or {})}
+
+
+def here() -> dict:
+    """This machine as check_manifest compares it: TensorRT version, GPU, compute capability, OS, architecture
+    (TensorRT, CUDA and a GPU must be present)."""
+    import tensorrt as trt
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EngineMismatch("no CUDA device visible: TensorRT engines need the GPU they were built for")
+    p = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {"tensorrt": trt.__version__, "gpu": p.name, "compute_capability": f"{p.major}.{p.minor}",
+            "os": platform.system(), "arch": platform.machine()}
+
+
+def check_manifest(manifest: dict, machine: dict, engine: str, rebuild: str) -> None:
+    """Refuse an engine built for another TensorRT version, GPU model or OS, naming both sides and `rebuild`
+    (what to run to rebuild it here). TensorRT itself would fail with 'Version tag does not match' or, across
+    GPU models, load and then fail or run slowly."""
+    problems = []
+    want, have = manifest.get("tensorrt"), machine.get("tensorrt")
+    if want and have and parse_version(want)[:3] != parse_version(have)[:3]:
+        problems.append(f"it was built with TensorRT {want} and this machine has {have}")
+    if manifest.get("compute_capability") != machine.get("compute_capability") or manifest.get("gpu") != machine.get("gpu"):
+        problems.append(f"it was built for {manifest.get('gpu')} (compute capability "
+                        f"{manifest.get('compute_capability')}) and this GPU is {machine.get('gpu')} "
+                        f"({machine.get('compute_capability')})")
+    for key in ("os", "arch"):
+        if manifest.get(key) and machine.get(key) and manifest[key] != machine[key]:
+            problems.append(f"it was built on {key} {manifest[key]} and this machine is {machine[key]}")
+    if problems:
+        raise EngineMismatch(f"{engine}: cannot run here: {'; '.join(problems)}. Engines are not portable across "
+                             f"TensorRT versions, GPU models or OSes; rebuild it on this machine: {rebuild}")
+
+
+def read_manifest(engine: Path) -> dict:
+    path = engine.with_suffix(".json")
+    if not path.is_file():
+        raise EngineMismatch(f"{engine}: no manifest {path.name} beside it, so what it was built for is unknown; "
+                             f"rebuild it with the bundle's build.sh (which writes one)")
+    return json.loads(path.read_text())
+
+
+# ---- builds through the Python API (where `tensorrt` is importable) -------------------------------------------
+def builder_settings(version: str, precision: str) -> dict:
+    """The Python API's settings for one precision on one version: network creation flags, builder flags, how
+    the workspace is set. Pure, so each version's set is tested without TensorRT."""
+    f = features(version)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if precision == "int8-calibrated" and not f.implicit_int8:
+        raise ValueError(f"TensorRT {version}: implicit int8 with a calibrator is deprecated from 10; use the QDQ "
+                         f"graph (static int8 with target: tensorrt)")
+    network = (["EXPLICIT_BATCH"] if f.explicit_batch_flag else []) + \
+        (["STRONGLY_TYPED"] if precision == "fp16" and f.strongly_typed else [])
+    builder = {"fp32": [], "fp16": [] if f.strongly_typed else ["FP16"], "int8-qdq": ["INT8", "FP16"],
+               "int8-calibrated": ["INT8", "FP16"]}[precision]
+    return {"network_flags": network, "builder_flags": builder,
+            "workspace": "set_memory_pool_limit" if f.mem_pool else "max_workspace_size",
+            "calibrator": precision == "int8-calibrated"}
+
+
+def calibration_cache_name(onnx_sha256: str, data_key: str, tensorrt: str, gpu: str) -> str:
+    """A calibration cache keyed by what makes it valid (the graph, the calibration rows, TensorRT's version and
+    the GPU): a stale cache is never read, it simply has another name."""
+    key = hashlib.sha256(json.dumps([onnx_sha256, data_key, tensorrt, gpu]).encode()).hexdigest()[:16]
+    return f"calibration-{key}.cache"
+
+
+def calibration_batches(feeds: dict, batch: int):
+    """Contiguous float32/int64 batches of exactly `batch` rows (TensorRT's calibrator takes a fixed batch); the
+    last partial batch is dropped. Yields dicts name -> array."""
+    import numpy as np
+
+    n = len(next(iter(feeds.values())))
+    if n < batch:
+        raise ValueError(f"{n} calibration rows are fewer than the calibration batch {batch}")
+    for i in range(0, n - batch + 1, batch):
+        yield {k: np.ascontiguousarray(v[i:i + batch]) for k, v in feeds.items()}
+
+
+def make_calibrator(feeds: dict, batch: int, cache: Path):
+    """An IInt8EntropyCalibrator2 fed from the recipe's calibration rows (TensorRT < 10), reading and writing
+    `cache` (calibration_cache_name)."""
+    import tensorrt as trt
+    import torch
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self.batches = calibration_batches(feeds, batch)
+            self.held = []
+
+        def get_batch_size(self):
+            return batch
+
+        def get_batch(self, names):
+            b = next(self.batches, None)
+            if b is None:
+                return None
+            self.held = [torch.from_numpy(b[n]).cuda() for n in names]
+            return [int(t.data_ptr()) for t in self.held]
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data):
+            cache.write_bytes(bytes(data))
+
+    return Calibrator()
+
+
+def build_engine(onnx: Path, engine: Path, precision: str, profile: Profile, *, workspace_mb: int = 1024,
+                 timing_cache: Path | None = None, calibrator=None) -> dict:
+    """Build `engine` from `onnx` with the TensorRT installed here; writes the engine and its manifest
+    (`<engine>.json`). -> the manifest."""
+    import tensorrt as trt
+
+    s = builder_settings(trt.__version__, precision)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in s["network_flags"]:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"{onnx}: TensorRT {trt.__version__}'s ONNX parser refused the graph: {errors}")
+    config = builder.create_builder_config()
+    if s["workspace"] == "set_memory_pool_limit":
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    else:
+        config.max_workspace_size = workspace_mb << 20
+    for name in s["builder_flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if s["calibrator"]:
+        if calibrator is None:
+            raise ValueError("int8-calibrated needs a calibrator (make_calibrator)")
+        config.int8_calibrator = calibrator
+    p = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile.shapes.items():
+        p.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(p)
+    cache = None
+    if timing_cache is not None:
+        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    blob = builder.build_serialized_network(network, config)
+    if blob is None:
+        raise RuntimeError(f"{onnx}: TensorRT {trt.__version__} could not build a {precision} engine (the log above "
+                           f"says why; on small boards a smaller workspace_mb or fewer tactics help)")
+    engine.write_bytes(bytes(blob))
+    if cache is not None:
+        timing_cache.write_bytes(bytes(cache.serialize()))
+    m = here()
+    manifest = engine_manifest(onnx=onnx, precision=precision, profile=profile, tensorrt=trt.__version__,
+                               cuda=_cuda_version(), gpu=m["gpu"], compute_capability=m["compute_capability"],
+                               extra={"workspace_mb": workspace_mb, "settings": s})
+    engine.with_suffix(".json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _cuda_version() -> str | None:
+    try:
+        import torch
+
+        return torch.version.cuda
+    except ImportError:
+        return None

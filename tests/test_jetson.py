@@ -1,0 +1,254 @@
+"""TensorRT engines and Jetson bundles: the version adapter's flags, engine manifests and their mismatch errors,
+the bundle a run writes (contents, build.sh under bash -n and shellcheck, its own guards), and `mmcompress check`
+on the bundle. TensorRT cannot be installed on these machines: tests that execute it skip without it."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY, invoke
+from mmcompress.checks import bundle as checks_bundle
+from mmcompress.export import tensorrt as trt_adapter
+
+VARIANTS = [{"name": "fp32", "quantize": "none"},
+            {"name": "int8-dynamic", "quantize": "dynamic"},
+            {"name": "trt-int8", "quantize": "static", "target": "tensorrt"},
+            {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt"}]
+
+
+def _recipe(tmp_path, jetson, variants=VARIANTS):
+    r = yaml.safe_load(TINY.read_text())
+    r["export"]["variants"] = variants
+    r["export"]["jetson"] = jetson
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("jetson")
+    path = _recipe(tmp, {"jetpack": ["5.1.2", "6.2"], "eval_rows": 32, "dla_core": 0})
+    result = invoke("run", str(path), "--run-dir", str(tmp / "run"))
+    assert result.exit_code == 0, result.output
+    return tmp / "run", json.loads((tmp / "run" / "report.json").read_text())
+
+
+def _args(bundle_dir: Path, variant: str, tower: str) -> list[str]:
+    m = json.loads((bundle_dir / "bundle.json").read_text())
+    return next(e["trtexec"] for e in m["engines"] if (e["variant"], e["tower"]) == (variant, tower))
+
+
+def test_a_bundle_per_jetpack_with_the_graphs_tensorrt_can_build(bundles):
+    run, rep = bundles
+    assert [b["jetpack"] for b in rep["bundles"]] == ["5.1.2", "6.2"]
+    for jp, trt in (("5.1.2", "8.5.2"), ("6.2", "10.3.0")):
+        d = run / "bundles" / f"jetson-jp{jp}"
+        m = json.loads((d / "bundle.json").read_text())
+        assert m["jetpack"] == jp and m["tensorrt"] == trt and m["task"] == "dual-encoder"
+        shipped = {(e["variant"], e["tower"], e["precision"]) for e in m["engines"]}
+        assert shipped == {(v, t, p) for v, p in (("fp32", "fp32"), ("trt-int8", "int8-qdq"), ("trt-fp16", "fp16"))
+                           for t in ("image", "text")}  # dynamic int8 has ORT-only ops: not shipped
+        for e in m["engines"]:
+            from mmcompress.artifact import sha256_file
+
+            assert sha256_file(d / e["onnx"]) == e["onnx_sha256"]
+            assert e["profile"]  # min/opt/max per input
+        z = np.load(d / "eval.npz")
+        assert z["feed/image/pixel_values"].shape[0] == 32 and z["teacher/image"].shape[0] == 32
+        assert z["labels"].shape == (32,)
+        assert (d / "README.md").read_text().count("./build.sh") >= 1
+
+
+def test_build_script_passes_bash_n_and_shellcheck(bundles):
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    for jp in ("5.1.2", "6.2"):
+        script = bundles[0] / "bundles" / f"jetson-jp{jp}" / "build.sh"
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        r = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout
+
+
+def test_build_script_uses_each_tensorrts_flags(bundles):
+    old, new = (bundles[0] / "bundles" / f"jetson-jp{jp}" for jp in ("5.1.2", "6.2"))
+    # fp16 graph with fp32 islands: strongly typed from TensorRT 9 (types kept), --fp16 hints before
+    assert "--stronglyTyped" in _args(new, "trt-fp16", "image") and "--fp16" not in _args(new, "trt-fp16", "image")
+    assert "--fp16" in _args(old, "trt-fp16", "image") and "--stronglyTyped" not in _args(old, "trt-fp16", "image")
+    for d in (old, new):
+        a = _args(d, "trt-int8", "text")
+        assert {"--int8", "--useDLACore=0", "--allowGPUFallback", "--memPoolSize=workspace:1024"} <= set(a)
+        assert any(x.startswith("--minShapes=input_ids:1x1,attention_mask:1x1") for x in a)
+        assert "--timingCacheFile=timing.cache" in a
+        assert not any(x.startswith("--calib") for x in a)  # explicit quantization: no calibration cache
+
+
+def _stub_trtexec(tmp_path, banner_code: int, rc: int = 0) -> Path:
+    """A stand-in for trtexec that prints its version banner and exits with rc: what build.sh's own guards
+    (version check, out-of-memory message) read. No engine is built."""
+    stub = tmp_path / "trtexec"
+    stub.write_text(f"#!/usr/bin/env bash\necho '&&&& RUNNING TensorRT.trtexec [TensorRT v{banner_code}] # trtexec'\n"
+                    f"exit {rc}\n")
+    stub.chmod(0o755)
+    return stub
+
+
+def test_build_script_refuses_another_tensorrt_and_names_an_out_of_memory_kill(bundles, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(bundles[0] / "bundles" / "jetson-jp6.2", d)
+    run = lambda stub: subprocess.run(["bash", str(d / "build.sh")], capture_output=True, text=True,
+                                      env={"PATH": "/usr/bin:/bin", "TRTEXEC": str(stub)})
+    r = run(tmp_path / "missing")
+    assert r.returncode == 4 and "no trtexec" in r.stderr
+    r = run(_stub_trtexec(tmp_path, 8502))  # a JetPack 5 board given the JetPack 6.2 bundle
+    assert r.returncode == 4 and "for TensorRT 10.3" in r.stderr and "has TensorRT 8.5" in r.stderr
+    oom = tmp_path / "oom"
+    oom.mkdir()
+    r = run(_stub_trtexec(oom, 100300, rc=137))
+    assert r.returncode == 3 and "out of memory" in r.stderr and "workspace_mb" in r.stderr
+
+
+def test_check_runs_the_bundles_graphs_on_onnxruntime_against_the_shipped_teacher_outputs(bundles):
+    run, rep = bundles
+    d = run / "bundles" / "jetson-jp6.2"
+    result = invoke("check", str(d), "--onnxruntime", "--json", "--rounds", "5")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["runtime"] == "onnxruntime-cpu" and out["passed"] and not out["not_built"]
+    assert out["variants"]["fp32"]["delta"] == 0 and out["variants"]["fp32"]["fidelity"]["image"]["min"] > 0.99999
+    # the int8 graph as the run checked it: same cosine floor on the shipped rows as on the whole eval split
+    assert out["variants"]["trt-int8"]["fidelity"]["image"]["min"] >= rep["artifacts"]["trt-int8"]["fidelity"]["image"]["min"] - 1e-6
+    assert set(out["latency"]) == {"image", "text"}
+    assert (d / "check-onnxruntime.json").is_file()
+
+
+def test_check_without_engines_or_tensorrt_says_what_to_do(bundles, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(bundles[0] / "bundles" / "jetson-jp5.1.2", d)
+    r = invoke("check", str(d))
+    assert r.exit_code == 2 and "./build.sh" in r.output
+    if shutil.which("trtexec") is None:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorrt") is None:
+            (d / "engines" / "fp32").mkdir(parents=True)
+            (d / "engines" / "fp32" / "image.engine").write_bytes(b"built elsewhere")
+            r = invoke("check", str(d))
+            assert r.exit_code == 4 and "TensorRT's Python bindings" in r.output and "--onnxruntime" in r.output
+
+
+BUILD_LOG = """&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # /usr/src/tensorrt/bin/trtexec --onnx=onnx/fp32/image.onnx
+[11/26/2026-10:00:00] [I] === Device Information ===
+[11/26/2026-10:00:00] [I] Selected Device: Orin
+[11/26/2026-10:00:00] [I] Compute Capability: 8.7
+[11/26/2026-10:00:09] [I] [TRT] ---------- Layers Running on DLA ----------
+[11/26/2026-10:00:09] [I] [TRT] [DlaLayer] {ForeignNode[/conv/Conv.../encoder/Add]}
+[11/26/2026-10:00:09] [I] [TRT] [DlaLayer] {ForeignNode[/mlp/fc1...]}
+[11/26/2026-10:00:09] [I] [TRT] ---------- Layers Running on GPU ----------
+[11/26/2026-10:00:09] [I] [TRT] [GpuLayer] SHUFFLE: /Reshape
+[11/26/2026-10:00:09] [I] [TRT] [GpuLayer] SOFTMAX: /attn/Softmax
+[11/26/2026-10:00:09] [I] [TRT] [GpuLayer] MATRIX_MULTIPLY: /attn/MatMul
+[11/26/2026-10:00:10] [I] [TRT] [MemUsageChange] Init cuBLAS/cuBLASLt: CPU +0, GPU +0, now: CPU 0, GPU 0 (MiB)
+"""
+
+
+def test_build_log_gives_version_device_and_the_share_that_fell_back_from_dla():
+    info = checks_bundle.parse_build_log(BUILD_LOG)
+    assert info["tensorrt"] == "8.5.2" and info["gpu"] == "Orin" and info["compute_capability"] == "8.7"
+    assert info["layers"] == {"dla": 2, "gpu": 3, "gpu_share": 0.6}
+    assert checks_bundle.decode_version(100300) == "10.3.0" and checks_bundle.decode_version(8601) == "8.6.1"
+    assert "layers" not in checks_bundle.parse_build_log(BUILD_LOG.split("[I] [TRT] ----------")[0])
+
+
+def test_an_engine_for_another_tensorrt_or_gpu_is_refused_with_where_to_rebuild():
+    built = {"tensorrt": "8.5.2", "gpu": "Orin", "compute_capability": "8.7", "os": "Linux", "arch": "aarch64"}
+    trt_adapter.check_manifest(built, dict(built), "e.engine", "./build.sh")  # same machine: no error
+    with pytest.raises(trt_adapter.EngineMismatch) as e:
+        trt_adapter.check_manifest(built, {**built, "tensorrt": "10.3.0"}, "engines/fp32/image.engine", "./build.sh")
+    assert "TensorRT 8.5.2" in str(e.value) and "10.3.0" in str(e.value) and "rebuild it on this machine: ./build.sh" in str(e.value)
+    with pytest.raises(trt_adapter.EngineMismatch, match="built for Orin .*this GPU is NVIDIA H100"):
+        trt_adapter.check_manifest(built, {**built, "gpu": "NVIDIA H100", "compute_capability": "9.0"}, "e", "x")
+    with pytest.raises(trt_adapter.EngineMismatch, match="arch aarch64"):
+        trt_adapter.check_manifest(built, {**built, "arch": "x86_64"}, "e", "x")
+    with pytest.raises(trt_adapter.EngineMismatch, match="no manifest"):
+        trt_adapter.read_manifest(Path("/nonexistent/e.engine"))
+
+
+@pytest.mark.parametrize("version,network,fp16_flags,workspace", [
+    ("8.5.2", ["EXPLICIT_BATCH"], ["FP16"], "set_memory_pool_limit"),
+    ("8.2.1", ["EXPLICIT_BATCH"], ["FP16"], "max_workspace_size"),
+    ("8.6.2", ["EXPLICIT_BATCH"], ["FP16"], "set_memory_pool_limit"),
+    ("10.3.0", ["STRONGLY_TYPED"], [], "set_memory_pool_limit"),
+])
+def test_builder_settings_per_tensorrt_version(version, network, fp16_flags, workspace):
+    s = trt_adapter.builder_settings(version, "fp16")
+    assert s["network_flags"] == network and s["builder_flags"] == fp16_flags and s["workspace"] == workspace
+    assert trt_adapter.builder_settings(version, "int8-qdq")["builder_flags"] == ["INT8", "FP16"]
+    if version.startswith("10"):
+        with pytest.raises(ValueError, match="deprecated from 10"):
+            trt_adapter.builder_settings(version, "int8-calibrated")
+    else:
+        assert trt_adapter.builder_settings(version, "int8-calibrated")["calibrator"] is True
+        prof = trt_adapter.profile_for({"x": [None, 3]}, (1, 2, 4), None)
+        args = trt_adapter.trtexec_args(version, "int8-calibrated", "m.onnx", "m.engine", prof, workspace_mb=512,
+                                        calib_cache="c.cache")
+        assert "--calib=c.cache" in args
+        assert ("--workspace=512" if version == "8.2.1" else "--memPoolSize=workspace:512") in args
+
+
+def test_calibration_cache_is_keyed_by_graph_data_tensorrt_and_gpu_and_batches_are_fixed_size():
+    base = ("a" * 64, "data1", "8.5.2", "Orin")
+    names = {trt_adapter.calibration_cache_name(*base)}
+    for i, other in enumerate(("b" * 64, "data2", "8.6.2", "Xavier")):
+        names.add(trt_adapter.calibration_cache_name(*[other if j == i else x for j, x in enumerate(base)]))
+    assert len(names) == 5 and trt_adapter.calibration_cache_name(*base) in names
+    feeds = {"pixel_values": np.zeros((70, 3, 4, 4), np.float32)}
+    batches = list(trt_adapter.calibration_batches(feeds, 32))
+    assert [b["pixel_values"].shape[0] for b in batches] == [32, 32]
+    with pytest.raises(ValueError, match="fewer than the calibration batch"):
+        list(trt_adapter.calibration_batches(feeds, 128))
+
+
+@pytest.mark.parametrize("jetson,message", [
+    ({"jetpack": ["6.2"], "variants": ["int8-dynamic"]}, "ONNX Runtime-only int8 ops"),
+    ({"jetpack": ["6.2"], "variants": ["nope"]}, "not a variant of this recipe"),
+    ({"jetpack": ["7.0"]}, "jetpack"),
+    ({"jetpack": ["6.2"], "batch": [8, 4, 16]}, "min <= opt <= max"),
+])
+def test_jetson_mistakes_name_the_key(tmp_path, jetson, message):
+    r = invoke("validate", str(_recipe(tmp_path, jetson)))
+    assert r.exit_code == 2 and message in r.output and "recipe.yaml:" in r.output, r.output
+
+
+def test_a_cpu_shaped_static_graph_is_not_shipped_to_tensorrt(tmp_path):
+    r = invoke("validate", str(_recipe(tmp_path, {"jetpack": ["6.2"], "variants": ["s"]},
+                                       [{"name": "s", "quantize": "static"}])))
+    assert r.exit_code == 2 and "target: tensorrt" in r.output
+
+
+def test_tensorrt_builds_and_runs_an_engine_checked_against_onnxruntime(bundles, tmp_path):
+    """Needs TensorRT and a GPU (skips elsewhere): the fp32 image graph built through the Python API, its
+    manifest written, and the engine's outputs equal ONNX Runtime's on the eval sample."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed here")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA device")
+    from mmcompress.runtimes.onnxruntime import OrtSession
+    from mmcompress.runtimes.tensorrt import TrtSession
+
+    d = bundles[0] / "bundles" / "jetson-jp6.2"
+    onnx = d / "onnx" / "fp32" / "image.onnx"
+    prof = trt_adapter.profile_for({"pixel_values": [None, 3, 64, 64]}, (1, 4, 4), None)
+    m = trt_adapter.build_engine(onnx, tmp_path / "image.engine", "fp32", prof, workspace_mb=512)
+    assert m["onnx_sha256"] == trt_adapter.sha256(onnx)
+    x = np.load(d / "eval.npz")["feed/image/pixel_values"][:4]
+    got = TrtSession(tmp_path / "image.engine").run({"pixel_values": x})
+    ref = OrtSession(onnx, 1).run({"pixel_values": x})
+    assert np.allclose(got, ref, atol=1e-3)
