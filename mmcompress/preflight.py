@@ -78,8 +78,9 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
     question_data = d.source == "shapes-vqa"
     if fusion and d.source in ("shapes", "digits", "imagefolder"):
         raise RecipeError(f"{recipe.where('data', 'source')}: the teacher is a fusion model (image + question -> "
-                          f"answer) and {d.source} has no questions; use data.source shapes-vqa, or jsonl lines "
-                          f"with image, question and answer")
+                          f"answer, or image + text -> match) and {d.source} has no questions or match labels; use "
+                          f"data.source shapes-vqa, or jsonl lines with image, question and answer (image, text and "
+                          f"match for matching models)")
     if question_data and towers is not None and not fusion:
         raise RecipeError(f"{recipe.where('data', 'source')}: shapes-vqa holds questions for a fusion teacher "
                           f"(teacher.zoo: shapes-vqa) and this teacher has {', '.join(towers)} tower(s); use "

@@ -60,3 +60,27 @@ def tiny_copy(tiny_run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(tiny_run[1], dst)
     return dst
+
+
+TRT_VARIANTS = [{"name": "fp32", "quantize": "none"},
+                {"name": "int8-dynamic", "quantize": "dynamic"},
+                {"name": "trt-int8", "quantize": "static", "target": "tensorrt"},
+                {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt"}]
+
+
+@pytest.fixture(scope="session")
+def trt_run(tmp_path_factory):
+    """The tiny recipe with graphs shaped for TensorRT and Jetson bundles for JetPack 5.1.2 and 6.2, run once:
+    (run_dir, report)."""
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("trt")
+    r = yaml.safe_load(TINY.read_text())
+    r["export"]["variants"] = TRT_VARIANTS
+    r["export"]["jetson"] = {"jetpack": ["5.1.2", "6.2"], "eval_rows": 32, "dla_core": 0}
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    result = invoke("run", str(path), "--run-dir", str(tmp / "run"))
+    assert result.exit_code == 0, result.output
+    return tmp / "run", json.loads((tmp / "run" / "report.json").read_text())
+

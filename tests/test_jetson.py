@@ -13,15 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, invoke
+from conftest import TINY, TRT_VARIANTS as VARIANTS, invoke
 from mmcompress.checks import bundle as checks_bundle
 from mmcompress.export import tensorrt as trt_adapter
-
-VARIANTS = [{"name": "fp32", "quantize": "none"},
-            {"name": "int8-dynamic", "quantize": "dynamic"},
-            {"name": "trt-int8", "quantize": "static", "target": "tensorrt"},
-            {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt"}]
-
 
 def _recipe(tmp_path, jetson, variants=VARIANTS):
     r = yaml.safe_load(TINY.read_text())
@@ -32,13 +26,10 @@ def _recipe(tmp_path, jetson, variants=VARIANTS):
     return path
 
 
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("jetson")
-    path = _recipe(tmp, {"jetpack": ["5.1.2", "6.2"], "eval_rows": 32, "dla_core": 0})
-    result = invoke("run", str(path), "--run-dir", str(tmp / "run"))
-    assert result.exit_code == 0, result.output
-    return tmp / "run", json.loads((tmp / "run" / "report.json").read_text())
+@pytest.fixture
+def bundles(trt_run):
+    """The tiny recipe's run with Jetson bundles for JetPack 5.1.2 and 6.2 (conftest.trt_run)."""
+    return trt_run
 
 
 def _args(bundle_dir: Path, variant: str, tower: str) -> list[str]:

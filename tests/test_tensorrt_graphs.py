@@ -10,24 +10,7 @@ import pytest
 import yaml
 from onnx import numpy_helper
 
-from conftest import TINY, invoke
-
-TRT_VARIANTS = [{"name": "fp32", "quantize": "none"},
-                {"name": "trt-int8", "quantize": "static", "target": "tensorrt"},
-                {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt"}]
-
-
-@pytest.fixture(scope="module")
-def trt_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("trt")
-    r = yaml.safe_load(TINY.read_text())
-    r["export"]["variants"] = TRT_VARIANTS
-    path = tmp / "recipe.yaml"
-    path.write_text(yaml.safe_dump(r, sort_keys=False))
-    result = invoke("run", str(path), "--run-dir", str(tmp / "run"))
-    assert result.exit_code == 0, result.output
-    return tmp / "run", json.loads((tmp / "run" / "report.json").read_text())
-
+from conftest import TINY, invoke  # the trt_run fixture: conftest.py
 
 def _consumers(graph) -> dict[str, list]:
     out: dict[str, list] = {}

@@ -70,3 +70,13 @@ def pair_recall(queries: np.ndarray, targets: np.ndarray, ks: list[int]) -> dict
         out[f"text_to_pair@{k}"] = float((np.argsort(-sim, axis=1)[:, :k] == truth).any(1).mean() * 100)
         out[f"pair_to_text@{k}"] = float((np.argsort(-sim.T, axis=1)[:, :k] == truth).any(1).mean() * 100)
     return out
+
+
+def auc(score: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC of `score` for the positives in `labels` (0/1): the chance a random positive outscores a random
+    negative, ties counting half (scikit-learn's roc_auc_score). 0.5 when one class is absent."""
+    from sklearn.metrics import roc_auc_score
+
+    if labels.min() == labels.max():
+        return 0.5
+    return float(roc_auc_score(labels, score.astype(np.float64)))

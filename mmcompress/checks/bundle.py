@@ -12,10 +12,7 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
-
 from mmcompress.errors import BackendMissing, RecipeError
-from mmcompress.export import tensorrt
 
 _VERSION = re.compile(r"\[TensorRT v(\d+)\]")
 _DEVICE = re.compile(r"Selected Device:\s*(.+?)\s*$", re.M)

@@ -72,17 +72,20 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
         raise RecipeError(f"data: the teacher has an image tower but data.source {data.name} has no images")
     labels = ev.labels
     if bundle.is_fusion:
-        if data.kind != "image-question":
-            raise RecipeError(f"data.source: the teacher is a {bundle.task} fusion model and needs images with "
-                              f"questions and answers (data.source shapes-vqa, or jsonl lines with image, question "
-                              f"and answer); {data.name} has {data.kind} rows")
+        want = FUSION_DATA[bundle.task]
+        if data.kind != want[0]:
+            raise RecipeError(f"data.source: the teacher is a {bundle.task} fusion model and needs {want[1]}; "
+                              f"{data.name} has {data.kind} rows")
         for rows in (cal, ev):  # every row the checks use: questions that fit, answers the head has
             check_lengths(bundle.text_preprocess, rows)
-            answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
-        labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)
-    elif data.kind == "image-question":
-        raise RecipeError(f"data: {data.name} holds questions with answers, for fusion teachers; this teacher is a "
-                          f"{bundle.task} (use lines with image and caption, or text)")
+            if bundle.task == "vqa":
+                answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
+        if bundle.task == "vqa":
+            labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)
+    elif data.kind in ("image-question", "image-text-match"):
+        raise RecipeError(f"data: {data.name} holds {'questions with answers' if data.kind == 'image-question' else 'image-text pairs with match labels'}, "
+                          f"for fusion teachers; this teacher is a {bundle.task} (use lines with image and caption, "
+                          f"or text)")
     texts, blocks, caption_of_image = _text_blocks(bundle, data, split)
     feeds, calib = {}, {}
     h = hashlib.sha256()
@@ -109,6 +112,13 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
     return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=labels, caption_of_image=caption_of_image,
                       n_classes=len(data.class_prompts), n_templates=len(data.class_prompts[0]) if data.class_prompts else 0,
                       key=h.hexdigest()[:16], trim={t: trim[t] for t in feeds})
+
+
+# fusion task -> (the data kind it needs, what that is in words)
+FUSION_DATA = {"vqa": ("image-question", "images with questions and answers (data.source shapes-vqa, or jsonl "
+                                         "lines with image, question and answer)"),
+               "itm": ("image-text-match", "images with texts and whether they match (jsonl lines with image, text "
+                                           "and match)")}
 
 
 def check_lengths(text, rows) -> None:

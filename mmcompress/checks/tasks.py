@@ -6,7 +6,9 @@ image-encoder  leave-one-out k-NN top-1 on the labelled eval split; primary: k-N
 text-encoder   nearest-class-prompt top-1 (labels) and text<->pair recall@k (pairs); primary: class-prompt
                top-1, else text->pair recall@1
 vqa            fusion teachers: answer accuracy (argmax of the answer logits against the answer); primary:
-               answer accuracy. Fidelity adds top-1 agreement and KL to the teacher's answer distribution.
+               answer accuracy.
+itm            image-text matching fusion teachers: ROC AUC of the match score against the match labels (and
+               accuracy for a 2-way head); primary: match AUC. Fidelity adds top-1 agreement and KL to the teacher's answer distribution.
 Every task also gets embedding cosine to the teacher per tower (fidelity), which needs no labels; for a fusion
 tower that is the cosine between answer-logit vectors.
 """
@@ -44,6 +46,16 @@ def metrics(task: str, emb: dict[str, np.ndarray], inputs, ensemble: str, ks: li
         if inputs.labels is not None:
             out["answer"] = {"accuracy": round(float((pred == inputs.labels).mean() * 100), 2), "n": int(len(pred))}
             primary = ("answer_accuracy", out["answer"]["accuracy"])
+    elif task == "itm":
+        logits = emb["fusion"]
+        score = match_score(logits)
+        pred = logits.argmax(1) if logits.shape[1] == 2 else None  # a 2-way ITM head decides; one score ranks
+        if inputs.labels is not None:
+            out["match"] = {"auc": round(accuracy.auc(score, inputs.labels) * 100, 2), "n": int(len(score)),
+                            "positives": int(inputs.labels.sum())}
+            if pred is not None:
+                out["match"]["accuracy"] = round(float((pred == inputs.labels).mean() * 100), 2)
+            primary = ("match_auc", out["match"]["auc"])
     elif task == "image-encoder" and inputs.labels is not None:
         out["knn"], pred = accuracy.knn(emb["image"], inputs.labels, knn_k)
         primary = ("knn_top1", out["knn"]["top1"])
@@ -58,6 +70,12 @@ def metrics(task: str, emb: dict[str, np.ndarray], inputs, ensemble: str, ks: li
             pred, primary = scores.argmax(1), ("class_prompt_top1", out["class_prompts"]["top1"])
     out["primary"] = {"metric": primary[0], "value": primary[1]} if primary else None
     return out, pred
+
+
+def match_score(logits: np.ndarray) -> np.ndarray:
+    """An image-text matching head's score per row: the one logit (ViLT retrieval), or match minus no-match
+    logits of a 2-way head (BLIP ITM: [no match, match])."""
+    return logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
 
 
 def mixed(teacher_emb: dict, emb: dict, inputs, ensemble: str, ks: list[int]) -> dict:

@@ -47,8 +47,6 @@ def load_model(recipe, run_dir, name: str | None = None):
         bundle = compress.load_model(recipe.load("recipes/clip-shapes-prune.yaml"), "runs/clip-shapes-prune")
         bundle.towers["image"](pixel_values)   # a torch module: the pruned, recovered image tower
     """
-    from pathlib import Path
-
     from mmcompress.errors import RecipeError
     from mmcompress.models import load_teacher
 

@@ -58,7 +58,10 @@ def _digits(cfg, seed: int, base: Path) -> Dataset:
                    {"templates": cfg.prompts.templates or digits.TEMPLATES})
 
 
-def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", origin: list[str] | None = None) -> list[str]:
+def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", origin: list[str] | None = None,
+             kind: str | None = None) -> list[str]:
+    from mmcompress.data.files import MATCH_CLASSES
+
     if cfg.classes_file:
         path = base / cfg.classes_file
         try:
@@ -67,6 +70,8 @@ def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", ori
             raise RecipeError(f"{path}: cannot read the classes file ({e}); it must be a JSON list of class names") from None
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise RecipeError(f"{path}: the classes file must be a JSON list of class names")
+    elif labels and set(labels) <= set(MATCH_CLASSES) and kind == "match":
+        classes = list(MATCH_CLASSES)  # fixed order: id 1 is a match
     else:
         classes = list(cfg.classes or sorted(set(labels or [])))
     unknown = sorted(set(labels or []) - set(classes))
@@ -86,7 +91,7 @@ def _read_files(cfg, base: Path, where=None):
     templates = cfg.prompts.templates or ["a photo of a {label}"]
     rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
     return path, templates, rows, _classes(cfg, base, rows.labels,
-                                           where("data", "classes") if where else "data", rows.origin)
+                                           where("data", "classes") if where else "data", rows.origin, rows.kind)
 
 
 def _files(cfg, seed: int, base: Path) -> Dataset:
@@ -102,8 +107,8 @@ def _files(cfg, seed: int, base: Path) -> Dataset:
             idx = s.images
             s.origin = [rows.origin[i] for i in idx]  # file:line of each row, for errors found later
             s.images = files.decode([rows.images[i] for i in idx], s.origin)
-    prompts = [[t.format(label=c) for t in templates] for c in classes] if classes and rows.kind != "question" else []
-    kind = {"image": "image-text", "question": "image-question"}.get(rows.kind, "text")
+    prompts = [[t.format(label=c) for t in templates] for c in classes] if classes and rows.kind in ("image", "text") else []
+    kind = {"image": "image-text", "question": "image-question", "match": "image-text-match"}.get(rows.kind, "text")
     return Dataset(cfg.source, kind, splits, classes, prompts, {"templates": templates, "path": str(path)})
 
 

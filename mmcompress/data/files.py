@@ -5,6 +5,8 @@ JSONL, one object per line, all lines of one kind:
   text lines   {"text": "how do I reset it?", "pair": "Hold the button for 5 s.", "label": "support"}
                (pair and label optional)
   question lines {"image": "imgs/0001.png", "question": "what colour is the shape ?", "answer": "red"}
+  match lines    {"image": "imgs/0001.png", "text": "a small red circle", "match": true}
+               (image-text matching teachers: `caption` may stand for `text`; match: true/false, 1/0, yes/no)
                (for fusion teachers; `text` may stand for `question`, `label` for `answer`)
 Image paths are relative to the JSONL file. An image folder is root/<class name>/<image files>.
 """
@@ -21,13 +23,16 @@ from mmcompress.errors import RecipeError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGE_KEYS, TEXT_KEYS = {"image", "caption", "label"}, {"text", "pair", "label"}
 QUESTION_KEYS = {"image", "question", "answer"}
+MATCH_KEYS = {"image", "text", "caption", "match"}
+MATCH_CLASSES = ["no match", "match"]  # a match line's label id is 1 when the text describes the image
+_TRUE, _FALSE = {True, 1, "1", "true", "yes", "match"}, {False, 0, "0", "false", "no", "no match"}
 
 
 @dataclass
 class Rows:
     """What a file source holds before splitting. images: paths (decoded later); labels: class names or None."""
 
-    kind: str                      # 'image', 'text' or 'question'
+    kind: str                      # 'image', 'text', 'question' or 'match'
     images: list[Path] | None
     texts: list[str]
     pairs: list[str] | None
@@ -68,7 +73,9 @@ def read_jsonl(path: Path) -> Rows:
                                   f'like {{"image": "a.png", "caption": "..."}} or {{"text": "..."}}') from None
             if not isinstance(obj, dict):
                 raise RecipeError(f"{where}: a line must be a JSON object, got {type(obj).__name__}")
-            if "image" in obj and ("question" in obj or "answer" in obj or ("text" in obj and "caption" not in obj)):
+            if "image" in obj and "match" in obj:
+                this = "match"  # image-text matching: does the text describe the image?
+            elif "image" in obj and ("question" in obj or "answer" in obj or ("text" in obj and "caption" not in obj)):
                 # a question line; `text` and `label` are accepted for `question` and `answer`
                 obj = {"question" if k == "text" else "answer" if k == "label" else k: v for k, v in obj.items()}
                 this = "question"
@@ -80,11 +87,26 @@ def read_jsonl(path: Path) -> Rows:
             kind = kind or this
             if this != kind:
                 raise RecipeError(f"{where}: a {this} line in a file of {kind} lines; keep one kind per file")
-            allowed = {"image": IMAGE_KEYS, "text": TEXT_KEYS, "question": QUESTION_KEYS}[kind]
+            allowed = {"image": IMAGE_KEYS, "text": TEXT_KEYS, "question": QUESTION_KEYS, "match": MATCH_KEYS}[kind]
             unknown = set(obj) - allowed
             if unknown:
                 raise RecipeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; {kind} lines take "
                                   f"{', '.join(sorted(allowed))}")
+            if kind == "match":
+                text = obj.get("text", obj.get("caption"))
+                if text is None:
+                    raise RecipeError(f"{where}: missing key 'text'; match lines need \"image\", \"text\" and "
+                                      f"\"match\" (true when the text describes the image)")
+                m = obj["match"].lower() if isinstance(obj["match"], str) else obj["match"]
+                if m not in _TRUE and m not in _FALSE:
+                    raise RecipeError(f"{where}: match {obj['match']!r} is not true/false (or 1/0, yes/no)")
+                p = (path.parent / str(obj["image"])).resolve()
+                _check_image(p, where, str(obj["image"]))
+                images.append(p)
+                texts.append(str(text))
+                labels.append(MATCH_CLASSES[m in _TRUE])
+                origin.append(where)
+                continue
             if kind == "question":
                 for key in ("question", "answer"):
                     if key not in obj:
@@ -115,7 +137,7 @@ def read_jsonl(path: Path) -> Rows:
     _all_or_none(labels, origin, "label")
     if pairs and len(pairs) != len(texts):
         raise RecipeError(f"{path}: some text lines have \"pair\" and some do not; give every line a pair or none")
-    return Rows(kind, images if kind in ("image", "question") else None, texts, pairs or None,
+    return Rows(kind, images if kind in ("image", "question", "match") else None, texts, pairs or None,
                 labels if labels[0] is not None else None, origin)
 
 

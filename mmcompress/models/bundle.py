@@ -112,7 +112,7 @@ class Bundle:
     source: dict = field(default_factory=dict)  # where it came from: zoo name + cache key, hf dir, ...
     outputs: list[str] | None = None  # fusion teachers: the head's classes (answers), in logit order
 
-    FUSION_TASKS = ("vqa",)
+    FUSION_TASKS = ("vqa", "itm")
 
     def preprocess(self, tower: str) -> Callable:
         return self.image_preprocess if tower == "image" else self.text_preprocess

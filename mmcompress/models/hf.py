@@ -145,6 +145,10 @@ def towers_of(config) -> tuple[str, ...] | None:
     None when the config does not say (then the load decides)."""
     if getattr(config, "model_type", None) == "vilt":
         return ("fusion",)
+    from mmcompress.models import blip
+
+    if blip.is_itm(config):
+        return ("fusion",)
     if hasattr(config, "vision_config") and hasattr(config, "text_config"):
         return ("image", "text")
     if hasattr(config, "vocab_size") and not hasattr(config, "image_size"):
@@ -186,6 +190,13 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
 
         source["architecture"] = (config.architectures or ["?"])[0]
         towers, specs, image_pre, text_pre, task, outputs = vilt.load(path, config, cfg, source)
+        return Bundle(towers=towers, specs=specs, image_preprocess=image_pre, text_preprocess=text_pre, task=task,
+                      outputs=outputs, source=source)
+    from mmcompress.models import blip
+
+    if blip.is_itm(config):  # cross-attention image-text matching: one tower, a 2-way match head
+        source["architecture"] = "BlipForImageTextRetrieval"
+        towers, specs, image_pre, text_pre, task, outputs = blip.load(path, config, cfg, source)
         return Bundle(towers=towers, specs=specs, image_preprocess=image_pre, text_preprocess=text_pre, task=task,
                       outputs=outputs, source=source)
     model = AutoModel.from_pretrained(model_dir, config=config).eval()

@@ -14,7 +14,8 @@ from torch import nn
 
 
 class FixedSizeVilt(nn.Module):
-    """forward(pixel_values (N, 3, H, W), input_ids (N, L), attention_mask (N, L)) -> (N, answers) logits."""
+    """forward(pixel_values (N, 3, H, W), input_ids (N, L), attention_mask (N, L)) -> the head's logits: (N,
+    answers) for question answering, (N, 1) for retrieval."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -35,20 +36,25 @@ class FixedSizeVilt(nn.Module):
 
 
 def load(path, config, cfg, source: dict):
-    """-> (towers, specs, image_pre, text_pre, task, outputs) for a ViltForQuestionAnswering directory."""
+    """-> (towers, specs, image_pre, text_pre, task, outputs) for a ViltForQuestionAnswering (task vqa) or
+    ViltForImageAndTextRetrieval (task itm: one score) directory."""
     import json
 
-    from transformers import AutoTokenizer, ViltForQuestionAnswering
+    from transformers import AutoTokenizer, ViltForImageAndTextRetrieval, ViltForQuestionAnswering
 
     from mmcompress.errors import RecipeError
     from mmcompress.models.bundle import FUSION_SPEC, ImagePreprocess, TextPreprocess
 
     arch = (config.architectures or ["?"])[0]
-    if arch != "ViltForQuestionAnswering":
+    if arch == "ViltForQuestionAnswering":
+        model = ViltForQuestionAnswering.from_pretrained(path).eval()
+        task, outputs = "vqa", [str(config.id2label[i]) for i in range(config.num_labels)]
+    elif arch == "ViltForImageAndTextRetrieval":  # one matching score per (image, text)
+        model = ViltForImageAndTextRetrieval.from_pretrained(path).eval()
+        task, outputs = "itm", None
+    else:
         raise RecipeError(f"teacher.hf: {path} holds a {arch}; of ViLT models mmcompress runs question answering "
-                          f"(ViltForQuestionAnswering) so far")
-    model = ViltForQuestionAnswering.from_pretrained(path).eval()
-    outputs = [str(config.id2label[i]) for i in range(config.num_labels)]
+                          f"(ViltForQuestionAnswering) and image-text matching (ViltForImageAndTextRetrieval)")
     proc = path / "preprocessor_config.json"
     p = json.loads(proc.read_text()) if proc.is_file() else {}
     # one fixed square size: the model's own image_size (its position grid); ViLT's processor would keep the
@@ -59,4 +65,4 @@ def load(path, config, cfg, source: dict):
     max_length = cfg.max_length or min(config.max_position_embeddings, 512)
     text_pre = TextPreprocess(tokenizer, max_length, cfg.text_padding or "longest")
     source.update(image_size=config.image_size, note="images resized to one square size (the model's image_size)")
-    return {"fusion": FixedSizeVilt(model).eval()}, {"fusion": FUSION_SPEC}, image_pre, text_pre, "vqa", outputs
+    return {"fusion": FixedSizeVilt(model).eval()}, {"fusion": FUSION_SPEC}, image_pre, text_pre, task, outputs

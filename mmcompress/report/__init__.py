@@ -42,8 +42,11 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
         fid = {t: fidelity.cosine_to_teacher(emb[t], teacher_emb[t]) for t in a["towers"]}
         if pred is not None:
             fid["top1_agreement"] = fidelity.top1_agreement(pred, t_pred)
-        if "fusion" in a["towers"]:  # answer logits: how far the answer distribution moved
+        if "fusion" in a["towers"] and emb["fusion"].shape[1] > 1:  # how far the head's distribution moved
             fid["kl_to_teacher"] = fidelity.kl_to_teacher(emb["fusion"], teacher_emb["fusion"])
+        if "fusion" in a["towers"] and emb["fusion"].shape[1] == 1:  # one score per row: compare the score vectors
+            fid["fusion"] = fidelity.cosine_to_teacher(emb["fusion"].T, teacher_emb["fusion"].T)
+            fid["score_max_abs_diff"] = float(np.abs(emb["fusion"] - teacher_emb["fusion"]).max())
         entry = {"kind": f"{v.runtime}-{v.quantize if v.quantize != 'none' else 'fp32'}",
                  "model": a["model"], "variant": v.model_dump(mode="json"),
                  "runtime": a.get("runtime"),

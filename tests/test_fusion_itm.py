@@ -1,0 +1,141 @@
+"""Image-text matching fusion teachers (task itm): Hugging Face ViltForImageAndTextRetrieval (one score) and
+BlipForImageTextRetrieval (cross-attention, a 2-way ITM head), loaded from save_pretrained directories, on JSONL
+match lines (image, text, match); match AUC vs the teacher, fidelity of the scores."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, invoke
+from mmcompress.data import shapes, shapes_vqa
+
+TINY_VQA = ROOT / "recipes" / "vqa-shapes-tiny.yaml"
+
+
+def _vocab(folder: Path):
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(shapes_vqa.WORDS)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=16).save_pretrained(folder)
+    return len(vocab)
+
+
+def _tiny_vilt_retrieval(folder: Path) -> Path:
+    import torch
+    from transformers import ViltConfig, ViltForImageAndTextRetrieval
+
+    torch.manual_seed(0)
+    n = _vocab(folder)
+    config = ViltConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        image_size=64, patch_size=16, max_position_embeddings=16, vocab_size=n,
+                        initializer_range=0.2)  # scores that differ row to row
+    ViltForImageAndTextRetrieval(config).save_pretrained(folder)
+    return folder
+
+
+def _tiny_blip_itm(folder: Path) -> Path:
+    import torch
+    from transformers import BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor
+
+    torch.manual_seed(0)
+    n = _vocab(folder)
+    config = BlipConfig(
+        text_config={"vocab_size": n, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "intermediate_size": 64, "max_position_embeddings": 16, "encoder_hidden_size": 32,
+                     "pad_token_id": 0, "sep_token_id": 3, "bos_token_id": 2, "initializer_range": 0.2},
+        vision_config={"hidden_size": 32, "image_size": 64, "patch_size": 16, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "intermediate_size": 64, "initializer_range": 0.2},
+        projection_dim=32, image_text_hidden_size=32, initializer_range=0.2)  # scores that differ row to row
+    BlipForImageTextRetrieval(config).save_pretrained(folder)
+    BlipImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
+def _match_file(folder: Path, n: int = 48, edit=None) -> Path:
+    """n shapes images, each with its own caption (match) or another image's (no match when it differs)."""
+    from PIL import Image
+
+    data = shapes.generate(n, seed=3)
+    (folder / "imgs").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, im in enumerate(data.images):
+        Image.fromarray(im).save(folder / "imgs" / f"{i}.png")
+        text = data.texts[i] if i % 2 == 0 else data.texts[(i + 7) % n]
+        line = {"image": f"imgs/{i}.png", "text": text, "match": text == data.texts[i]}
+        lines.append(json.dumps(edit(i, line) if edit else line))
+    path = folder / "match.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _recipe(tmp_path: Path, teacher: Path, data: Path) -> Path:
+    r = yaml.safe_load(TINY_VQA.read_text())
+    r["teacher"] = {"hf": str(teacher)}
+    r["data"] = {"source": "jsonl", "path": str(data), "splits": {"calibration": 8, "eval": 40}}
+    r["export"]["variants"] = [{"name": "fp32", "quantize": "none"}, {"name": "int8-dynamic", "quantize": "dynamic"}]
+    r["checks"]["budgets"] = {"max_accuracy_drop": 100}
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(r, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize("make,arch,head", [(_tiny_vilt_retrieval, "ViltForImageAndTextRetrieval", 1),
+                                            (_tiny_blip_itm, "BlipForImageTextRetrieval", 2)])
+def test_an_itm_directory_runs_end_to_end_on_match_lines(tmp_path, make, arch, head):
+    teacher = make(tmp_path / "model")
+    result = invoke("run", str(_recipe(tmp_path, teacher, _match_file(tmp_path))), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["teacher"]["task"] == "itm" and rep["teacher"]["architecture"] == arch
+    assert rep["data"]["kind"] == "image-text-match"
+    t = rep["artifacts"]["teacher"]["accuracy"]
+    assert t["primary"]["metric"] == "match_auc" and 0 <= t["primary"]["value"] <= 100
+    assert t["match"]["n"] == 40 and 0 < t["match"]["positives"] < 40
+    fp32 = rep["artifacts"]["fp32"]
+    assert fp32["accuracy"]["delta"] == 0 and fp32["fidelity"]["fusion"]["min"] > 0.9999  # the graph = the model
+    assert (("kl_to_teacher" in fp32["fidelity"]) == (head == 2)) and (("accuracy" in t["match"]) == (head == 2))
+    emb = np.load(tmp_path / "run" / "teacher" / "embeddings.npz")["fusion"]
+    assert emb.shape == (40, head)
+
+
+def test_blip_itm_wrapper_gives_the_hugging_face_itm_logits(tmp_path):
+    import torch
+    from transformers import BlipForImageTextRetrieval
+
+    from mmcompress.models.blip import BlipItm
+
+    model = BlipForImageTextRetrieval.from_pretrained(_tiny_blip_itm(tmp_path / "blip")).eval()
+    x, ids = torch.randn(3, 3, 64, 64), torch.randint(5, 20, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[2, 5:] = 0
+    with torch.no_grad():
+        ref = model(input_ids=ids, pixel_values=x, attention_mask=mask).itm_score
+        assert torch.allclose(BlipItm(model)(x, ids, mask), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("edit,says", [
+    (lambda i, line: {k: v for k, v in line.items() if k != "text"} if i == 5 else line,
+     r"match.jsonl:6: missing key 'text'; match lines need"),
+    (lambda i, line: {**line, "match": "perhaps"} if i == 9 else line, r"match.jsonl:10: match 'perhaps' is not true/false"),
+])
+def test_match_file_mistakes_name_file_and_line(tmp_path, edit, says):
+    import re
+
+    teacher = _tiny_blip_itm(tmp_path / "model")
+    result = invoke("validate", str(_recipe(tmp_path, teacher, _match_file(tmp_path, edit=edit))))
+    assert result.exit_code == 2 and re.search(says, " ".join(result.output.split())), result.output
+
+
+def test_match_lines_for_a_question_answering_teacher_are_refused(tmp_path):
+    from test_fusion import _tiny_vilt
+
+    r = yaml.safe_load(_recipe(tmp_path, _tiny_vilt(tmp_path / "qa"), _match_file(tmp_path)).read_text())
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
+    result = invoke("run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 2 and "needs images with questions and answers" in result.output, result.output
