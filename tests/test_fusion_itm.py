@@ -139,3 +139,27 @@ def test_match_lines_for_a_question_answering_teacher_are_refused(tmp_path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
     result = invoke("run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run"))
     assert result.exit_code == 2 and "needs images with questions and answers" in result.output, result.output
+
+
+def test_a_multimodal_classifier_from_a_python_entrypoint_reports_top1(recipes_dir, tmp_path):
+    """task='classification': image + text -> one of the head's classes (here the late-fusion example's
+    answers, with text/label lines as a classification data set would have)."""
+    (tmp_path / "classifier.py").write_text(
+        "import sys\nsys.path.insert(0, %r)\nimport late_fusion_teacher\n\n\ndef build():\n"
+        "    b = late_fusion_teacher.build()\n    b.task = 'classification'\n    return b\n" % str(recipes_dir))
+    from test_fusion import _question_file
+
+    data = _question_file(tmp_path, edit=lambda i, line: {"image": line["image"], "text": line["question"],
+                                                          "label": line["answer"]})
+    r = yaml.safe_load((recipes_dir / "python-fusion.yaml").read_text())
+    r["teacher"] = {"python": "classifier:build"}
+    r["data"] = {"source": "jsonl", "path": str(data), "splits": {"calibration": 8, "eval": 32}}
+    r["export"]["variants"] = [{"name": "int8-dynamic", "quantize": "dynamic"}]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
+    result = invoke("run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code in (0, 1), result.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["teacher"]["task"] == "classification"
+    t = rep["artifacts"]["teacher"]["accuracy"]
+    assert t["primary"]["metric"] == "top1" and t["classification"]["n"] == 32
+    assert rep["artifacts"]["int8-dynamic"]["fidelity"]["top1_agreement"] >= 90

@@ -78,9 +78,9 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
                               f"{data.name} has {data.kind} rows")
         for rows in (cal, ev):  # every row the checks use: questions that fit, answers the head has
             check_lengths(bundle.text_preprocess, rows)
-            if bundle.task == "vqa":
+            if bundle.task != "itm":
                 answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
-        if bundle.task == "vqa":
+        if bundle.task != "itm":
             labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)
     elif data.kind in ("image-question", "image-text-match"):
         raise RecipeError(f"data: {data.name} holds {'questions with answers' if data.kind == 'image-question' else 'image-text pairs with match labels'}, "
@@ -117,6 +117,8 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
 # fusion task -> (the data kind it needs, what that is in words)
 FUSION_DATA = {"vqa": ("image-question", "images with questions and answers (data.source shapes-vqa, or jsonl "
                                          "lines with image, question and answer)"),
+               "classification": ("image-question", "images with texts and class labels (jsonl lines with image, "
+                                                    "text and label)"),
                "itm": ("image-text-match", "images with texts and whether they match (jsonl lines with image, text "
                                            "and match)")}
 

@@ -7,6 +7,7 @@ text-encoder   nearest-class-prompt top-1 (labels) and text<->pair recall@k (pai
                top-1, else text->pair recall@1
 vqa            fusion teachers: answer accuracy (argmax of the answer logits against the answer); primary:
                answer accuracy.
+classification fusion teachers with class logits (e.g. sentiment of image + text): top-1; primary: top1.
 itm            image-text matching fusion teachers: ROC AUC of the match score against the match labels (and
                accuracy for a 2-way head); primary: match AUC. Fidelity adds top-1 agreement and KL to the teacher's answer distribution.
 Every task also gets embedding cosine to the teacher per tower (fidelity), which needs no labels; for a fusion
@@ -46,6 +47,11 @@ def metrics(task: str, emb: dict[str, np.ndarray], inputs, ensemble: str, ks: li
         if inputs.labels is not None:
             out["answer"] = {"accuracy": round(float((pred == inputs.labels).mean() * 100), 2), "n": int(len(pred))}
             primary = ("answer_accuracy", out["answer"]["accuracy"])
+    elif task == "classification":
+        pred = emb["fusion"].argmax(1)
+        if inputs.labels is not None:
+            out["classification"] = {"top1": round(float((pred == inputs.labels).mean() * 100), 2), "n": int(len(pred))}
+            primary = ("top1", out["classification"]["top1"])
     elif task == "itm":
         logits = emb["fusion"]
         score = match_score(logits)

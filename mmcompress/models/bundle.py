@@ -101,7 +101,9 @@ class Bundle:
     task: 'dual-encoder' (image and text embeddings in one space: zero-shot, retrieval), 'image-encoder' or
     'text-encoder' (one tower); Bundle.task_for(towers) gives it. Fusion models have one tower, 'fusion', taking
     pixel values and tokens together (FUSION_SPEC) and returning the task head's logits; their task is declared:
-    'vqa' (one answer class per question), and `outputs` names the head's classes in order.
+    'vqa' (one answer class per question), 'classification' (one class per image + text, e.g. sentiment) — both
+    with `outputs` naming the head's classes in order — or 'itm' (image-text matching: one score, or 2-way
+    [no match, match] logits).
     """
 
     towers: dict[str, Any]  # name -> torch.nn.Module
@@ -112,7 +114,7 @@ class Bundle:
     source: dict = field(default_factory=dict)  # where it came from: zoo name + cache key, hf dir, ...
     outputs: list[str] | None = None  # fusion teachers: the head's classes (answers), in logit order
 
-    FUSION_TASKS = ("vqa", "itm")
+    FUSION_TASKS = ("vqa", "classification", "itm")
 
     def preprocess(self, tower: str) -> Callable:
         return self.image_preprocess if tower == "image" else self.text_preprocess

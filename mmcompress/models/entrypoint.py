@@ -3,7 +3,8 @@
 The contract (docs/teachers.md): function() -> mmcompress.models.bundle.Bundle with
   towers   {'image': nn.Module, 'text': nn.Module} (one or both), each mapping its inputs to an (N, D) embedding;
            or {'fusion': nn.Module} taking pixel_values, input_ids, attention_mask and returning the task head's
-           logits, with task='vqa' and outputs=[the answers in logit order] declared (docs/fusion.md)
+           logits, with task='vqa' or 'classification' and outputs=[the classes in logit order] declared, or
+           task='itm' (a match score) (docs/fusion.md)
   specs    {tower: TowerSpec(inputs={name: {axis: axis name}})}: input names in forward() order, dynamic axes
   image_preprocess / text_preprocess for the towers present.
 The module is imported only because the recipe names it; the report records it.
@@ -56,11 +57,11 @@ def load(cfg, base: Path) -> Bundle:
         if bundle.task not in Bundle.FUSION_TASKS:
             raise RecipeError(f"{where}: a fusion tower needs its task declared: Bundle(..., task='vqa') "
                               f"(one of {', '.join(Bundle.FUSION_TASKS)}); got task={bundle.task!r}")
-        if not (isinstance(bundle.outputs, list) and len(bundle.outputs) >= 2
-                and all(isinstance(a, str) for a in bundle.outputs)):
+        if bundle.task != "itm" and not (isinstance(bundle.outputs, list) and len(bundle.outputs) >= 2
+                                         and all(isinstance(a, str) for a in bundle.outputs)):
             raise RecipeError(f"{where}: a fusion tower needs outputs=[...]: the head's answers as strings, in "
                               f"logit order (at least two)")
-        if len(set(bundle.outputs)) != len(bundle.outputs):
+        if bundle.outputs and len(set(bundle.outputs)) != len(bundle.outputs):
             raise RecipeError(f"{where}: outputs names an answer twice; each logit needs its own answer")
     for tower, module_ in bundle.towers.items():
         if not isinstance(module_, nn.Module):
