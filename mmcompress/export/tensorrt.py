@@ -73,6 +73,17 @@ def features(version: str) -> Features:
     return Features(parse_version(version))
 
 
+def _checked(version: str, precision: str) -> Features:
+    """The version's features, once `precision` is known to be one it can build."""
+    f = features(version)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if precision == "int8-calibrated" and not f.implicit_int8:
+        raise ValueError(f"TensorRT {version}: implicit int8 with a calibrator is deprecated from 10; use the QDQ "
+                         f"graph (static int8 with target: tensorrt)")
+    return f
+
+
 @dataclass(frozen=True)
 class Profile:
     """One optimisation profile: input name -> (min, opt, max) shapes."""
@@ -111,12 +122,7 @@ def trtexec_args(version: str, precision: str, onnx: str, engine: str, profile: 
                  timing_cache: str | None = None, calib_cache: str | None = None, dla_core: int | None = None,
                  gpu_fallback: bool = True, layer_info: str | None = None) -> list[str]:
     """trtexec's arguments for one engine on one TensorRT version (the flags that version has)."""
-    f = features(version)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    if precision == "int8-calibrated" and not f.implicit_int8:
-        raise ValueError(f"TensorRT {version}: implicit int8 with a calibration cache is deprecated from 10; use the "
-                         f"QDQ graph (static int8 with target: tensorrt)")
+    f = _checked(version, precision)
     if precision == "int8-calibrated" and not calib_cache:
         raise ValueError("int8-calibrated needs the calibration cache")
     args = [f"--onnx={onnx}", f"--saveEngine={engine}", *profile.trtexec()]
@@ -142,20 +148,14 @@ class EngineMismatch(Exception):
     pass
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def engine_manifest(*, onnx: Path, precision: str, profile: Profile, tensorrt: str, cuda: str | None,
                     gpu: str, compute_capability: str, calibration: dict | None = None, extra: dict | None = None) -> dict:
     """What an engine was built from and for: the keys check_manifest compares, plus how it was built."""
+    from mmcompress.artifact import sha256_file
+
     return {"format": "tensorrt-engine", "tensorrt": tensorrt, "cuda": cuda, "gpu": gpu,
             "compute_capability": compute_capability, "os": platform.system(), "arch": platform.machine(),
-            "precision": precision, "profiles": [profile.as_json()], "onnx": onnx.name, "onnx_sha256": sha256(onnx),
+            "precision": precision, "profiles": [profile.as_json()], "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
             **({"calibration": calibration} if calibration else {}), **(extra or {})}
 
 
@@ -204,12 +204,7 @@ def read_manifest(engine: Path) -> dict:
 def builder_settings(version: str, precision: str) -> dict:
     """The Python API's settings for one precision on one version: network creation flags, builder flags, how
     the workspace is set. Pure, so each version's set is tested without TensorRT."""
-    f = features(version)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    if precision == "int8-calibrated" and not f.implicit_int8:
-        raise ValueError(f"TensorRT {version}: implicit int8 with a calibrator is deprecated from 10; use the QDQ "
-                         f"graph (static int8 with target: tensorrt)")
+    f = _checked(version, precision)
     network = (["EXPLICIT_BATCH"] if f.explicit_batch_flag else []) + \
         (["STRONGLY_TYPED"] if precision == "fp16" and f.strongly_typed else [])
     builder = {"fp32": [], "fp16": [] if f.strongly_typed else ["FP16"], "int8-qdq": ["INT8", "FP16"],

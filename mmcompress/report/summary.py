@@ -45,6 +45,9 @@ def rows(report: dict) -> tuple[list[str], list[list[str]]]:
             v = f"{e['fidelity'][t]['min']:.4f}"
             cos.append(v if e["towers"][t].get("gated", True) else f"({v})")
         label = name if e.get("model", "teacher") == "teacher" else f"{name} ({e['model']})"
+        runtime = (e.get("runtime") or {}).get("runtime")
+        if name != "teacher" and runtime not in (None, "onnxruntime"):  # where the row ran, when not ORT's CPU
+            label += f" [{runtime}]"
         fid = e.get("fidelity", {})
         agree = ([f"{fid['top1_agreement']:.1f}" if "top1_agreement" in fid else "-",
                   f"{fid['kl_to_teacher']['max']:.2g}" if "kl_to_teacher" in fid else "-"] if fusion else [])

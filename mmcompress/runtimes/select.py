@@ -47,7 +47,7 @@ def device_of(runtime: str) -> dict:
 
 
 def session(artifact: dict, tower: str, threads: int, name: str | None = None) -> Session:
-    """artifact: the pipeline's entry ({'variant', 'towers', 'module' for torch runtimes, ...})."""
+    """artifact: the pipeline's entry ({'variant', 'towers', and 'bundle' (the model) for torch runtimes})."""
     v = artifact["variant"]
     runtime = getattr(v, "runtime", "onnxruntime")
     if is_torch(runtime):
