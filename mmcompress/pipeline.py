@@ -259,6 +259,18 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
             own = t in v.towers and v.quantize != "none"
             towers[t] = (folder if own else src) / TOWER_FILES[t]
             shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
+        if v.runtime == "tensorrt":  # engines built here from those graphs (Python API), one per tower
+            from mmcompress.export import jetson, tensorrt
+
+            ranges = jetson.profile_ranges(recipe, models[model][0], inputs)
+            efolder = run_dir / "engines" / v.name
+            em = run.stage(f"engine {v.name}", efolder,
+                           {"config": {"precision": {t: tensorrt.precision_of(v, t) for t in towers},
+                                       "profile": ranges, "device": runtimes.device_of("tensorrt")},
+                            "parents": {"graphs": shas}},
+                           lambda d, v=v, g=dict(towers), r=ranges: tensorrt.stage(v, g, r, d))
+            towers = {t: efolder / f"{t}.engine" for t in towers}
+            shas = {t: em["files"][f"{t}.engine"]["sha256"] for t in towers}
         artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
                              "int8": int8, "keys": {t: str(p) if v.runtime == "onnxruntime" else f"{v.runtime}:{p}"
                                                     for t, p in towers.items()}}

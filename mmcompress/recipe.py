@@ -213,7 +213,7 @@ ReduceRange = Annotated[bool | None, Field(
                 "U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")]
 
 
-Runtime = Literal["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch-cuda", "torch-cpu"]
+Runtime = Literal["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch-cuda", "torch-cpu"]
 TORCH_PRECISIONS = ("none", "fp16", "bf16")  # what a torch runtime variant casts the model to ('none': fp32)
 
 
@@ -233,7 +233,9 @@ class _Variant(Strict):
         "onnxruntime", description="What runs the artifact in the checks. `onnxruntime`: the ONNX graphs on ONNX "
                                    "Runtime's CPU provider. `onnxruntime-cuda` / `onnxruntime-tensorrt`: the same "
                                    "graphs on ONNX Runtime's CUDA / TensorRT provider (onnxruntime-gpu; a run "
-                                   "where the provider is missing stops before any stage). `torch-cuda` / "
+                                   "where the provider is missing stops before any stage). `tensorrt`: "
+                                   "TensorRT engines built here from the graphs through its Python API (quantize "
+                                   "none, fp16, or static with target: tensorrt; `engines/<name>/`). `torch-cuda` / "
                                    "`torch-cpu`: no ONNX; the model itself in PyTorch eager on that device, cast "
                                    "to the variant's precision (quantize none, fp16 or bf16). See docs/gpu.md.")
 
@@ -243,6 +245,10 @@ class _Variant(Strict):
         if self.runtime.startswith("torch") and q not in TORCH_PRECISIONS:
             raise ValueError(f"runtime {self.runtime} runs the PyTorch model cast to a precision: quantize none, "
                              f"fp16 or bf16 (int8 is for the ONNX runtimes), not {q}")
+        if self.runtime == "tensorrt":
+            why = tensorrt_unbuildable(self)
+            if why:
+                raise ValueError(f"runtime tensorrt builds engines from the graphs, and {why}")
         if q == "bf16" and not self.runtime.startswith("torch"):
             raise ValueError("quantize bf16 is for PyTorch runtimes (runtime: torch-cuda or torch-cpu); ONNX "
                              "graphs take fp16")

@@ -117,3 +117,16 @@ def test_torch_cuda_runtime_runs_the_tiny_recipe_in_fp16_and_bf16(tmp_path):
         assert a["runtime"]["compute_capability"]
         assert min(a["fidelity"][t]["min"] for t in ("image", "text")) > 0.99
     assert rep["machine"]["gpu"]["name"] == torch.cuda.get_device_name()
+
+
+def test_tensorrt_runtime_without_tensorrt_exits_4_and_int8_for_cpus_is_refused(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        path = _recipe(tmp_path, [{"name": "trt", "quantize": "fp16", "target": "tensorrt", "runtime": "tensorrt"}])
+        result = invoke("validate", str(path))
+        assert result.exit_code == 4 and "export.variants[0].runtime" in result.output
+        assert "TensorRT's Python bindings" in result.output and "export.jetson" in result.output
+    path = _recipe(tmp_path, [{"name": "trt", "quantize": "dynamic", "runtime": "tensorrt"}])
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2 and "runtime tensorrt builds engines" in result.output, result.output

@@ -27,15 +27,6 @@ from mmcompress.export import tensorrt
 BUILD_TIMING_CACHE = "timing.cache"
 
 
-def precision_of(variant, tower: str) -> str:
-    """The engine precision for one tower's graph of a shipped variant."""
-    if variant.quantize == "fp16":
-        return "fp16"
-    if variant.quantize == "static":
-        return "int8-qdq"
-    return "fp32"
-
-
 def shipped(recipe) -> list:
     j = recipe.export.jetson
     if j.variants is not None:
@@ -46,13 +37,17 @@ def shipped(recipe) -> list:
     return [v for v in recipe.export.variants if tensorrt_unbuildable(v) is None]
 
 
-def _graph_inputs(path: Path) -> dict[str, list]:
-    import onnx
-
-    g = onnx.load(str(path), load_external_data=False).graph
-    init = {i.name for i in g.initializer}
-    return {i.name: [d.dim_value if d.dim_value > 0 else None for d in i.type.tensor_type.shape.dim]
-            for i in g.input if i.name not in init}
+def profile_ranges(recipe, bundle, inputs, batch=None, seq_len=None) -> tuple:
+    """(batch (min, opt, max), text length (min, opt, max) or None): given, else [1, the largest checked batch,
+    the same] and [1, the eval texts' p90 length, the teacher's max_length]."""
+    text = bundle.text_preprocess
+    seq = tuple(seq_len) if seq_len else None
+    if seq is None and text is not None:
+        lengths = inputs.text_lengths()
+        p90 = int(min(text.max_length, max(1, np.ceil(np.percentile(lengths, 90))))) if len(lengths) else text.max_length
+        seq = (1, p90, text.max_length)
+    top = max(recipe.checks.batch_sizes)
+    return (tuple(batch) if batch else (1, top, top)), seq
 
 
 def eval_sample(bundle, inputs, teacher_emb: dict, rows: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -83,13 +78,7 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
     j = recipe.export.jetson
     stack = tensorrt.JETPACK[jetpack]
     trt_version = stack["tensorrt"]
-    lengths = inputs.text_lengths()
-    text = bundle.text_preprocess
-    seq = tuple(j.seq_len) if j.seq_len else None
-    if seq is None and text is not None:
-        p90 = int(min(text.max_length, max(1, np.ceil(np.percentile(lengths, 90))))) if len(lengths) else text.max_length
-        seq = (1, p90, text.max_length)
-    batch = tuple(j.batch) if j.batch else (1, max(recipe.checks.batch_sizes), max(recipe.checks.batch_sizes))
+    batch, seq = profile_ranges(recipe, bundle, inputs, j.batch, j.seq_len)
     engines, commands = [], []
     for v in shipped(recipe):
         a = artifacts[v.name]
@@ -99,8 +88,8 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
             rel_onnx = f"onnx/{v.name}/{tower}.onnx"
             (folder / rel_onnx).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, folder / rel_onnx)
-            profile = tensorrt.profile_for(_graph_inputs(src), batch, seq)
-            precision = precision_of(v, tower)
+            profile = tensorrt.profile_for(tensorrt.graph_inputs(src), batch, seq)
+            precision = tensorrt.precision_of(v, tower)
             engine = f"engines/{v.name}/{tower}.engine"
             log = f"logs/{v.name}-{tower}.log"
             args = tensorrt.trtexec_args(trt_version, precision, rel_onnx, engine, profile,

@@ -99,6 +99,37 @@ class Profile:
         return {n: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for n, s in self.shapes.items()}
 
 
+def graph_inputs(path: Path) -> dict[str, list]:
+    """An ONNX graph's inputs: name -> shape with None for dynamic axes."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in g.initializer}
+    return {i.name: [d.dim_value if d.dim_value > 0 else None for d in i.type.tensor_type.shape.dim]
+            for i in g.input if i.name not in init}
+
+
+def precision_of(variant, tower: str) -> str:
+    """The engine precision of one tower's graph of a variant: its own towers by its quantize, others fp32."""
+    if tower not in variant.towers or variant.quantize == "none":
+        return "fp32"
+    return "fp16" if variant.quantize == "fp16" else "int8-qdq"
+
+
+def stage(variant, towers: dict, profile_ranges: tuple, folder: Path, workspace_mb: int = 1024) -> tuple[dict, dict]:
+    """runtime: tensorrt: an engine per tower graph (`towers`: tower -> ONNX path) built here, with its manifest
+    and a shared timing cache. profile_ranges: (batch (min, opt, max), text length (min, opt, max) or None)."""
+    files = {}
+    for tower, onnx in towers.items():
+        profile = profile_for(graph_inputs(onnx), *profile_ranges)
+        engine = folder / f"{tower}.engine"
+        m = build_engine(onnx, engine, precision_of(variant, tower), profile, workspace_mb=workspace_mb,
+                         timing_cache=folder / "timing.cache")
+        files[engine.name] = {"tower": tower, "format": "tensorrt-engine", **{k: m[k] for k in (
+            "precision", "tensorrt", "gpu", "compute_capability", "onnx_sha256")}}
+    return files, {}
+
+
 def profile_for(inputs: dict[str, list], batch: tuple[int, int, int], seq_len: tuple[int, int, int] | None) -> Profile:
     """inputs: name -> shape with None (or a string) for dynamic axes: batch first, then a sequence axis for
     token inputs; fixed axes (image size) as exported."""

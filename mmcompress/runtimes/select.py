@@ -24,6 +24,16 @@ def unavailable(runtime: str) -> str | None:
         from mmcompress.runtimes.onnxruntime import missing_provider
 
         return missing_provider(runtime)
+    if runtime == "tensorrt":
+        import importlib.util
+
+        import torch
+
+        if importlib.util.find_spec("tensorrt") is None:
+            return ("runtime tensorrt builds and runs TensorRT engines here and needs TensorRT's Python bindings (pip "
+                    "install tensorrt, or JetPack's python3-libnvinfer); for a board, use export.jetson instead")
+        if not torch.cuda.is_available():
+            return "runtime tensorrt needs a CUDA device (and a CUDA build of PyTorch for its buffers); none is visible"
     return None
 
 
@@ -38,6 +48,13 @@ def device_of(runtime: str) -> dict:
         import torch
 
         return {"runtime": runtime, "device": "cpu", "torch": torch.__version__}
+    if runtime == "tensorrt":
+        import tensorrt as trt
+
+        from mmcompress.runtimes.torch import cuda_info
+
+        info = cuda_info() or {}
+        return {"runtime": runtime, "device": info.get("name", "cuda"), "tensorrt": trt.__version__, **info}
     import onnxruntime as ort
 
     from mmcompress.runtimes.onnxruntime import PROVIDERS
@@ -57,6 +74,10 @@ def session(artifact: dict, tower: str, threads: int, name: str | None = None) -
         bundle = artifact["bundle"]
         return cast(bundle.towers[tower], list(bundle.specs[tower].inputs), "cuda" if runtime == "torch-cuda" else "cpu",
                     precision_of(v, tower), name or f"{v.name}-{tower}")
+    if runtime == "tensorrt":
+        from mmcompress.runtimes.tensorrt import TrtSession
+
+        return TrtSession(artifact["towers"][tower], name, rebuild="mmcompress run (the engine stage rebuilds it)")
     from mmcompress.runtimes.onnxruntime import OrtSession
 
     as_written = runtime == "onnxruntime" and v.quantize == "static" and getattr(v, "target", "cpu") == "tensorrt"
