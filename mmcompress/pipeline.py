@@ -269,9 +269,13 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
                                        "profile": ranges, "device": runtimes.device_of("tensorrt")},
                             "parents": {"graphs": shas}},
                            lambda d, v=v, g=dict(towers), r=ranges: tensorrt.stage(v, g, r, d))
+            graphs = dict(towers)
             towers = {t: efolder / f"{t}.engine" for t in towers}
             shas = {t: em["files"][f"{t}.engine"]["sha256"] for t in towers}
+        else:
+            graphs = towers
         artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
+                             "graphs": graphs,  # the ONNX graphs (towers: what runs them; engines for tensorrt)
                              "int8": int8, "keys": {t: str(p) if v.runtime == "onnxruntime" else f"{v.runtime}:{p}"
                                                     for t, p in towers.items()}}
     for name, a in artifacts.items():

@@ -84,7 +84,7 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
         a = artifacts[v.name]
         own = list(v.towers) if v.quantize != "none" else list(a["towers"])
         for tower in [t for t in a["towers"] if t in own]:
-            src = Path(a["towers"][tower])
+            src = Path(a.get("graphs", a["towers"])[tower])
             rel_onnx = f"onnx/{v.name}/{tower}.onnx"
             (folder / rel_onnx).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, folder / rel_onnx)

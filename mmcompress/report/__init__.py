@@ -62,7 +62,9 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
         if a.get("int8"):
             target = a["int8"]["target"]
             entry["int8"] = {**a["int8"], "checked_on": int8_kind()}
-            if target == "tensorrt":
+            if target == "tensorrt" and v.runtime == "tensorrt":
+                entry["int8"]["note"] = "made for TensorRT and checked on a TensorRT engine built on this machine"
+            elif target == "tensorrt":
                 entry["int8"]["note"] = ("made for TensorRT: checked on ONNX Runtime's CPU provider with its Q/DQ "
                                          "nodes run as written (TensorRT's int8 arithmetic on any CPU); its CPU "
                                          "latency says nothing about the GPU")
