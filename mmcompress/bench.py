@@ -69,12 +69,12 @@ def run(path: Path, batches: list[int], threads: int, seq_len: int, max_seconds:
     """-> {'groups': [{'inputs', 'reference', 'points': {batch: {graph: row}}}], 'machine', 'threads'}."""
     from mmcompress.checks.latency import measure_adaptive, summarize
     from mmcompress.machine import fingerprint
-    from mmcompress.runtimes.onnxruntime import OrtSession
+    from mmcompress.runtimes.onnxruntime import open_file
 
     limit = text_limit(path)
     seq_len = min(seq_len, limit) if limit else seq_len  # a graph's positions end at the model's max_length
     root = path if path.is_dir() else path.parent
-    sessions = {str(p.relative_to(root)): OrtSession(p, threads) for p in graphs(path)}
+    sessions = {str(p.relative_to(root)): open_file(p, threads) for p in graphs(path)}
     groups: dict[tuple, dict] = {}
     for name, s in sessions.items():
         groups.setdefault(_signature(s), {})[name] = s

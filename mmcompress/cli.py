@@ -22,12 +22,17 @@ def _internal(e: Exception, run_dir: Path | None = None) -> None:
     import traceback
 
     text = traceback.format_exc()
-    where = "stderr"
+    where = ""
     if run_dir is not None and run_dir.is_dir():
-        (run_dir / "error.log").write_text(text)
-        where = str(run_dir / "error.log")
-    else:
+        try:
+            (run_dir / "error.log").write_text(text)
+            where = str(run_dir / "error.log")
+        except OSError:
+            pass
+    where = where or _internal_log(text)
+    if not where:  # nowhere to keep it: the user still needs it for a bug report
         click.echo(text, err=True)
+        where = "above"
     click.echo(f"error: internal error: {type(e).__name__}: {e}\n(traceback in {where}; please report it)", err=True)
     sys.exit(EXIT_STAGE_FAILED)
 
@@ -44,7 +49,44 @@ SET_HELP = ("Override a recipe key: --set teacher.hf=/models/clip --set export.v
             "Values are YAML; validated like the file.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Guarded(click.Group):
+    """One error path for every command (docs/cli.md): MMCompressError -> its exit code and message; a full disk
+    or unwritable folder -> the path and the free space; Ctrl-C -> 130; anything else -> 3 with the traceback in
+    error.log (or on stderr), never as the last thing the user reads."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors: exit 2 with its message
+        except MMCompressError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as e:
+            from mmcompress.errors import os_problem
+
+            disk = os_problem(e)
+            if disk is not None:
+                _fail(disk)
+            _internal(e)
+
+
+def _internal_log(text: str) -> str:
+    """Where a traceback goes when there is no run directory: a file in the temp folder (its path is shown)."""
+    import tempfile
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="mmcompress-error-", suffix=".log")
+        with open(fd, "w") as f:
+            f.write(text)
+        return path
+    except OSError:
+        return ""
+
+
+@click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mmcompress")
 def cli() -> None:
     """Compress a teacher model for the edge and check the result against it.
@@ -72,8 +114,6 @@ def run(recipe_path: str, run_dir: str | None, overrides: tuple[str, ...], as_js
     except KeyboardInterrupt:
         click.echo("interrupted: finished stages are kept and the next run reuses them", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as e:  # execute() already turns its own into StageError; this is loading and validation
-        _internal(e)
     if report is None:  # a torchrun rank other than 0: its part (training) is done; rank 0 reports
         sys.exit(EXIT_OK)
     try:
@@ -97,8 +137,16 @@ def _show(report: dict, as_json: bool) -> None:
 
 
 def _verdict(report: dict) -> int:
+    """0 all budgets met; 1 a budget missed; 3 a variant's runtime crashed or its stage failed (the others are
+    reported as usual)."""
+    failed = report.get("failed") or {}
     for line in report["failures"]:
-        click.echo(f"budget missed: {line}", err=True)
+        if line.split(":", 1)[0] not in failed:
+            click.echo(f"budget missed: {line}", err=True)
+    for name, f in failed.items():
+        click.echo(f"error: {f['error']}", err=True)
+    if failed:
+        return EXIT_STAGE_FAILED
     return EXIT_OK if report["passed"] else EXIT_CHECK_FAILED
 
 
@@ -245,8 +293,6 @@ def validate(recipe_path: str, overrides: tuple[str, ...]) -> None:
         r = _load(recipe_path, overrides)
     except MMCompressError as e:
         _fail(e)
-    except Exception as e:
-        _internal(e)
     kind = r.teacher.kind
     click.echo(f"{recipe_path}: ok ({r.name}: {len(r.export.variants)} variants, teacher "
                f"{kind}:{getattr(r.teacher, kind)}, data {r.data.source})")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmcompress import artifact as art
-from mmcompress.errors import MMCompressError, RecipeError, StageError
+from mmcompress.errors import MMCompressError, RecipeError, StageError, os_problem
 from mmcompress.progress import bar, console, stage_line
 from mmcompress.recipe import Recipe
 
@@ -82,7 +82,7 @@ class Run:
         except MMCompressError:
             raise
         except Exception as e:  # a failure inside a backend: keep the traceback, name the stage
-            raise stage_failure(self.run_dir, name, e) from e
+            raise (os_problem(e, folder) or stage_failure(self.run_dir, name, e)) from e
         if not distributed.is_main():
             distributed.barrier()  # rank 0 writes the manifest
             return self._written_by_rank0(name, folder, key)
@@ -111,12 +111,30 @@ class Run:
         return manifest
 
 
+def _failure(run: Run, stage: str, e: StageError, runtime: str) -> dict:
+    """The report's entry for a variant that has no row, said on the terminal as it happens."""
+    from mmcompress.runtimes.contain import RuntimeCrash
+
+    console.print(f"[red]{stage} failed[/red]: {e}")
+    run.stages.append({"name": stage, "status": "failed"})
+    crash = isinstance(e, RuntimeCrash)
+    if crash:  # no traceback to keep (the process that had one is gone); error.log still says what happened
+        with (run.run_dir / "error.log").open("a") as f:
+            f.write(f"--- stage {stage}\n{e}\n")
+    return {"stage": stage, "runtime": runtime, "error": str(e), "crashed": crash,
+            **({"how": e.how} if crash else {})}
+
+
 def stage_failure(run_dir: Path, name: str, e: BaseException) -> StageError:
     """A StageError naming the stage; the traceback goes to run_dir/error.log (call inside `except`)."""
     from mmcompress import distributed
 
     log = run_dir / ("error.log" if distributed.is_main() else f"error.rank{distributed.rank()}.log")
-    log.write_text(traceback.format_exc())
+    try:
+        with log.open("a") as f:  # appended: a run that goes on after a variant failed may fail again
+            f.write(f"--- stage {name}\n{traceback.format_exc()}\n")
+    except OSError:  # a full disk: the message still says what failed
+        log = "nowhere: the run directory cannot be written"
     return StageError(f"stage {name} failed: {type(e).__name__}: {e}\n(traceback in {log})")
 
 
@@ -140,7 +158,7 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
     except (MMCompressError, KeyboardInterrupt):
         raise
     except Exception as e:  # anything unexpected, in any step: exit 3 with the traceback in error.log
-        raise stage_failure(run_dir, step[0], e) from e
+        raise (os_problem(e, run_dir) or stage_failure(run_dir, step[0], e)) from e
 
 
 def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) -> dict:
@@ -216,78 +234,89 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         exports[model] = (folder, run.stage(name, folder, {"config": recipe.export.onnx.model_dump(),
                                                            "parents": {"model": mkey}},
                                             lambda d, mb=mb, memb=memb: onnx_export.stage(mb, recipe.export.onnx, inputs, memb, d)))
-    artifacts = {}
+    artifacts, failed = {}, {}  # failed: variant -> why it has no row (a runtime that crashed, a stage that failed)
     for v in recipe.export.variants:
-        step[0] = f"variant {v.name}"
-        model = recipe.model_of(v)
-        folder = run_dir / "variants" / v.name
-        if is_torch(v.runtime):  # the PyTorch model itself, cast: no ONNX
-            mb = models[model][0]
-            m = run.stage(f"variant {v.name}", folder, {"config": v.model_dump(exclude={"budgets"}),
-                                                        "parents": {"model": models[model][1]}},
-                          lambda d, v=v, mb=mb: torch_cast.stage(v, mb, d))
-            towers = {t: folder / torch_cast.WEIGHTS for t in mb.towers}
-            artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "bundle": mb,
-                                 "sha256": {t: m["files"][p.name]["sha256"] for t, p in towers.items()},
-                                 "int8": {}, "keys": {t: f"{v.runtime}:{p}" for t, p in towers.items()}}
-            continue
-        src, export_m = exports[model]
-        int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static", "auto") else {}
-        cfg = {**v.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the graphs are the same on any runtime
-        parents = {"export-onnx": export_m["cache_key"],
-                   **({"data": inputs.key} if v.quantize in ("static", "auto") else {})}
-        if v.quantize == "auto":  # the plan depends on the budgets, and on latency measured on this machine
-            budgets = recipe.budgets_for(v)
-            plan = {"target_cosine": budgets.min_cosine or v.target_cosine, "max_drop": budgets.max_accuracy_drop,
-                    "batch": max(recipe.checks.batch_sizes), "threads": threads}
-            if v.plan:  # reused: keyed by the plan's content, applied from its absolute path
-                path = (recipe.base / v.plan).expanduser().resolve()
-                v = v.model_copy(update={"plan": str(path)})
-                plan = {**plan, "reused": art.sha256_file(path)}
-            metric_args = (models[model][0].task, recipe.data.prompts.ensemble, recipe.checks.recall_k,
-                           recipe.checks.knn_k)
-            m = run.stage(f"variant {v.name}", folder, {"config": {**cfg, **plan}, "parents": parents},
-                          lambda d, v=v, int8=int8, src=src, p=plan, mb=models[model][0], a=metric_args: planner.stage(
-                              v, src, checks.prepare_inputs(mb, dataset, split="calibration"), d, int8,
-                              p["target_cosine"], p["max_drop"], p["batch"], p["threads"], a),
-                          measured=True)
-        else:
-            m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
-                          lambda d, v=v, int8=int8, src=src: quantize_onnx.stage(v, src, inputs, d, int8))
-        towers, shas = {}, {}
-        for t in bundle.towers:
-            own = t in v.towers and v.quantize != "none"
-            towers[t] = (folder if own else src) / TOWER_FILES[t]
-            shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
-        if v.runtime == "tensorrt":  # engines built here from those graphs (Python API), one per tower
-            from mmcompress.export import jetson, tensorrt
+        try:
+            step[0] = f"variant {v.name}"
+            model = recipe.model_of(v)
+            folder = run_dir / "variants" / v.name
+            if is_torch(v.runtime):  # the PyTorch model itself, cast: no ONNX
+                mb = models[model][0]
+                m = run.stage(f"variant {v.name}", folder, {"config": v.model_dump(exclude={"budgets"}),
+                                                            "parents": {"model": models[model][1]}},
+                              lambda d, v=v, mb=mb: torch_cast.stage(v, mb, d))
+                towers = {t: folder / torch_cast.WEIGHTS for t in mb.towers}
+                artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "bundle": mb,
+                                     "sha256": {t: m["files"][p.name]["sha256"] for t, p in towers.items()},
+                                     "int8": {}, "keys": {t: f"{v.runtime}:{p}" for t, p in towers.items()}}
+                continue
+            src, export_m = exports[model]
+            int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static", "auto") else {}
+            cfg = {**v.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the graphs are the same on any runtime
+            parents = {"export-onnx": export_m["cache_key"],
+                       **({"data": inputs.key} if v.quantize in ("static", "auto") else {})}
+            if v.quantize == "auto":  # the plan depends on the budgets, and on latency measured on this machine
+                budgets = recipe.budgets_for(v)
+                plan = {"target_cosine": budgets.min_cosine or v.target_cosine, "max_drop": budgets.max_accuracy_drop,
+                        "batch": max(recipe.checks.batch_sizes), "threads": threads}
+                if v.plan:  # reused: keyed by the plan's content, applied from its absolute path
+                    path = (recipe.base / v.plan).expanduser().resolve()
+                    v = v.model_copy(update={"plan": str(path)})
+                    plan = {**plan, "reused": art.sha256_file(path)}
+                metric_args = (models[model][0].task, recipe.data.prompts.ensemble, recipe.checks.recall_k,
+                               recipe.checks.knn_k)
+                m = run.stage(f"variant {v.name}", folder, {"config": {**cfg, **plan}, "parents": parents},
+                              lambda d, v=v, int8=int8, src=src, p=plan, mb=models[model][0], a=metric_args: planner.stage(
+                                  v, src, checks.prepare_inputs(mb, dataset, split="calibration"), d, int8,
+                                  p["target_cosine"], p["max_drop"], p["batch"], p["threads"], a),
+                              measured=True)
+            else:
+                m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
+                              lambda d, v=v, int8=int8, src=src: quantize_onnx.stage(v, src, inputs, d, int8))
+            towers, shas = {}, {}
+            for t in bundle.towers:
+                own = t in v.towers and v.quantize != "none"
+                towers[t] = (folder if own else src) / TOWER_FILES[t]
+                shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
+            if v.runtime == "tensorrt":  # engines built here from those graphs (Python API), one per tower
+                from mmcompress.export import jetson, tensorrt
+                from mmcompress.runtimes.contain import contained
 
-            ranges = jetson.profile_ranges(recipe, models[model][0], inputs)
-            efolder = run_dir / "engines" / v.name
-            em = run.stage(f"engine {v.name}", efolder,
-                           {"config": {"precision": {t: tensorrt.precision_of(v, t) for t in towers},
-                                       "profile": ranges, "device": runtimes.device_of("tensorrt")},
-                            "parents": {"graphs": shas}},
-                           lambda d, v=v, g=dict(towers), r=ranges: tensorrt.stage(v, g, r, d))
-            graphs = dict(towers)
-            towers = {t: efolder / f"{t}.engine" for t in towers}
-            shas = {t: em["files"][f"{t}.engine"]["sha256"] for t in towers}
-        else:
-            graphs = towers
-        artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
-                             "graphs": graphs,  # the ONNX graphs (towers: what runs them; engines for tensorrt)
-                             "int8": int8, "keys": {t: str(p) if v.runtime == "onnxruntime" else f"{v.runtime}:{p}"
-                                                    for t, p in towers.items()}}
-    for name, a in artifacts.items():
+                ranges = jetson.profile_ranges(recipe, models[model][0], inputs)
+                efolder = run_dir / "engines" / v.name
+                em = run.stage(f"engine {v.name}", efolder,
+                               {"config": {"precision": {t: tensorrt.precision_of(v, t) for t in towers},
+                                           "profile": ranges, "device": runtimes.device_of("tensorrt")},
+                                "parents": {"graphs": shas}},
+                               lambda d, v=v, g=dict(towers), r=ranges: contained(  # TensorRT's builder can segfault
+                                   tensorrt.stage, v, g, r, d, what=f"engine build of {v.name}", runtime="tensorrt"))
+                graphs = dict(towers)
+                towers = {t: efolder / f"{t}.engine" for t in towers}
+                shas = {t: em["files"][f"{t}.engine"]["sha256"] for t in towers}
+            else:
+                graphs = towers
+            artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
+                                 "graphs": graphs,  # the ONNX graphs (towers: what runs them; engines for tensorrt)
+                                 "int8": int8, "keys": {t: str(p) if v.runtime == "onnxruntime" else f"{v.runtime}:{p}"
+                                                        for t, p in towers.items()}}
+        except StageError as e:  # this variant fails; the others are still made, evaluated and reported
+            failed[v.name] = _failure(run, step[0], e, v.runtime)
+    made = dict(artifacts)  # every artifact made, evaluated or not (Jetson bundles ship graphs, not verdicts)
+    for name, a in list(artifacts.items()):
         step[0] = f"evaluate {name}"
         folder = run_dir / "checks" / name
         # keyed by the towers' content: a graph rebuilt bit for bit keeps its evaluation (on this CPU kind; other
         # runtimes: on this device)
         runtime = a["variant"].runtime
         where = {} if runtime == "onnxruntime" else {"runtime": runtimes.device_of(runtime)}
-        m = run.stage(f"evaluate {name}", folder, {"config": {"artifact": name, **where},
-                                                  "parents": {"towers": a["sha256"], "data": inputs.key}},
-                      lambda d, a=a: checks.embed_artifact(a, inputs, threads, d), measured=True)
+        try:
+            m = run.stage(f"evaluate {name}", folder, {"config": {"artifact": name, **where},
+                                                      "parents": {"towers": a["sha256"], "data": inputs.key}},
+                          lambda d, a=a: checks.embed_artifact(a, inputs, threads, d), measured=True)
+        except StageError as e:  # this variant fails; the others are still evaluated, timed and reported
+            failed[name] = _failure(run, f"evaluate {name}", e, runtime)
+            del artifacts[name]
+            continue
         a["runtime"] = m.get("runtime") or runtimes.device_of(runtime)
         a["embeddings"] = art.load_npz(folder / "embeddings.npz")
 
@@ -296,7 +325,7 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         from mmcompress.export import jetson
 
         j = recipe.export.jetson
-        ship = [v.name for v in jetson.shipped(recipe)]
+        ship = [v.name for v in jetson.shipped(recipe) if v.name in made]
         task_args = {"ensemble": recipe.data.prompts.ensemble, "recall_k": recipe.checks.recall_k,
                      "knn_k": recipe.checks.knn_k}
         for jp in j.jetpack:
@@ -306,7 +335,7 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
                                                        **task_args},
                                             "parents": {"towers": {n: artifacts[n]["sha256"] for n in ship},
                                                         "teacher": teacher_m["cache_key"], "data": inputs.key}},
-                          lambda d, jp=jp: jetson.write(recipe, jp, artifacts, bundle, inputs, teacher_emb, d, task_args))
+                          lambda d, jp=jp: jetson.write(recipe, jp, made, bundle, inputs, teacher_emb, d, task_args))
             bundles.append({"jetpack": jp, "tensorrt": m.get("tensorrt"), "dir": str(folder.relative_to(run_dir)),
                             "engines": m.get("engines", [])})
 
@@ -316,6 +345,10 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     rep = report.build(run, bundle, dataset, inputs, teacher_emb, artifacts, timings,
                        seconds=time.perf_counter() - t_start)
     rep["bundles"] = bundles
+    if failed:  # named in the report, the table and the exit code (3), after everything else was reported
+        rep["failed"] = failed
+        rep["passed"] = False
+        rep["failures"] += [f"{n}: {f['error']}" for n, f in failed.items()]
     art.write_json(run_dir / "report.json", rep)
     with art.atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(report_html.render(rep))

@@ -1,7 +1,9 @@
 """Everything a run needs that the schema cannot see: installed backends, the teacher's files or module, which
-recipe keys apply to this teacher and data, the data files (every line parsed, every image header read).
+recipe keys apply to this teacher and data, the data files (every line parsed, every image header read) and
+whether they fit the teacher (captions for a text tower; a fusion head's answers and text positions).
 `mmcompress validate` and `mmcompress run` both call it before any stage runs, so a recipe that can never work
-exits 2 with file:line before anything is written."""
+exits 2 with file:line before anything is written. Zoo and hf teachers are checked without loading weights; a
+python entrypoint is built here (its towers are known no other way), and the run reuses what it built."""
 from __future__ import annotations
 
 import importlib.util
@@ -38,7 +40,7 @@ def teacher_towers(recipe: Recipe) -> tuple[str, ...] | None:
     elif t.hf is not None:
         from mmcompress.models import hf
 
-        config = hf.read_config(t.hf, recipe.base, recipe.where("teacher", "hf"))
+        config = hf.check_dir(t.hf, recipe.base, recipe.where("teacher", "hf"))
         have, limit = hf.towers_of(config), hf.text_positions(config)
     else:
         return None
@@ -53,6 +55,34 @@ def teacher_towers(recipe: Recipe) -> tuple[str, ...] | None:
                 raise RecipeError(f"{recipe.where('teacher', 'towers', i)}: the teacher has no {name} tower (it has "
                                   f"{', '.join(have)}); list only those")
     return have
+
+
+def teacher_head(recipe: Recipe, model_towers: tuple[str, ...] | None):
+    """A zoo or hf teacher as the data checks see it (checks.evaluate.check_fits), without its weights: a Bundle
+    with tower names but no modules, its task, and for a fusion teacher the head's answers and tokenizer. None
+    when the towers are not known before loading."""
+    from mmcompress.models.bundle import Bundle, TextPreprocess
+
+    t = recipe.teacher
+    if model_towers is None:
+        return None
+    towers = tuple(x for x in model_towers if not t.towers or x in t.towers)
+    if "fusion" not in towers:
+        return Bundle(towers=dict.fromkeys(towers), specs={}, image_preprocess=None, text_preprocess=None,
+                      task=Bundle.task_for(towers))
+    if t.zoo is not None:  # shapes-vqa: its answers and the tokenizer it is saved with are fixed by the code
+        from mmcompress.data import shapes_vqa as questions
+        from mmcompress.models import shapes_vqa
+        from mmcompress.models.zoo import REGISTRY
+
+        n = REGISTRY[t.zoo].max_length
+        return Bundle(towers={"fusion": None}, specs={}, image_preprocess=None, task="vqa",
+                      text_preprocess=TextPreprocess(shapes_vqa.make_tokenizer(n), t.max_length or n),
+                      outputs=list(questions.ANSWERS))
+    from mmcompress.models import hf
+
+    where = recipe.where("teacher", "hf")
+    return hf.head(t, recipe.base, hf.read_config(t.hf, recipe.base, where), where)
 
 
 def _not_for(recipe: Recipe, path: tuple, why: str) -> RecipeError:
@@ -181,16 +211,25 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
                  for mod, pip, why in missing]
         raise BackendMissing("\n".join(lines))
     check_runtimes(recipe)
+    built = None
     if recipe.teacher.python is not None:
         from mmcompress.models import entrypoint
 
-        entrypoint.check(recipe.teacher.python, recipe.base, recipe.where("teacher", "python"))
-    have = teacher_towers(recipe)
+        # built now, as the run would build it first thing: its towers, head and tokenizer are known no other
+        # way, and validate checks the recipe keys and the data against them (the run reuses this Bundle)
+        built = entrypoint.load(recipe.teacher, recipe.base, recipe.where("teacher", "python"))
+    have = tuple(built.towers) if built is not None else teacher_towers(recipe)
     check_applicable(recipe, have)
     check_stages(recipe, have)
     from mmcompress.data import check_data
 
-    check_data(recipe.data, recipe.base, recipe.where)
+    found = check_data(recipe.data, recipe.base, recipe.where)
+    head = built if built is not None else teacher_head(recipe, have) if found is not None else None
+    if found is not None and head is not None:  # every line, not only the splits' rows
+        from mmcompress.checks.evaluate import check_fits
+
+        data, rows = found
+        check_fits(head, data, (rows,), recipe.where("data", "path"))
     check_plans(recipe)
 
 

@@ -84,6 +84,10 @@ class TeacherConfig(Strict):
     def kind(self) -> str:
         return next(k for k in ("zoo", "hf", "python") if getattr(self, k) is not None)
 
+    # a python entrypoint's Bundle once preflight has built it (validate checks the data against it): the run
+    # reuses it rather than building the user's model twice
+    _bundle: Any = PrivateAttr(default=None)
+
 
 # ---- data ------------------------------------------------------------------------------------------------
 class SplitsConfig(Strict):
@@ -178,11 +182,15 @@ class Budgets(Strict):
     min_cosine: float | None = Field(None, gt=-1, le=1, description="Smallest allowed per-sample embedding cosine to "
                                                                     "the teacher, per tower (the minimum over eval).")
     min_speedup: float | None = Field(None, gt=0, description="Smallest allowed teacher-median / candidate-median "
-                                                              "latency, per tower and batch size.")
+                                                              "latency, per tower and batch size. Judged on the "
+                                                              "speedup's 95% interval over the paired rounds: it fails "
+                                                              "only when the whole interval is below the limit; an "
+                                                              "interval straddling it passes, marked undecided.")
     max_latency_ms: dict[TowerName, dict[PositiveInt, PositiveFloat]] | None = Field(
         None, description="Largest allowed median latency in ms, per tower and batch size: "
                           "`{image: {1: 5.0, 16: 40}}`. For the text tower it holds at the eval data's p90 "
-                          "length (the budget row names the length).")
+                          "length (the budget row names the length). Judged on the median's 95% interval: it "
+                          "fails only when the whole interval is above the limit (undecided when it straddles).")
     max_size_mb: float | None = Field(None, gt=0, description="Largest allowed total size of the artifact's files.")
 
     def merged(self, override: "Budgets | None") -> "Budgets":
@@ -442,11 +450,13 @@ class ExportConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self):
-        names = [v.name for v in self.variants]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise _CrossFieldError(("export", "variants"),
-                                   f"variant names must be unique; {', '.join(dup)} appears more than once")
+        first: dict[str, int] = {}
+        for i, v in enumerate(self.variants):  # the error points at the second one's name: the line to change
+            if v.name in first:
+                raise _CrossFieldError(("export", "variants", i, "name"),
+                                       f"{v.name!r} is already the name of export.variants[{first[v.name]}]; "
+                                       f"give each variant its own name (it is its folder and report row)")
+            first[v.name] = i
         return self
 
 

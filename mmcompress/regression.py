@@ -39,10 +39,14 @@ def read(path: Path) -> tuple[Path, dict]:
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
     try:
-        return file.parent, json.loads(file.read_text())
+        report = json.loads(file.read_text())
     except (OSError, ValueError) as e:
         raise RecipeError(f"{file}: cannot read a report ({e}); give a run directory, a baseline folder or a "
                           f"report.json") from None
+    if not isinstance(report, dict) or not {"machine", "artifacts"} <= set(report):
+        raise RecipeError(f"{file}: not a report of `mmcompress run` (no 'machine' and 'artifacts'); give a run "
+                          f"directory, a baseline folder or a report.json")
+    return file.parent, report
 
 
 def fingerprint(report: dict) -> dict:
@@ -154,14 +158,14 @@ def slowed_copy(src: Path, dst: Path, matmuls: int, width: int = 256) -> None:
 def _latency_here(name: str, cand: dict, base: dict, cand_dir: Path, base_dir: Path, threshold: float,
                   threads: int, max_seconds: float, seq_len: int) -> list[Check]:
     from mmcompress.bench import feeds_for
-    from mmcompress.runtimes.onnxruntime import OrtSession
+    from mmcompress.runtimes.onnxruntime import open_file
 
     out = []
     for t, tower in cand["towers"].items():
         bt = base["towers"].get(t, {})
         if not tower.get("gated", True) or not tower.get("path") or not bt.get("path"):
             continue
-        sessions = {"baseline": OrtSession(base_dir / bt["path"], threads), "candidate": OrtSession(cand_dir / tower["path"], threads)}
+        sessions = {"baseline": open_file(base_dir / bt["path"], threads), "candidate": open_file(cand_dir / tower["path"], threads)}
         for key in cand["latency"].get(t, {}):
             batch = int(key.split("@")[0])
             row, why, regressed = decide(sessions, feeds_for(sessions["baseline"], batch, seq_len), threshold, max_seconds)

@@ -14,6 +14,23 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "clip-shapes-tiny.yaml"
 
 
+def pytest_configure(config):
+    """MMCOMPRESS_TEST_AS_KIND=amx (or avx2, vnni, ...): the suite sees this machine as that int8 kind, in this
+    process and in the mmcompress processes the tests start. A stand-in for a kind the developer was not given:
+    it shows that no test assumes the kind it runs on (the kernels are still this CPU's)."""
+    kind = os.environ.get("MMCOMPRESS_TEST_AS_KIND")
+    if kind:
+        from mmcompress import machine
+
+        assert kind in machine.INT8_KINDS, f"MMCOMPRESS_TEST_AS_KIND={kind}: one of {', '.join(machine.INT8_KINDS)}"
+        machine.int8_kind = lambda: kind
+        sitecustomize = Path(config.rootpath) / ".pytest-kind"
+        sitecustomize.mkdir(exist_ok=True)
+        (sitecustomize / "sitecustomize.py").write_text(
+            f"from mmcompress import machine\nmachine.int8_kind = lambda: {kind!r}\n")
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(sitecustomize), os.environ.get("PYTHONPATH", "")])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _zoo_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("zoo-cache")

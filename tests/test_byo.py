@@ -112,6 +112,35 @@ def test_python_entrypoint_dual_encoder(recipes_dir, tmp_path):
     assert report["artifacts"]["int8-dynamic"]["fidelity"]["image"]["min"] > 0.99
 
 
+def test_python_entrypoint_is_built_once_before_anything_runs(recipes_dir, tmp_path):
+    """preflight builds it (validate checks the recipe keys and data against its towers); the run reuses it."""
+    calls = tmp_path / "calls"
+    (recipes_dir / "counted_teacher.py").write_text(
+        "import tiny_teacher\n\n\ndef build():\n"
+        f"    with open({str(calls)!r}, 'a') as f:\n        f.write('x')\n    return tiny_teacher.build()\n")
+    recipe = str(recipes_dir / "python-entrypoint.yaml")
+    bad = invoke("validate", recipe, "--set", "teacher.python=counted_teacher:build", "--set", "teacher.pooling=cls")
+    assert bad.exit_code == 2, bad.output  # a key for single-tower hf encoders: found by validate, not by run only
+    assert "teacher.pooling: pooling applies to single-tower hf encoders, not to a python entrypoint" in bad.output
+    calls.unlink()
+    result, report = run(recipes_dir, "python-entrypoint.yaml", "--set", "teacher.python=counted_teacher:build",
+                         "--set", "export.variants=[{name: fp32, quantize: none}]", "--set", "checks.batch_sizes=[1]",
+                         run_dir=tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert calls.read_text() == "x" and report["teacher"]["entrypoint"] == "counted_teacher:build"
+
+
+def test_python_entrypoint_that_raises_shows_its_own_traceback(recipes_dir, tmp_path):
+    (recipes_dir / "raising_teacher.py").write_text(
+        "def _weights():\n    raise FileNotFoundError('/models/x.pt')\n\n\ndef build():\n    return _weights()\n")
+    result = invoke("validate", str(recipes_dir / "python-entrypoint.yaml"), "--set", "teacher.python=raising_teacher:build")
+    assert result.exit_code == 3, result.output  # the user's code failed: not a recipe error, not an internal one
+    assert ("--set teacher.python=raising_teacher:build teacher.python: raising_teacher:build() raised "
+            "FileNotFoundError: /models/x.pt") in result.output
+    assert "raising_teacher.py:2 in _weights: raise FileNotFoundError" in result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+
+
 @pytest.fixture
 def broken_data(recipes_dir, tmp_path):
     """A second copy of the JSONL set, to break."""
@@ -148,7 +177,78 @@ def test_jsonl_missing_key(recipes_dir, broken_data):
     (broken_data / "data.jsonl").write_text("\n".join(lines) + "\n")
     result = invoke("validate", str(recipes_dir / "hf-clip.yaml"), "--set", f"data.path={broken_data / 'data.jsonl'}")
     assert result.exit_code == 2
-    assert "data.jsonl:2: missing key 'caption'; image lines need \"image\" and \"caption\"" in result.output
+    assert ("data.jsonl:2: missing key 'caption' (line 1 has one); give every image line a caption, or none (a "
+            "teacher without a text tower reads none)") in result.output
+
+
+def test_captions_are_needed_only_where_a_check_reads_them(recipes_dir, broken_data, tmp_path):
+    data = broken_data / "data.jsonl"
+    lines = [json.loads(x) for x in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({k: v for k, v in x.items() if k != "caption"}) + "\n" for x in lines))
+    # a dual encoder's retrieval and its text tower's calibration read the captions: refused at the first line,
+    # by validate as by run, for an hf directory and a python entrypoint alike
+    for recipe_file in ("hf-clip.yaml", "python-entrypoint.yaml"):
+        result = invoke("validate", str(recipes_dir / recipe_file), "--set", f"data.path={data}")
+        assert result.exit_code == 2, result.output
+        assert (f"error: {data}:1: missing key 'caption'; the teacher's text tower reads the captions (image-text "
+                f"retrieval, the text tower's calibration), so image lines need \"image\" and \"caption\" (or keep "
+                f"only the image tower: teacher.towers: [image])") in " ".join(result.output.split())
+    # an image encoder reads none: the same lines run
+    result, report = run(recipes_dir, "hf-vit-imagefolder.yaml", "--set", "data.source=jsonl", "--set",
+                         f"data.path={data}", "--set", "export.variants=[{name: int8-dynamic, quantize: dynamic}]",
+                         "--set", "checks.batch_sizes=[1]", run_dir=tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert report["teacher"]["task"] == "image-encoder" and report["data"]["source"] == "jsonl"
+    assert report["artifacts"]["int8-dynamic"]["fidelity"]["image"]["min"] > 0.95
+
+
+def _truncate(path, size=None):
+    import os
+
+    os.truncate(path, os.path.getsize(path) // 2 if size is None else size)
+
+
+def _as_torch_bin(folder):
+    """The directory with its weights as a torch.save file (what older save_pretrained wrote), cut in half."""
+    from transformers import AutoModel
+
+    torch.save(AutoModel.from_pretrained(folder).state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    _truncate(folder / "pytorch_model.bin")
+    return "pytorch_model.bin", "is truncated or corrupt: a torch.save file is a zip archive and this one does not read as one"
+
+
+def _half_safetensors(folder):
+    f = folder / "model.safetensors"
+    size = f.stat().st_size
+    _truncate(f)
+    return "model.safetensors", f"is truncated: its header says the file has {size} bytes, and it has {size // 2}"
+
+
+def _garbled_header(folder):
+    f = folder / "model.safetensors"
+    with open(f, "r+b") as out:
+        out.write(b"\xff" * 8)
+    return "model.safetensors", (f"is truncated or corrupt: its first 8 bytes say a {2 ** 64 - 1}-byte header "
+                                 f"follows, and the file has {f.stat().st_size}")
+
+
+@pytest.mark.parametrize("damage", [_half_safetensors, _garbled_header, _as_torch_bin])
+def test_a_damaged_weights_file_is_named_with_the_fix(recipes_dir, tmp_path, damage):
+    """A copy cut short used to fail deep inside safetensors (exit 3, no file named); the headers are checked
+    before anything runs."""
+    folder = tmp_path / "vit"
+    shutil.copytree(recipes_dir / "examples" / "tiny-vit", folder)
+    name, why = damage(folder)
+    for cmd in ("validate", "run"):
+        result = invoke(cmd, str(recipes_dir / "hf-vit-imagefolder.yaml"), "--set", f"teacher.hf={folder}",
+                        *(["--run-dir", str(tmp_path / "run")] if cmd == "run" else []))
+        assert result.exit_code == 2, result.output
+        out = " ".join(result.output.split())
+        assert f"--set teacher.hf={folder} teacher.hf: {folder / name} {why}" in out
+        assert "copy the file again from where the model was saved (or save_pretrained the model again)" in out
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_hub_id_not_on_disk_is_a_recipe_error(recipes_dir, monkeypatch):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -187,22 +188,42 @@ def test_jsonl_questions_run_against_the_teachers_answers(tmp_path):
     assert rep["artifacts"]["int8-dynamic"]["fidelity"]["top1_agreement"] >= 90
 
 
+LONG = "what colour is the shape in the middle of it and is it small or large ?"  # over 8 and 16 positions
+
+
+def _teacher(tmp_path: Path, kind: str) -> dict:
+    """A tiny fusion teacher of each kind, each answering the 13 shapes answers."""
+    if kind == "python":
+        import shutil
+
+        shutil.copy(ROOT / "recipes" / "late_fusion_teacher.py", tmp_path)
+        return {"python": "late_fusion_teacher:build"}
+    return {"zoo": "shapes-vqa-tiny"} if kind == "zoo" else {"hf": str(_tiny_vilt(tmp_path / "vilt"))}
+
+
+@pytest.mark.parametrize("kind", ["zoo", "python", "hf"])
 @pytest.mark.parametrize("edit, command, says", [
     (lambda i, l: {k: v for k, v in l.items() if k != "answer"} if i == 6 else l, "validate",
      r"qa.jsonl:7: missing key 'answer'; question lines need \"image\", \"question\" and \"answer\""),
+    # checked against the teacher's head and tokenizer before anything runs, validate as run: zoo and hf read
+    # without weights, a python entrypoint built (docs/data.md, "What validate checks")
+    (lambda i, l: {**l, "answer": "maybe"} if i == 11 else l, "validate",
+     r"qa.jsonl:12: data: answers \['maybe'\] are not among the model's 13 answers"),
+    (lambda i, l: {**l, "question": LONG} if i == 3 else l, "validate",
+     r"qa.jsonl:4: the question '" + re.escape(LONG) + r"' is \d+ tokens, more than the teacher's (8|16)"),
     (lambda i, l: {**l, "answer": "maybe"} if i == 11 else l, "run",
      r"qa.jsonl:12: data: answers \['maybe'\] are not among the model's 13 answers"),
-    (lambda i, l: {**l, "question": "what colour is the shape in the middle of it ?"} if i == 3 else l, "run",
-     r"qa.jsonl:4: the question 'what colour is the shape in the middle of it \?' is \d+ tokens, more than the teacher's 8"),
 ])
-def test_question_file_mistakes_name_file_and_line(tmp_path, edit, command, says):
+def test_question_file_mistakes_name_file_and_line(tmp_path, edit, command, says, kind):
     recipe = _jsonl_recipe(tmp_path, _question_file(tmp_path, edit=edit))
+    r = yaml.safe_load(recipe.read_text())
+    r["teacher"] = _teacher(tmp_path, kind)
+    recipe.write_text(yaml.safe_dump(r, sort_keys=False))
     result = invoke(command, str(recipe), *(["--run-dir", str(tmp_path / "run")] if command == "run" else []))
     assert result.exit_code == 2, result.output
-    import re
-
     assert re.search(says, " ".join(result.output.split())), result.output
-    assert not (tmp_path / "run" / "teacher").exists()  # nothing computed before the refusal
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def _tiny_vilt(folder: Path) -> Path:

@@ -39,9 +39,10 @@ def _tiny_vilt_retrieval(folder: Path) -> Path:
     return folder
 
 
-def _tiny_blip_itm(folder: Path) -> Path:
+def _tiny_blip_itm(folder: Path, arch: str = "BlipForImageTextRetrieval") -> Path:
     import torch
-    from transformers import BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor
+    import transformers
+    from transformers import BlipConfig, BlipImageProcessor
 
     torch.manual_seed(0)
     n = _vocab(folder)
@@ -52,7 +53,7 @@ def _tiny_blip_itm(folder: Path) -> Path:
         vision_config={"hidden_size": 32, "image_size": 64, "patch_size": 16, "num_hidden_layers": 2,
                        "num_attention_heads": 2, "intermediate_size": 64, "initializer_range": 0.2},
         projection_dim=32, image_text_hidden_size=32, initializer_range=0.2)  # scores that differ row to row
-    BlipForImageTextRetrieval(config).save_pretrained(folder)
+    getattr(transformers, arch)(config).save_pretrained(folder)
     BlipImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
     return folder
 
@@ -130,6 +131,27 @@ def test_match_file_mistakes_name_file_and_line(tmp_path, edit, says):
     teacher = _tiny_blip_itm(tmp_path / "model")
     result = invoke("validate", str(_recipe(tmp_path, teacher, _match_file(tmp_path, edit=edit))))
     assert result.exit_code == 2 and re.search(says, " ".join(result.output.split())), result.output
+
+
+@pytest.mark.parametrize("arch, what", [
+    ("BlipForQuestionAnswering", "answers questions by generating the answer's words with a text decoder"),
+    ("BlipForConditionalGeneration", "writes captions with a text decoder")])
+def test_a_generative_blip_directory_is_refused_naming_what_runs(tmp_path, arch, what):
+    """AutoModel used to load these as a BlipModel dual encoder (their text tower left random) and the run failed
+    later with 'this teacher is a dual-encoder'; refused before anything runs, saying what to use."""
+    teacher = _tiny_blip_itm(tmp_path / "blip", arch)
+    recipe = _recipe(tmp_path, teacher, _match_file(tmp_path))
+    for cmd in ("validate", "run"):
+        result = invoke(cmd, str(recipe), *(["--run-dir", str(tmp_path / "run")] if cmd == "run" else []))
+        assert result.exit_code == 2, result.output
+        out = " ".join(result.output.split())
+        assert (f"recipe.yaml:4 teacher.hf: {teacher} holds a {arch}, which {what}: there is no fixed head to export "
+                f"as one graph and check against the teacher. Of BLIP models mmcompress runs "
+                f"BlipForImageTextRetrieval (image-text matching, task itm) and BlipModel (image and text "
+                f"embeddings, a dual encoder). For question answering use a model with an answer head (a "
+                f"ViltForQuestionAnswering directory), or a python entrypoint") in out.replace(str(recipe), "recipe.yaml")
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_match_lines_for_a_question_answering_teacher_are_refused(tmp_path):

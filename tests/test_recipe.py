@@ -105,7 +105,39 @@ def test_unknown_zoo_teacher_suggests(tmp_path):
 def test_duplicate_variant_names(tmp_path):
     text = GOOD.replace("- name: int8", "- name: fp32")
     assert error_of(tmp_path, text) == (
-        "recipe.yaml:8 export.variants: variant names must be unique; fp32 appears more than once")
+        "recipe.yaml:10 export.variants[1].name: 'fp32' is already the name of export.variants[0]; give each "
+        "variant its own name (it is its folder and report row)")
+
+
+def validate_error(tmp_path: Path, text: str) -> str:
+    """`mmcompress validate` on the recipe text: exit 2, no traceback; -> the error line, recipe path shortened."""
+    p = write(tmp_path, text)
+    result = invoke("validate", str(p))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return " ".join(result.output.split()).replace(str(p), "recipe.yaml").replace(str(tmp_path), "TMP")
+
+
+JSONL = GOOD.replace("  source: shapes\n", "  source: jsonl\n  path: data/missing.jsonl\n")
+
+
+@pytest.mark.parametrize("text, says", [
+    # after the schema: the checks that read the disk name the recipe line too
+    (GOOD.replace("- name: int8", "- name: fp32"),
+     "error: recipe.yaml:10 export.variants[1].name: 'fp32' is already the name of export.variants[0]"),
+    (JSONL, "error: recipe.yaml:6 data.path: TMP/data/missing.jsonl does not exist; set data.path to a JSONL file "
+            "with one JSON object per line (relative to the recipe; given with --set, relative to where you run)"),
+    (JSONL.replace("source: jsonl", "source: imagefolder").replace("missing.jsonl", "folder"),
+     "error: recipe.yaml:6 data.path: TMP/data/folder does not exist; set data.path to a folder with one "
+     "sub-folder of images per class (imagefolder)"),
+    (JSONL.replace("missing.jsonl", "d.jsonl\n  classes_file: classes.json"),
+     "error: recipe.yaml:7 data.classes_file: TMP/classes.json does not exist; set data.classes_file to a JSON "
+     "list of class names (relative to the recipe)"),
+])
+def test_errors_found_after_the_schema_name_their_line(tmp_path, text, says):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.jsonl").write_text('{"text": "a", "label": "x"}\n' * 60)
+    assert says in validate_error(tmp_path, text)
 
 
 def test_template_placeholders_checked(tmp_path):

@@ -62,7 +62,15 @@ def load(folder: Path) -> tuple[dict, dict]:
     if not path.is_file():
         raise RecipeError(f"{folder}: not a bundle (no bundle.json); give the folder `mmcompress run` wrote under "
                           f"RUN_DIR/bundles/")
-    return json.loads(path.read_text()), load_npz(folder / "eval.npz")
+    try:
+        m, arrays = json.loads(path.read_text()), load_npz(folder / "eval.npz")
+    except (OSError, ValueError, KeyError) as e:  # truncated or hand-edited: the user's file, exit 2
+        raise RecipeError(f"{folder}: bundle.json or eval.npz cannot be read ({type(e).__name__}: {e}); copy the "
+                          f"bundle again from RUN_DIR/bundles/ (or rerun the `mmcompress run` that wrote it)") from None
+    if not isinstance(m, dict) or "engines" not in m or "eval" not in m:
+        raise RecipeError(f"{path}: not a bundle manifest (no 'engines' and 'eval'); give the folder `mmcompress "
+                          f"run` wrote under RUN_DIR/bundles/")
+    return m, arrays
 
 
 def _inputs(m: dict, arrays: dict):
@@ -101,9 +109,9 @@ def sessions(folder: Path, m: dict, use_onnxruntime: bool, threads: int) -> dict
     for e in m["engines"]:
         key = (e["variant"], e["tower"])
         if use_onnxruntime:
-            from mmcompress.runtimes.onnxruntime import OrtSession
+            from mmcompress.runtimes.onnxruntime import open_file
 
-            out[key] = OrtSession(folder / e["onnx"], threads, f"{e['variant']}/{e['tower']}",
+            out[key] = open_file(folder / e["onnx"], threads, f"{e['variant']}/{e['tower']}",
                                   as_written=e["precision"] == "int8-qdq")
             continue
         if not (folder / e["engine"]).is_file():

@@ -65,27 +65,11 @@ def _text_blocks(bundle: Bundle, data: Dataset, split: str = "eval") -> tuple[li
 def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalInputs:
     """The `split` rows (and the calibration rows) preprocessed for the checks. split='calibration' gives the
     precision planner its own rows to judge plans on, apart from the eval rows the checks report."""
-    from mmcompress.errors import RecipeError
-
     ev, cal = data.split(split), data.split("calibration")
-    if ("image" in bundle.towers or bundle.is_fusion) and ev.images is None:
-        raise RecipeError(f"data: the teacher has an image tower but data.source {data.name} has no images")
+    check_fits(bundle, data, (cal, ev))  # every row the checks use
     labels = ev.labels
-    if bundle.is_fusion:
-        want = FUSION_DATA[bundle.task]
-        if data.kind != want[0]:
-            raise RecipeError(f"data.source: the teacher is a {bundle.task} fusion model and needs {want[1]}; "
-                              f"{data.name} has {data.kind} rows")
-        for rows in (cal, ev):  # every row the checks use: questions that fit, answers the head has
-            check_lengths(bundle.text_preprocess, rows)
-            if bundle.task != "itm":
-                answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
-        if bundle.task != "itm":
-            labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)
-    elif data.kind in ("image-question", "image-text-match"):
-        raise RecipeError(f"data: {data.name} holds {'questions with answers' if data.kind == 'image-question' else 'image-text pairs with match labels'}, "
-                          f"for fusion teachers; this teacher is a {bundle.task} (use lines with image and caption, "
-                          f"or text)")
+    if bundle.is_fusion and bundle.task != "itm":
+        labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)
     texts, blocks, caption_of_image = _text_blocks(bundle, data, split)
     feeds, calib = {}, {}
     h = hashlib.sha256()
@@ -121,6 +105,39 @@ FUSION_DATA = {"vqa": ("image-question", "images with questions and answers (dat
                                                     "text and label)"),
                "itm": ("image-text-match", "images with texts and whether they match (jsonl lines with image, text "
                                            "and match)")}
+
+
+def check_fits(bundle: Bundle, data: Dataset, parts, at: str | None = None) -> None:
+    """The data against the teacher: images for an image tower, the kind of rows its task reads, captions for a
+    text tower; for fusion teachers, questions that fit its text positions and answers its head has. On every row
+    of `parts` (Splits): at run time the calibration and eval splits; in preflight (validate) every line of a
+    data file, against the teacher read without weights (zoo, hf) or built (python). at: what names the data in
+    errors ('recipe.yaml:7 data.path'); default 'data' / 'data.source'."""
+    from mmcompress.errors import RecipeError
+
+    if ("image" in bundle.towers or bundle.is_fusion) and data.kind == "text":
+        raise RecipeError(f"{at or 'data'}: the teacher has an image tower but data.source {data.name} has no images")
+    if bundle.is_fusion:
+        want = FUSION_DATA[bundle.task]
+        if data.kind != want[0]:
+            raise RecipeError(f"{at or 'data.source'}: the teacher is a {bundle.task} fusion model and needs "
+                              f"{want[1]}; {data.name} has {data.kind} rows")
+        for rows in parts:  # questions that fit, answers the head has
+            check_lengths(bundle.text_preprocess, rows)
+            if bundle.task != "itm":
+                answer_ids(bundle.outputs, data.class_names, rows.labels, rows.origin)
+    elif data.kind in ("image-question", "image-text-match"):
+        raise RecipeError(f"{at or 'data'}: {data.name} holds {'questions with answers' if data.kind == 'image-question' else 'image-text pairs with match labels'}, "
+                          f"for fusion teachers; this teacher is a {bundle.task} (use lines with image and caption, "
+                          f"or text)")
+    elif "text" in bundle.towers and data.kind == "image-text":
+        for rows in parts:  # image lines may leave captions out (data.files); a text tower reads them
+            if None in rows.texts:
+                i = rows.texts.index(None)
+                where = rows.origin[i] if rows.origin else f"data: row {i}"
+                raise RecipeError(f"{where}: missing key 'caption'; the teacher's text tower reads the captions "
+                                  f"(image-text retrieval, the text tower's calibration), so image lines need "
+                                  f"\"image\" and \"caption\" (or keep only the image tower: teacher.towers: [image])")
 
 
 def check_lengths(text, rows) -> None:
@@ -191,7 +208,10 @@ def embed_teacher(bundle: Bundle, inputs: EvalInputs, folder: Path) -> tuple[dic
 def embed_artifact(artifact: dict, inputs: EvalInputs, threads: int, folder: Path) -> tuple[dict, dict]:
     """Every tower of the artifact over the eval inputs, on the variant's runtime (runtimes.select)."""
     from mmcompress.runtimes import select
+    from mmcompress.runtimes.base import trim_padding
 
+    first = {t: {k: v[:2] for k, v in inputs.feeds[t].items()} for t in artifact["towers"]}
+    select.probe(artifact, {t: trim_padding(f) if inputs.trim[t] else f for t, f in first.items()}, threads)
     sessions = {t: select.session(artifact, t, threads) for t in artifact["towers"]}
     files, extra = _save(_embed_all(sessions, inputs, folder.name), folder)
     return files, {**extra, "runtime": select.device_of(artifact["variant"].runtime)}

@@ -63,11 +63,13 @@ def summarize(times: dict[str, np.ndarray], reference: str, seed: int = 0) -> di
     ref = times[reference]
     out = {}
     for name, t in times.items():
+        idx = rng.integers(0, len(t), size=(1000, len(t)))  # resample rounds (paired, for the speedup)
+        medians = np.median(t[idx], axis=1)
         row = {"median_ms": float(np.median(t) * 1e3), "p90_ms": float(np.percentile(t, 90) * 1e3),
+               "median_ci95_ms": [float(np.percentile(medians, 2.5) * 1e3), float(np.percentile(medians, 97.5) * 1e3)],
                "rounds": int(len(t)),
                "quantiles_ms": [round(float(q) * 1e3, 4) for q in np.percentile(t, QUANTILES)]}
         if name != reference:
-            idx = rng.integers(0, len(t), size=(1000, len(t)))  # resample paired rounds
             ratios = np.median(ref[idx], axis=1) / np.median(t[idx], axis=1)
             row["speedup"] = float(np.median(ref) / np.median(t))
             row["speedup_ci95"] = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]

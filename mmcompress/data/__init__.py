@@ -59,17 +59,22 @@ def _digits(cfg, seed: int, base: Path) -> Dataset:
 
 
 def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", origin: list[str] | None = None,
-             kind: str | None = None) -> list[str]:
+             kind: str | None = None, file_where: str = "data.classes_file") -> list[str]:
     from mmcompress.data.files import MATCH_CLASSES
 
     if cfg.classes_file:
         path = base / cfg.classes_file
+        if not path.is_file():
+            raise RecipeError(f"{file_where}: {path} does not exist; set data.classes_file to a JSON list of class "
+                              f"names (relative to the recipe)")
         try:
             classes = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise RecipeError(f"{path}: cannot read the classes file ({e}); it must be a JSON list of class names") from None
+            raise RecipeError(f"{file_where}: {path}: cannot read the classes file ({e}); it must be a JSON list of "
+                              f"class names") from None
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-            raise RecipeError(f"{path}: the classes file must be a JSON list of class names")
+            raise RecipeError(f"{file_where}: {path}: the classes file must be a JSON list of class names")
+        where = file_where  # labels missing from it: the file the key names is what to fix
     elif labels and set(labels) <= set(MATCH_CLASSES) and kind == "match":
         classes = list(MATCH_CLASSES)  # fixed order: id 1 is a match
     else:
@@ -78,7 +83,7 @@ def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", ori
     if unknown:
         line = f"{origin[labels.index(unknown[0])]}: " if origin else ""
         raise RecipeError(f"{line}{where}: labels {unknown[:5]} are not among the classes {classes[:10]}; add them "
-                          f"to data.classes or fix the labels")
+                          f"to {'the classes file' if cfg.classes_file else 'data.classes'} or fix the labels")
     return classes
 
 
@@ -89,9 +94,15 @@ def _read_files(cfg, base: Path, where=None):
 
     path = base / cfg.path
     templates = cfg.prompts.templates or ["a photo of a {label}"]
-    rows = files.read_jsonl(path) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0])
-    return path, templates, rows, _classes(cfg, base, rows.labels,
-                                           where("data", "classes") if where else "data", rows.origin, rows.kind)
+    at = where("data", "path") if where else "data.path"
+    rows = files.read_jsonl(path, at) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0], at)
+    return path, templates, rows, _classes(cfg, base, rows.labels, where("data", "classes") if where else "data",
+                                           rows.origin, rows.kind,
+                                           where("data", "classes_file") if where else "data.classes_file")
+
+
+# a file's kind of lines -> the Dataset kind the checks see
+KIND_OF_ROWS = {"image": "image-text", "question": "image-question", "match": "image-text-match", "text": "text"}
 
 
 def _files(cfg, seed: int, base: Path) -> Dataset:
@@ -108,7 +119,7 @@ def _files(cfg, seed: int, base: Path) -> Dataset:
             s.origin = [rows.origin[i] for i in idx]  # file:line of each row, for errors found later
             s.images = files.decode([rows.images[i] for i in idx], s.origin)
     prompts = [[t.format(label=c) for t in templates] for c in classes] if classes and rows.kind in ("image", "text") else []
-    kind = {"image": "image-text", "question": "image-question", "match": "image-text-match"}.get(rows.kind, "text")
+    kind = KIND_OF_ROWS[rows.kind]
     return Dataset(cfg.source, kind, splits, classes, prompts, {"templates": templates, "path": str(path)})
 
 
@@ -120,9 +131,16 @@ def load_data(cfg, seed: int, base: Path | str = ".") -> Dataset:
     return SOURCES[cfg.source](cfg, seed, Path(base))
 
 
-def check_data(cfg, base: Path | str = ".", where=None) -> None:
+def check_data(cfg, base: Path | str = ".", where=None) -> tuple[Dataset, Split] | None:
     """What `validate` can check without decoding: files, lines, keys, image headers, classes, split sizes.
-    where(*key path) -> 'recipe.yaml:12 data.splits' (Recipe.where) so errors name the recipe line."""
-    if cfg.source in ("jsonl", "imagefolder"):
-        path, _, rows, _ = _read_files(cfg, Path(base), where)
-        _check_sizes(len(rows), cfg.splits.model_dump(), str(path), where("data", "splits") if where else "data.splits")
+    where(*key path) -> 'recipe.yaml:12 data.splits' (Recipe.where) so errors name the recipe line.
+    -> for file sources, the data (no splits) and every row as one Split (images: their paths, not decoded), for
+    the checks against the teacher (checks.evaluate.check_fits); None for the built-in sources."""
+    if cfg.source not in ("jsonl", "imagefolder"):
+        return None
+    path, _, rows, classes = _read_files(cfg, Path(base), where)
+    _check_sizes(len(rows), cfg.splits.model_dump(), str(path), where("data", "splits") if where else "data.splits")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = None if rows.labels is None else np.array([index[x] for x in rows.labels], dtype=np.int64)
+    every = Split(rows.images, rows.texts, labels, rows.pairs, rows.origin)
+    return Dataset(cfg.source, KIND_OF_ROWS[rows.kind], {}, classes, [], {"path": str(path)}), every

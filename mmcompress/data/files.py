@@ -1,7 +1,8 @@
 """Users' own data: JSONL files and image folders. Errors name the file and line and say how to fix them.
 
 JSONL, one object per line, all lines of one kind:
-  image lines  {"image": "imgs/0001.png", "caption": "a photo of a cat", "label": "cat"}   (label optional)
+  image lines  {"image": "imgs/0001.png", "caption": "a photo of a cat", "label": "cat"}
+               (label optional; caption too where no check reads it: a teacher without a text tower)
   text lines   {"text": "how do I reset it?", "pair": "Hold the button for 5 s.", "label": "support"}
                (pair and label optional)
   question lines {"image": "imgs/0001.png", "question": "what colour is the shape ?", "answer": "red"}
@@ -34,7 +35,7 @@ class Rows:
 
     kind: str                      # 'image', 'text', 'question' or 'match'
     images: list[Path] | None
-    texts: list[str]
+    texts: list[str | None]        # image lines without captions: None (checks.evaluate.check_fits says who needs them)
     pairs: list[str] | None
     labels: list[str] | None
     origin: list[str]              # 'file:line' per row, for errors found later (decoding)
@@ -56,9 +57,17 @@ def _check_image(path: Path, where: str, shown: str) -> None:
         raise RecipeError(f"{where}: image '{shown}' cannot be decoded ({e}); replace the file or remove the line") from None
 
 
-def read_jsonl(path: Path) -> Rows:
+def _missing(path: Path, where: str, what: str) -> RecipeError:
+    """data.path names nothing usable: the recipe's line is the one to fix. where: 'recipe.yaml:7 data.path'."""
+    state = "does not exist" if not path.exists() else f"is a {'folder' if path.is_dir() else 'file'}"
+    return RecipeError(f"{where}: {path} {state}; set data.path to {what} (relative to the recipe; given with "
+                       f"--set, relative to where you run)")
+
+
+def read_jsonl(path: Path, where: str = "data.path") -> Rows:
+    """where: how errors name the recipe key ('recipe.yaml:7 data.path')."""
     if not path.is_file():
-        raise RecipeError(f"{path}: no such JSONL file; set data.path to a file with one JSON object per line")
+        raise _missing(path, where, "a JSONL file with one JSON object per line")
     kind = None
     images, texts, pairs, labels, origin = [], [], [], [], []
     with open(path, encoding="utf-8") as f:
@@ -82,8 +91,8 @@ def read_jsonl(path: Path) -> Rows:
             else:
                 this = "image" if "image" in obj else "text" if "text" in obj else None
             if this is None:
-                raise RecipeError(f"{where}: missing key 'image' or 'text'; image lines need \"image\" and "
-                                  f"\"caption\", text lines need \"text\"")
+                raise RecipeError(f"{where}: missing key 'image' or 'text'; image lines need \"image\" (and "
+                                  f"\"caption\" for a teacher with a text tower), text lines need \"text\"")
             kind = kind or this
             if this != kind:
                 raise RecipeError(f"{where}: a {this} line in a file of {kind} lines; keep one kind per file")
@@ -120,12 +129,12 @@ def read_jsonl(path: Path) -> Rows:
                 origin.append(where)
                 continue
             if kind == "image":
-                if "caption" not in obj:
-                    raise RecipeError(f"{where}: missing key 'caption'; image lines need \"image\" and \"caption\"")
                 p = (path.parent / str(obj["image"])).resolve()
                 _check_image(p, where, str(obj["image"]))
                 images.append(p)
-                texts.append(str(obj["caption"]))
+                # only a text tower reads captions (retrieval, its calibration): optional here, and refused
+                # missing where that teacher reads them (checks.evaluate.check_fits)
+                texts.append(str(obj["caption"]) if "caption" in obj else None)
             else:
                 texts.append(str(obj["text"]))
                 if "pair" in obj:
@@ -135,6 +144,10 @@ def read_jsonl(path: Path) -> Rows:
     if kind is None:
         raise RecipeError(f"{path}: the file has no lines; add one JSON object per line")
     _all_or_none(labels, origin, "label")
+    if kind == "image" and None in texts and any(t is not None for t in texts):
+        i, j = texts.index(None), next(k for k, t in enumerate(texts) if t is not None)
+        raise RecipeError(f"{origin[i]}: missing key 'caption' (line {origin[j].rsplit(':', 1)[-1]} has one); "
+                          f"give every image line a caption, or none (a teacher without a text tower reads none)")
     if pairs and len(pairs) != len(texts):
         raise RecipeError(f"{path}: some text lines have \"pair\" and some do not; give every line a pair or none")
     return Rows(kind, images if kind in ("image", "question", "match") else None, texts, pairs or None,
@@ -148,10 +161,9 @@ def _all_or_none(values: list, origin: list[str], key: str) -> None:
         raise RecipeError(f"{first}: '{key}' is given on some lines and not on others; give it on every line or none")
 
 
-def read_imagefolder(root: Path, template: str) -> Rows:
+def read_imagefolder(root: Path, template: str, where: str = "data.path") -> Rows:
     if not root.is_dir():
-        raise RecipeError(f"{root}: no such directory; data.path for imagefolder is a folder with one sub-folder "
-                          f"of images per class")
+        raise _missing(root, where, "a folder with one sub-folder of images per class (imagefolder)")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise RecipeError(f"{root}: no class folders; put the images of each class in root/<class name>/")

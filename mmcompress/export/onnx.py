@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mmcompress.checks.fidelity import cosine_rows
-from mmcompress.errors import StageError
+from mmcompress.errors import StageError, os_problem
 from mmcompress.models.bundle import TowerSpec
 
 OUTPUT_NAME = "embeddings"
@@ -93,6 +93,8 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
             try:
                 export_tower(module, bundle.specs[tower], feeds, tmp, opset=cfg.opset, exporter=cfg.exporter)
             except Exception as e:
+                if os_problem(e, folder):  # not the exporter's fault: no advice about exporters
+                    raise os_problem(e, folder) from e
                 raise StageError(f"export-onnx: the {tower} tower did not export with the {cfg.exporter} exporter: "
                                  f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. Try export.onnx.exporter: "
                                  f"{'torchscript' if cfg.exporter == 'dynamo' else 'dynamo'}") from e

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmcompress.errors import BackendMissing
+
 # JetPack -> the stack it pins (NVIDIA JetPack release notes); engines for a board are built on the board
 JETPACK = {
     "5.1.2": {"tensorrt": "8.5.2", "cuda": "11.4", "cudnn": "8.6", "l4t": "35.4.1"},
@@ -175,8 +177,8 @@ def trtexec_args(version: str, precision: str, onnx: str, engine: str, profile: 
 
 
 # ---- engine manifests ----------------------------------------------------------------------------------------
-class EngineMismatch(Exception):
-    pass
+class EngineMismatch(BackendMissing):
+    """An engine built for another TensorRT, GPU, OS or architecture (or no GPU to run it): exit 4."""
 
 
 def engine_manifest(*, onnx: Path, precision: str, profile: Profile, tensorrt: str, cuda: str | None,

@@ -7,7 +7,9 @@ The contract (docs/teachers.md): function() -> mmcompress.models.bundle.Bundle w
            task='itm' (a match score) (docs/fusion.md)
   specs    {tower: TowerSpec(inputs={name: {axis: axis name}})}: input names in forward() order, dynamic axes
   image_preprocess / text_preprocess for the towers present.
-The module is imported only because the recipe names it; the report records it.
+The module is imported only because the recipe names it; the report records it. `validate` and `run` both call
+the function before anything runs (preflight), so the data is checked against the Bundle it returns; the run
+reuses that Bundle.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from torch import nn
 
 from mmcompress.artifact import sha256_file
-from mmcompress.errors import RecipeError
+from mmcompress.errors import MMCompressError, RecipeError, StageError
 from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
 
 
@@ -42,10 +44,23 @@ def check(ref: str, base: Path, where: str = "teacher.python") -> None:
     _import(ref, base, where)
 
 
-def load(cfg, base: Path) -> Bundle:
-    module, func = _import(cfg.python, base)
-    bundle = func()
-    where = f"teacher.python: {cfg.python}()"
+def load(cfg, base: Path, where: str = "teacher.python") -> Bundle:
+    """The user's function called once per recipe: preflight builds the Bundle (so validate checks the data
+    against its towers, head and tokenizer) and keeps it on cfg; the run's load returns that one."""
+    if getattr(cfg, "_bundle", None) is not None:
+        return cfg._bundle
+    module, func = _import(cfg.python, base, where)
+    try:
+        bundle = func()
+    except MMCompressError:
+        raise
+    except Exception as e:  # the user's code failed: where in it is what they need (no traceback block: cli.md)
+        import traceback
+
+        frames = traceback.extract_tb(e.__traceback__)[1:][-6:]  # from their function down, the last six
+        at = "\n".join(f"  at {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames)
+        raise StageError(f"{where}: {cfg.python}() raised {type(e).__name__}: {e}\n{at}") from None
+    where = f"{where}: {cfg.python}()"
     if not isinstance(bundle, Bundle):
         raise RecipeError(f"{where} returned {type(bundle).__name__}; it must return mmcompress.models.bundle.Bundle "
                           f"(see docs/teachers.md)")
@@ -83,4 +98,8 @@ def load(cfg, base: Path) -> Bundle:
                      # the code is part of the teacher's identity: a changed forward() must not reuse old outputs
                      "file_sha256": sha256_file(Path(file)) if file else None,
                      "note": "imported because the recipe names it", **bundle.source}
+    try:
+        cfg._bundle = bundle
+    except (AttributeError, ValueError):  # a cfg that is not a recipe.TeacherConfig: nothing to keep it on
+        pass
     return bundle

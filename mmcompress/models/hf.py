@@ -140,6 +140,121 @@ def read_config(ref: str, base: Path, where: str = "teacher.hf"):
                           f"{str(e).splitlines()[0][:200]}); is it a save_pretrained directory?") from None
 
 
+def refusal(config) -> str | None:
+    """Why a model with this config cannot be a teacher although towers_of would give it towers, or None."""
+    from mmcompress.models import blip
+
+    return blip.refusal(config)
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a .safetensors file, from its header alone: 8 bytes of header length, the JSON header
+    (each tensor's byte range), then exactly the bytes it describes."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size < 8:
+            return f"is truncated: it has {size} bytes, fewer than the 8 that give its header's length"
+        n = int.from_bytes(f.read(8), "little")
+        if 8 + n > size:
+            return f"is truncated or corrupt: its first 8 bytes say a {n}-byte header follows, and the file has {size}"
+        try:
+            header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError):
+            return "is corrupt: its header is not the JSON a safetensors file starts with"
+    want = 8 + n + end
+    if size < want:
+        return f"is truncated: its header says the file has {want} bytes, and it has {size}"
+    if size > want:
+        return f"is corrupt: its header says the file has {want} bytes, and it has {size} (bytes after the tensors)"
+    return None
+
+
+def _torch_zip_problem(path: Path) -> str | None:
+    """A torch.save file (zip) cut short loses its end, where the zip's directory is; a legacy pickle file has
+    nothing to check short of reading it all."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"is truncated or corrupt: a torch.save file is a zip archive and this one does not read as one ({e})"
+    return None
+
+
+def check_weights(model_dir: Path, where: str = "teacher.hf") -> None:
+    """The weight files from_pretrained reads are whole. A copy cut short (an interrupted download or scp, a full
+    disk) otherwise fails deep inside safetensors or torch.load with a message that names no file. Reads only
+    headers: cheap, so validate checks it too."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():  # sharded: the shards the index names
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError):
+            raise RecipeError(f"{where}: {index} is not a safetensors index (JSON with a weight_map); copy it "
+                              f"again, or save_pretrained the model again") from None
+        files = [model_dir / n for n in names]
+        for f in files:
+            if not f.is_file():
+                raise RecipeError(f"{where}: {f} is missing ({index.name} lists it); copy every shard of the model")
+    else:
+        files = sorted(model_dir.glob("model*.safetensors"))
+    checks = [(f, _safetensors_problem) for f in files]
+    if not files:  # from_pretrained falls back to torch.save files
+        checks = [(f, _torch_zip_problem) for f in sorted(model_dir.glob("pytorch_model*.bin"))]
+    for f, problem in checks:
+        why = problem(f)
+        if why:
+            raise RecipeError(f"{where}: {f} {why}; copy the file again from where the model was saved (or "
+                              f"save_pretrained the model again)")
+
+
+def text_preprocess(path: Path, cfg, positions: int, where: str = "teacher.hf") -> TextPreprocess:
+    """The directory's tokenizer, padded to teacher.max_length (default: the model's text positions, at most
+    512)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # no tokenizer files, or ones transformers cannot read: a directory saved without it
+        raise RecipeError(f"{where}: {path} has no tokenizer transformers can load ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200] if str(e) else ''}); save it beside the model "
+                          f"(tokenizer.save_pretrained(DIR))") from None
+    return TextPreprocess(tokenizer, cfg.max_length or min(positions, MAX_TEXT_LENGTH), cfg.text_padding or "longest")
+
+
+def head(cfg, base: Path, config, where: str = "teacher.hf") -> Bundle | None:
+    """A fusion teacher's task, head outputs and tokenizer, read without its weights (a Bundle with no modules),
+    so that validate checks the data's questions and answers against them; None for other models."""
+    from mmcompress.models import blip, vilt
+
+    if getattr(config, "model_type", None) == "vilt":
+        read = vilt.head
+    elif blip.is_itm(config):
+        read = blip.head
+    else:
+        return None
+    task, outputs, text_pre = read(resolve(cfg.hf, base, where), config, cfg, where)
+    return Bundle(towers={"fusion": None}, specs={}, image_preprocess=None, text_preprocess=text_pre, task=task,
+                  outputs=outputs)
+
+
+def check_dir(ref: str, base: Path, where: str = "teacher.hf"):
+    """What preflight checks in a teacher directory before any weights load: config.json, an architecture
+    mmcompress runs, whole weight files. -> the config."""
+    config = read_config(ref, base, where)
+    path = resolve(ref, base, where)
+    why = refusal(config)
+    if why:
+        raise RecipeError(f"{where}: {path} {why}")
+    check_weights(_st_config(path)[0], where)
+    return config
+
+
 def towers_of(config) -> tuple[str, ...] | None:
     """The towers `load` will make from a model with this config: ('image', 'text'), ('text',), ('image',), or
     None when the config does not say (then the load decides)."""
@@ -181,7 +296,11 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
 
     path = resolve(cfg.hf, base, where)
     model_dir, st = _st_config(path)
+    check_weights(model_dir, where)  # preflight did too; a file changed since then fails here, not in safetensors
     config = AutoConfig.from_pretrained(model_dir)
+    why = refusal(config)
+    if why:
+        raise RecipeError(f"{where}: {path} {why}")
     config._attn_implementation = "sdpa" if getattr(config, "_attn_implementation", None) is None else config._attn_implementation
     source = {"kind": "hf", "path": str(path), "model_type": config.model_type,
               "config_sha256": stable_hash(config.to_diff_dict())[:16]}  # with the weights hash: the identity

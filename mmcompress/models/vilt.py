@@ -35,34 +35,40 @@ class FixedSizeVilt(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, image_embeds=x, pixel_mask=mask).logits
 
 
+def head(path, config, cfg, where: str = "teacher.hf"):
+    """-> (task, outputs, text_pre) of a ViltForQuestionAnswering (task vqa: answers from id2label) or
+    ViltForImageAndTextRetrieval (task itm: one score) directory, from its config and tokenizer alone: what the
+    data is checked against before any weights load (preflight)."""
+    from mmcompress.errors import RecipeError
+    from mmcompress.models.hf import text_preprocess
+
+    arch = (config.architectures or ["?"])[0]
+    if arch == "ViltForQuestionAnswering":
+        task, outputs = "vqa", [str(config.id2label[i]) for i in range(config.num_labels)]
+    elif arch == "ViltForImageAndTextRetrieval":  # one matching score per (image, text)
+        task, outputs = "itm", None
+    else:
+        raise RecipeError(f"{where}: {path} holds a {arch}; of ViLT models mmcompress runs question answering "
+                          f"(ViltForQuestionAnswering) and image-text matching (ViltForImageAndTextRetrieval)")
+    return task, outputs, text_preprocess(path, cfg, config.max_position_embeddings, where)
+
+
 def load(path, config, cfg, source: dict):
     """-> (towers, specs, image_pre, text_pre, task, outputs) for a ViltForQuestionAnswering (task vqa) or
     ViltForImageAndTextRetrieval (task itm: one score) directory."""
     import json
 
-    from transformers import AutoTokenizer, ViltForImageAndTextRetrieval, ViltForQuestionAnswering
+    from transformers import ViltForImageAndTextRetrieval, ViltForQuestionAnswering
 
-    from mmcompress.errors import RecipeError
-    from mmcompress.models.bundle import FUSION_SPEC, ImagePreprocess, TextPreprocess
+    from mmcompress.models.bundle import FUSION_SPEC, ImagePreprocess
 
-    arch = (config.architectures or ["?"])[0]
-    if arch == "ViltForQuestionAnswering":
-        model = ViltForQuestionAnswering.from_pretrained(path).eval()
-        task, outputs = "vqa", [str(config.id2label[i]) for i in range(config.num_labels)]
-    elif arch == "ViltForImageAndTextRetrieval":  # one matching score per (image, text)
-        model = ViltForImageAndTextRetrieval.from_pretrained(path).eval()
-        task, outputs = "itm", None
-    else:
-        raise RecipeError(f"teacher.hf: {path} holds a {arch}; of ViLT models mmcompress runs question answering "
-                          f"(ViltForQuestionAnswering) and image-text matching (ViltForImageAndTextRetrieval)")
+    task, outputs, text_pre = head(path, config, cfg)
+    model = (ViltForQuestionAnswering if task == "vqa" else ViltForImageAndTextRetrieval).from_pretrained(path).eval()
     proc = path / "preprocessor_config.json"
     p = json.loads(proc.read_text()) if proc.is_file() else {}
     # one fixed square size: the model's own image_size (its position grid); ViLT's processor would keep the
     # aspect ratio and pad, which a fixed-shape graph does not
     image_pre = ImagePreprocess(config.image_size, tuple(p.get("image_mean", (0.5, 0.5, 0.5))),
                                 tuple(p.get("image_std", (0.5, 0.5, 0.5))))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    max_length = cfg.max_length or min(config.max_position_embeddings, 512)
-    text_pre = TextPreprocess(tokenizer, max_length, cfg.text_padding or "longest")
     source.update(image_size=config.image_size, note="images resized to one square size (the model's image_size)")
     return {"fusion": FixedSizeVilt(model).eval()}, {"fusion": FUSION_SPEC}, image_pre, text_pre, task, outputs

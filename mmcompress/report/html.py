@@ -150,7 +150,9 @@ def _latency_plots(report: dict) -> list[str]:
 
 def _budget_row(name: str, r: dict) -> str:
     value = "-" if r["value"] is None else f"{r['value'] + 0.0:.4g}"  # + 0.0: no "-0"
-    verdict = {True: "pass", False: "fail", None: "not gated"}[r["passed"]]
+    if r.get("ci95"):  # latency budgets are judged on the interval (checks/gate.py)
+        value += f" [{r['ci95'][0]:.4g}, {r['ci95'][1]:.4g}]"
+    verdict = "undecided" if r.get("undecided") else {True: "pass", False: "fail", None: "not gated"}[r["passed"]]
     cells = [name, r["budget"], r["tower"] or "", r["batch"] or "", r.get("seq_len") or "", value, r["limit"]]
     return "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class='{verdict}'>{verdict}</td></tr>"
 
@@ -240,7 +242,7 @@ def render(report: dict) -> str:
     m = report["machine"]
     primary = arts["teacher"]["accuracy"].get("primary")
     head, cells = rows(report)
-    body = ["<tr>" + "".join(f"<td class='{c if c in ('pass', 'fail') else ''}'>{_e(c)}</td>" for c in r) + "</tr>"
+    body = ["<tr>" + "".join(f"<td class='{'fail' if c in ('CRASHED', 'FAILED') else c if c in ('pass', 'fail') else ''}'>{_e(c)}</td>" for c in r) + "</tr>"
             for r in cells]
     budgets = [_budget_row(n, r) for n, e in arts.items() for r in e["budgets"]]
     charts = []

@@ -53,4 +53,6 @@ def rows(report: dict) -> tuple[list[str], list[list[str]]]:
                   f"{fid['kl_to_teacher']['max']:.2g}" if "kl_to_teacher" in fid else "-"] if fusion else [])
         out.append([label, f"{p['value']:.1f}" if p else "-", "-" if delta is None else f"{delta:+.1f}", *agree, *cos,
                     *[_latency(e, t, k) for t, k in cols], f"{e['size_mb']:.1f}", e["verdict"]])
+    for name, f in (report.get("failed") or {}).items():  # no figures: its runtime crashed or its stage failed
+        out.append([f"{name} [{f['runtime']}]", *["-"] * (len(headers) - 2), "CRASHED" if f["crashed"] else "FAILED"])
     return headers, out

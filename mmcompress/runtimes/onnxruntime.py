@@ -36,6 +36,23 @@ def missing_provider(runtime: str) -> str | None:
             f"{', '.join(ort.get_available_providers())}; {INSTALL.get(want, '')}")
 
 
+def open_file(path: Path, threads: int, name: str | None = None, **kwargs) -> "OrtSession":
+    """A session for a graph the user handed us (bench, a bundle's graphs, a gate baseline): a file ONNX Runtime
+    cannot open (not ONNX, truncated, an op it lacks) is the user's file error, exit 2 naming it."""
+    from mmcompress.errors import RecipeError
+
+    if not Path(path).is_file():
+        raise RecipeError(f"{path}: no such file")
+    try:
+        return OrtSession(path, threads, name, **kwargs)
+    except BackendMissing:
+        raise
+    except Exception as e:  # ONNX Runtime's InvalidProtobuf, Fail, InvalidGraph, NotImplemented ...
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise RecipeError(f"{path}: ONNX Runtime cannot open this graph ({first}); is it an ONNX file, and "
+                          f"complete? Copy it again, or rerun the `mmcompress run` that wrote it") from None
+
+
 class OrtSession:
     def __init__(self, path: Path, threads: int, name: str | None = None, runtime: str = "onnxruntime",
                  as_written: bool = False):

@@ -82,3 +82,25 @@ def session(artifact: dict, tower: str, threads: int, name: str | None = None) -
 
     as_written = runtime == "onnxruntime" and v.quantize == "static" and getattr(v, "target", "cpu") == "tensorrt"
     return OrtSession(artifact["towers"][tower], threads, name, runtime=runtime, as_written=as_written)
+
+
+def _open_and_run(artifact: dict, feeds: dict, threads: int) -> dict:
+    """Opens every tower's session and runs it once (in contain's child process) -> {tower: output shape}."""
+    return {t: list(session(artifact, t, threads).run(f).shape) for t, f in feeds.items()}
+
+
+def probe(artifact: dict, feeds: dict, threads: int) -> None:
+    """Open and run an artifact's graphs once in a child process (runtimes.contain) before this process trusts
+    them: a runtime that segfaults on a graph raises RuntimeCrash naming the variant, the signal and the runtime.
+    feeds: tower -> a few eval rows. PyTorch runtimes run the module the teacher already ran here: not probed."""
+    from pathlib import Path
+
+    from mmcompress.runtimes.contain import contained
+
+    v = artifact["variant"]
+    if is_torch(v.runtime):
+        return
+    slim = {"variant": v, "towers": {t: artifact["towers"][t] for t in feeds}}  # paths only: cheap to send
+    files = ", ".join(Path(p).name for p in slim["towers"].values())
+    contained(_open_and_run, slim, feeds, threads, what=f"variant {v.name} (opening and running {files})",
+              runtime=v.runtime)
