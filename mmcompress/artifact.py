@@ -11,11 +11,50 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
+
+
+def owns(variant, tower: str) -> bool:
+    """A variant owns a tower when it lists it and converts something (quantize is not none); other towers are
+    the fp32 export's, shown beside it but not gated by it."""
+    return tower in variant.towers and variant.quantize != "none"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One variant as made: what crosses from export/ to the checks, the bundles and the report. Evaluation
+    results are a separate record (checks.evaluate.Evaluation), never written into it."""
+
+    name: str                      # the variant's name
+    variant: Any                   # its recipe config (recipe.Variant)
+    model: str                     # what it was made from: 'teacher' or a torch stage's name
+    towers: dict[str, Path]        # tower -> the file its runtime runs (graph, engine, or weights.pt)
+    sha256: dict[str, str]         # tower -> that file's sha256 (what its evaluation is keyed by)
+    manifest: dict                 # the variant stage's manifest (a plan's details, ...)
+    graphs: dict[str, Path] = field(default_factory=dict)  # tower -> its ONNX graph ({} for PyTorch runtimes)
+    int8: dict = field(default_factory=dict)               # the int8 settings it was made with (target, ...)
+    bundle: Any = None             # the PyTorch model, for runtimes that run it (runs == "torch")
+
+    @property
+    def runtime(self) -> str:
+        return self.variant.runtime
+
+    def owns(self, tower: str) -> bool:
+        return owns(self.variant, tower)
+
+    def key(self, tower: str) -> str:
+        """The latency rows' name for this tower's file (runtimes.Runtime.key)."""
+        from mmcompress import runtimes
+
+        return runtimes.get(self.runtime).key(self.towers[tower])
+
+    def replace(self, **changes) -> "Artifact":
+        return replace(self, **changes)
 MANIFEST_SCHEMA = 1
 
 

@@ -28,7 +28,6 @@ from mmcompress.errors import MMCompressError, RecipeError, StageError, os_probl
 from mmcompress.progress import bar, console, stage_line
 from mmcompress.recipe import Recipe
 
-TOWER_FILES = {"image": "image.onnx", "text": "text.onnx", "fusion": "fusion.onnx"}
 
 
 @dataclass
@@ -161,32 +160,65 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
         raise (os_problem(e, run_dir) or stage_failure(run_dir, step[0], e)) from e
 
 
-def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) -> dict:
-    from mmcompress import report
-    from mmcompress.report import html as report_html
-    from mmcompress.checks import evaluate as checks
+def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) -> dict | None:
+    """DESIGN's data flow, one call per box: teacher and data -> teacher outputs -> torch stages -> ONNX export
+    -> variants (export.HANDLERS, then each runtime's prepare) -> evaluate -> bundles -> latency -> report."""
+    from mmcompress import distributed
     from mmcompress.checks import latency
-    from mmcompress.export import int8_targets
-    from mmcompress.export import onnx as onnx_export
-    from mmcompress.export import planner, quantize_onnx, torch_cast
-    from mmcompress.runtimes import select as runtimes
-    from mmcompress.runtimes.select import is_torch
-    from mmcompress.data import load_data
-    from mmcompress.machine import fingerprint, usable_cores
-    from mmcompress.models import load_teacher
 
     t_start = time.perf_counter()
-    art.write_json(run_dir / "recipe.json", recipe.model_dump(mode="json"))
+    run = _start(recipe, recipe_path, run_dir)
+    step[0] = "teacher and data"
+    bundle, dataset, inputs, teacher_source = _teacher_and_data(run)
+    art.write_json(run_dir / "recipe.json", recipe.model_dump(mode="json"))  # every default resolved by now
+    step[0] = "teacher-outputs"
+    teacher_m = run.stage("teacher-outputs", run_dir / "teacher", {"config": {"teacher": teacher_source,
+                                                                              "data": inputs.key}},
+                          lambda d: _checks().embed_teacher(bundle, inputs, d))
+    teacher_emb = art.load_npz(run_dir / "teacher" / "embeddings.npz")
+    # every model a variant can start from: name -> (bundle, identity key, its PyTorch outputs on the eval inputs)
+    models = {"teacher": (bundle, teacher_m["cache_key"], teacher_emb)}
+    if recipe.stages:
+        models.update(_torch_stages(run, recipe, bundle, dataset, inputs, teacher_source, teacher_emb, step))
+    distributed.close()  # training is done: the other ranks stop here, rank 0 exports and checks alone
+    if not distributed.is_main():
+        return None
+    exports = _exports(run, models, inputs, step)
+    made, failed = _variants(run, models, exports, inputs, dataset, step)
+    artifacts, evaluations = _evaluate(run, made, inputs, failed, step)
+    bundles = _bundles(run, made, bundle, inputs, teacher_m, teacher_emb, step)
+    step[0] = "latency"
+    timings = latency.measure_artifacts(bundle, artifacts, inputs, recipe.checks, run.threads)
+    step[0] = "report"
+    return _report(run, bundle, dataset, inputs, teacher_emb, artifacts, evaluations, timings, bundles, failed,
+                   time.perf_counter() - t_start)
+
+
+def _checks():
+    from mmcompress.checks import evaluate
+
+    return evaluate
+
+
+def _start(recipe: Recipe, recipe_path: Path, run_dir: Path) -> Run:
+    from mmcompress.checks import latency
+    from mmcompress.machine import fingerprint, usable_cores
+
     threads = recipe.checks.threads or usable_cores()
     latency.set_threads(threads)
-    run = Run(recipe, recipe_path, run_dir, threads)
-    base = recipe.base  # relative paths in the recipe are relative to its file
     console.print(f"[bold]mmcompress[/bold] {recipe.name} -> {run_dir}  ({threads} threads, {fingerprint()['int8_path']})")
+    return Run(recipe, recipe_path, run_dir, threads)
 
-    step[0] = "teacher and data"
-    t0 = time.perf_counter()
+
+def _teacher_and_data(run: Run) -> tuple:
+    """The teacher (trained on first use for zoo teachers), the data and its eval inputs; variants without
+    `towers` get every tower of the teacher. -> (bundle, dataset, inputs, teacher source for cache keys)."""
     from mmcompress import distributed
+    from mmcompress.data import load_data
+    from mmcompress.models import load_teacher
 
+    recipe, t0 = run.recipe, time.perf_counter()
+    base = recipe.base  # relative paths in the recipe are relative to its file
     if not distributed.is_main():
         distributed.barrier()  # rank 0 builds a zoo teacher on first use; the others then load it
     with bar("training teacher (first use)") as update:
@@ -198,8 +230,7 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
                f"{src['kind']}:{src.get('name') or src.get('path') or src.get('entrypoint')} {bundle.task} "
                f"{time.perf_counter() - t0:.1f} s")
     dataset = load_data(recipe.data, recipe.seed, base)
-    inputs = checks.prepare_inputs(bundle, dataset)
-    teacher_source = {k: v for k, v in src.items() if k != "trained_now"}
+    inputs = _checks().prepare_inputs(bundle, dataset)
     if recipe.teacher.python is not None:  # its towers are known only now (zoo and hf: checked in preflight)
         from mmcompress.preflight import check_applicable, check_stages
 
@@ -211,146 +242,109 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
         if v.quantize != "none" and not set(v.towers) & set(bundle.towers):
             raise RecipeError(f"{recipe.where('export', 'variants', i, 'towers')}: the teacher has no "
                               f"{' or '.join(v.towers)} tower (it has {', '.join(bundle.towers)}); list one of those")
-    teacher_key = {"teacher": teacher_source, "data": inputs.key}
+    return bundle, dataset, inputs, {k: v for k, v in src.items() if k != "trained_now"}
 
-    step[0] = "teacher-outputs"
-    teacher_m = run.stage("teacher-outputs", run_dir / "teacher", {"config": teacher_key},
-                          lambda d: checks.embed_teacher(bundle, inputs, d))
-    teacher_emb = art.load_npz(run_dir / "teacher" / "embeddings.npz")
 
-    # every model a variant can start from: name -> (bundle, identity key, its PyTorch embeddings of the eval inputs)
-    models = {"teacher": (bundle, teacher_m["cache_key"], teacher_emb)}
-    if recipe.stages:
-        models.update(_torch_stages(run, recipe, bundle, dataset, inputs, teacher_source, teacher_emb, step))
-    distributed.close()  # training is done: the other ranks stop here, rank 0 exports and checks alone
-    if not distributed.is_main():
-        return None
-    exports = {}
-    for model in dict.fromkeys(recipe.model_of(v) for v in recipe.export.variants if not is_torch(v.runtime)):
+def _exports(run: Run, models: dict, inputs, step: list[str]) -> dict[str, tuple[Path, dict]]:
+    """One ONNX export (parity-checked) per model that a variant on an ONNX runtime starts from:
+    model -> (folder, manifest)."""
+    from mmcompress import runtimes
+    from mmcompress.export import onnx as onnx_export
+
+    recipe, exports = run.recipe, {}
+    for model in dict.fromkeys(recipe.model_of(v) for v in recipe.export.variants
+                               if runtimes.get(v.runtime).runs == "onnx"):
         mb, mkey, memb = models[model]
-        name = "export-onnx" if model == "teacher" else f"export-onnx {model}"
-        step[0] = name
-        folder = run_dir / ("export-onnx" if model == "teacher" else f"export-onnx-{model}")
+        step[0] = name = "export-onnx" if model == "teacher" else f"export-onnx {model}"
+        folder = run.run_dir / ("export-onnx" if model == "teacher" else f"export-onnx-{model}")
         exports[model] = (folder, run.stage(name, folder, {"config": recipe.export.onnx.model_dump(),
                                                            "parents": {"model": mkey}},
-                                            lambda d, mb=mb, memb=memb: onnx_export.stage(mb, recipe.export.onnx, inputs, memb, d)))
-    artifacts, failed = {}, {}  # failed: variant -> why it has no row (a runtime that crashed, a stage that failed)
-    for v in recipe.export.variants:
-        try:
-            step[0] = f"variant {v.name}"
-            model = recipe.model_of(v)
-            folder = run_dir / "variants" / v.name
-            if is_torch(v.runtime):  # the PyTorch model itself, cast: no ONNX
-                mb = models[model][0]
-                m = run.stage(f"variant {v.name}", folder, {"config": v.model_dump(exclude={"budgets"}),
-                                                            "parents": {"model": models[model][1]}},
-                              lambda d, v=v, mb=mb: torch_cast.stage(v, mb, d))
-                towers = {t: folder / torch_cast.WEIGHTS for t in mb.towers}
-                artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "bundle": mb,
-                                     "sha256": {t: m["files"][p.name]["sha256"] for t, p in towers.items()},
-                                     "int8": {}, "keys": {t: f"{v.runtime}:{p}" for t, p in towers.items()}}
-                continue
-            src, export_m = exports[model]
-            int8 = int8_targets.settings(v, recipe.export.target) if v.quantize in ("dynamic", "static", "auto") else {}
-            cfg = {**v.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the graphs are the same on any runtime
-            parents = {"export-onnx": export_m["cache_key"],
-                       **({"data": inputs.key} if v.quantize in ("static", "auto") else {})}
-            if v.quantize == "auto":  # the plan depends on the budgets, and on latency measured on this machine
-                budgets = recipe.budgets_for(v)
-                plan = {"target_cosine": budgets.min_cosine or v.target_cosine, "max_drop": budgets.max_accuracy_drop,
-                        "batch": max(recipe.checks.batch_sizes), "threads": threads}
-                if v.plan:  # reused: keyed by the plan's content, applied from its absolute path
-                    path = (recipe.base / v.plan).expanduser().resolve()
-                    v = v.model_copy(update={"plan": str(path)})
-                    plan = {**plan, "reused": art.sha256_file(path)}
-                metric_args = (models[model][0].task, recipe.data.prompts.ensemble, recipe.checks.recall_k,
-                               recipe.checks.knn_k)
-                m = run.stage(f"variant {v.name}", folder, {"config": {**cfg, **plan}, "parents": parents},
-                              lambda d, v=v, int8=int8, src=src, p=plan, mb=models[model][0], a=metric_args: planner.stage(
-                                  v, src, checks.prepare_inputs(mb, dataset, split="calibration"), d, int8,
-                                  p["target_cosine"], p["max_drop"], p["batch"], p["threads"], a),
-                              measured=True)
-            else:
-                m = run.stage(f"variant {v.name}", folder, {"config": cfg, "parents": parents},
-                              lambda d, v=v, int8=int8, src=src: quantize_onnx.stage(v, src, inputs, d, int8))
-            towers, shas = {}, {}
-            for t in bundle.towers:
-                own = t in v.towers and v.quantize != "none"
-                towers[t] = (folder if own else src) / TOWER_FILES[t]
-                shas[t] = (m if own else export_m)["files"][TOWER_FILES[t]]["sha256"]
-            if v.runtime == "tensorrt":  # engines built here from those graphs (Python API), one per tower
-                from mmcompress.export import jetson, tensorrt
-                from mmcompress.runtimes.contain import contained
+                                            lambda d, mb=mb, memb=memb: onnx_export.stage(mb, recipe.export.onnx,
+                                                                                          inputs, memb, d)))
+    return exports
 
-                ranges = jetson.profile_ranges(recipe, models[model][0], inputs)
-                efolder = run_dir / "engines" / v.name
-                em = run.stage(f"engine {v.name}", efolder,
-                               {"config": {"precision": {t: tensorrt.precision_of(v, t) for t in towers},
-                                           "profile": ranges, "device": runtimes.device_of("tensorrt")},
-                                "parents": {"graphs": shas}},
-                               lambda d, v=v, g=dict(towers), r=ranges: contained(  # TensorRT's builder can segfault
-                                   tensorrt.stage, v, g, r, d, what=f"engine build of {v.name}", runtime="tensorrt"))
-                graphs = dict(towers)
-                towers = {t: efolder / f"{t}.engine" for t in towers}
-                shas = {t: em["files"][f"{t}.engine"]["sha256"] for t in towers}
-            else:
-                graphs = towers
-            artifacts[v.name] = {"variant": v, "model": model, "manifest": m, "towers": towers, "sha256": shas,
-                                 "graphs": graphs,  # the ONNX graphs (towers: what runs them; engines for tensorrt)
-                                 "int8": int8, "keys": {t: str(p) if v.runtime == "onnxruntime" else f"{v.runtime}:{p}"
-                                                        for t, p in towers.items()}}
-        except StageError as e:  # this variant fails; the others are still made, evaluated and reported
+
+def _variants(run: Run, models: dict, exports: dict, inputs, dataset, step: list[str]) -> tuple[dict, dict]:
+    """Every variant made by its handler (export.make). -> (name -> Artifact, name -> failure); a variant whose
+    stage fails is a named failure and the others are still made."""
+    from mmcompress.export import VariantContext, make
+
+    artifacts, failed = {}, {}
+    for v in run.recipe.export.variants:
+        step[0] = f"variant {v.name}"
+        model = run.recipe.model_of(v)
+        export_dir, export_m = exports.get(model, (None, None))
+        ctx = VariantContext(run=run, recipe=run.recipe, model=model, bundle=models[model][0],
+                             model_key=models[model][1], export_dir=export_dir, export_manifest=export_m,
+                             inputs=inputs, dataset=dataset, folder=run.run_dir / "variants" / v.name)
+        try:
+            artifacts[v.name] = make(v, ctx)
+        except StageError as e:
             failed[v.name] = _failure(run, step[0], e, v.runtime)
-    made = dict(artifacts)  # every artifact made, evaluated or not (Jetson bundles ship graphs, not verdicts)
-    for name, a in list(artifacts.items()):
+    return artifacts, failed
+
+
+def _evaluate(run: Run, made: dict, inputs, failed: dict, step: list[str]) -> tuple[dict, dict]:
+    """Every artifact over the eval inputs on its runtime (cached by its files' content, on this CPU kind or
+    device). -> (the artifacts evaluated, name -> Evaluation); one whose runtime crashed joins `failed`."""
+    from mmcompress import runtimes
+    from mmcompress.checks.evaluate import Evaluation
+
+    artifacts, evaluations = {}, {}
+    for name, a in made.items():
         step[0] = f"evaluate {name}"
-        folder = run_dir / "checks" / name
-        # keyed by the towers' content: a graph rebuilt bit for bit keeps its evaluation (on this CPU kind; other
-        # runtimes: on this device)
-        runtime = a["variant"].runtime
-        where = {} if runtime == "onnxruntime" else {"runtime": runtimes.device_of(runtime)}
+        folder = run.run_dir / "checks" / name
+        runtime = runtimes.get(a.runtime)
+        where = {} if runtime.name == runtimes.DEFAULT else {"runtime": runtime.device()}
         try:
             m = run.stage(f"evaluate {name}", folder, {"config": {"artifact": name, **where},
-                                                      "parents": {"towers": a["sha256"], "data": inputs.key}},
-                          lambda d, a=a: checks.embed_artifact(a, inputs, threads, d), measured=True)
+                                                      "parents": {"towers": a.sha256, "data": inputs.key}},
+                          lambda d, a=a: _checks().embed_artifact(a, inputs, run.threads, d), measured=True)
         except StageError as e:  # this variant fails; the others are still evaluated, timed and reported
-            failed[name] = _failure(run, f"evaluate {name}", e, runtime)
-            del artifacts[name]
+            failed[name] = _failure(run, f"evaluate {name}", e, a.runtime)
             continue
-        a["runtime"] = m.get("runtime") or runtimes.device_of(runtime)
-        a["embeddings"] = art.load_npz(folder / "embeddings.npz")
+        artifacts[name] = a
+        evaluations[name] = Evaluation(art.load_npz(folder / "embeddings.npz"), m.get("runtime") or runtime.device())
+    return artifacts, evaluations
 
-    bundles = []
-    if recipe.export.jetson is not None:  # build-on-device bundles: graphs, build.sh, eval sample, manifest
-        from mmcompress.export import jetson
 
-        j = recipe.export.jetson
-        ship = [v.name for v in jetson.shipped(recipe) if v.name in made]
-        task_args = {"ensemble": recipe.data.prompts.ensemble, "recall_k": recipe.checks.recall_k,
-                     "knn_k": recipe.checks.knn_k}
-        for jp in j.jetpack:
-            step[0] = f"bundle jetson {jp}"
-            folder = run_dir / "bundles" / f"jetson-jp{jp}"
-            m = run.stage(step[0], folder, {"config": {**j.model_dump(mode="json"), "jetpack": jp, "ship": ship,
-                                                       **task_args},
-                                            "parents": {"towers": {n: artifacts[n]["sha256"] for n in ship},
-                                                        "teacher": teacher_m["cache_key"], "data": inputs.key}},
-                          lambda d, jp=jp: jetson.write(recipe, jp, made, bundle, inputs, teacher_emb, d, task_args))
-            bundles.append({"jetpack": jp, "tensorrt": m.get("tensorrt"), "dir": str(folder.relative_to(run_dir)),
-                            "engines": m.get("engines", [])})
+def _bundles(run: Run, made: dict, bundle, inputs, teacher_m: dict, teacher_emb: dict, step: list[str]) -> list:
+    """export.jetson: a build-on-device bundle per JetPack (graphs, build.sh, eval sample, manifest)."""
+    recipe, out = run.recipe, []
+    if recipe.export.jetson is None:
+        return out
+    from mmcompress.export import jetson
 
-    step[0] = "latency"
-    timings = latency.measure_artifacts(bundle, artifacts, inputs, recipe.checks, threads)
-    step[0] = "report"
-    rep = report.build(run, bundle, dataset, inputs, teacher_emb, artifacts, timings,
-                       seconds=time.perf_counter() - t_start)
+    j = recipe.export.jetson
+    ship = [v.name for v in jetson.shipped(recipe) if v.name in made]
+    task_args = {"ensemble": recipe.data.prompts.ensemble, "recall_k": recipe.checks.recall_k,
+                 "knn_k": recipe.checks.knn_k}
+    for jp in j.jetpack:
+        step[0] = f"bundle jetson {jp}"
+        folder = run.run_dir / "bundles" / f"jetson-jp{jp}"
+        m = run.stage(step[0], folder, {"config": {**j.model_dump(mode="json"), "jetpack": jp, "ship": ship, **task_args},
+                                        "parents": {"towers": {n: made[n].sha256 for n in ship},
+                                                    "teacher": teacher_m["cache_key"], "data": inputs.key}},
+                      lambda d, jp=jp: jetson.write(recipe, jp, made, bundle, inputs, teacher_emb, d, task_args))
+        out.append({"jetpack": jp, "tensorrt": m.get("tensorrt"), "dir": str(folder.relative_to(run.run_dir)),
+                    "engines": m.get("engines", [])})
+    return out
+
+
+def _report(run: Run, bundle, dataset, inputs, teacher_emb, artifacts, evaluations, timings, bundles, failed,
+            seconds: float) -> dict:
+    """report.json and report.html; variants that failed are named in it (and make the exit code 3)."""
+    from mmcompress import report
+    from mmcompress.report import html as report_html
+
+    rep = report.build(run, bundle, dataset, inputs, teacher_emb, artifacts, evaluations, timings, seconds=seconds)
     rep["bundles"] = bundles
-    if failed:  # named in the report, the table and the exit code (3), after everything else was reported
+    if failed:
         rep["failed"] = failed
         rep["passed"] = False
         rep["failures"] += [f"{n}: {f['error']}" for n, f in failed.items()]
-    art.write_json(run_dir / "report.json", rep)
-    with art.atomic_path(run_dir / "report.html") as tmp:
+    art.write_json(run.run_dir / "report.json", rep)
+    with art.atomic_path(run.run_dir / "report.html") as tmp:
         tmp.write_text(report_html.render(rep))
     return rep
 

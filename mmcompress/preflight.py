@@ -236,10 +236,10 @@ def check(recipe: Recipe, recipe_path: str = "recipe") -> None:
 def check_runtimes(recipe: Recipe) -> None:
     """Every variant's runtime can run here (a CUDA device for torch-cuda, the ONNX Runtime provider for
     onnxruntime-cuda/-tensorrt): exit 4 naming the variant before anything runs, not a silent CPU fallback."""
-    from mmcompress.runtimes.select import unavailable
+    from mmcompress import runtimes
 
     for i, v in enumerate(recipe.export.variants):
-        why = unavailable(v.runtime)
+        why = runtimes.get(v.runtime).unavailable()
         if why:
             raise BackendMissing(f"{recipe.where('export', 'variants', i, 'runtime')}: {why}")
 

@@ -221,8 +221,26 @@ ReduceRange = Annotated[bool | None, Field(
                 "U8S8 kernels saturate; off with VNNI/AMX/ARM64). See docs/quantization.md.")]
 
 
-Runtime = Literal["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch-cuda", "torch-cpu"]
-TORCH_PRECISIONS = ("none", "fp16", "bf16")  # what a torch runtime variant casts the model to ('none': fp32)
+class RuntimeChoices:
+    """Marks a field whose values are the runtimes registry's names (runtimes.names(): the built-in ones and any
+    registered since); the recipe reference lists them."""
+
+    @staticmethod
+    def choices() -> list[str]:
+        from mmcompress import runtimes
+
+        return runtimes.names()
+
+
+def _known_runtime(name: str) -> str:
+    from mmcompress import runtimes
+
+    if name not in runtimes.names():
+        raise ValueError(f"{name!r} is not a runtime; one of {', '.join(runtimes.names())}")
+    return name
+
+
+Runtime = Annotated[str, AfterValidator(_known_runtime), RuntimeChoices]
 
 
 class _Variant(Strict):
@@ -249,17 +267,11 @@ class _Variant(Strict):
 
     @model_validator(mode="after")
     def _runtime_fits(self):
-        q = getattr(self, "quantize", None)
-        if self.runtime.startswith("torch") and q not in TORCH_PRECISIONS:
-            raise ValueError(f"runtime {self.runtime} runs the PyTorch model cast to a precision: quantize none, "
-                             f"fp16 or bf16 (int8 is for the ONNX runtimes), not {q}")
-        if self.runtime == "tensorrt":
-            why = tensorrt_unbuildable(self)
-            if why:
-                raise ValueError(f"runtime tensorrt builds engines from the graphs, and {why}")
-        if q == "bf16" and not self.runtime.startswith("torch"):
-            raise ValueError("quantize bf16 is for PyTorch runtimes (runtime: torch-cuda or torch-cpu); ONNX "
-                             "graphs take fp16")
+        from mmcompress import runtimes
+
+        why = runtimes.get(self.runtime).refuses(self)  # each runtime says which variants it runs
+        if why:
+            raise ValueError(why)
         return self
 
 
@@ -391,7 +403,9 @@ Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Varian
 
 def tensorrt_unbuildable(v) -> str | None:
     """Why TensorRT cannot build an engine from this variant's graphs (None: it can)."""
-    if getattr(v, "runtime", "onnxruntime").startswith("torch"):
+    from mmcompress import runtimes
+
+    if runtimes.get(getattr(v, "runtime", "onnxruntime")).runs != "onnx":
         return "a PyTorch runtime variant has no ONNX graph to build from"
     if v.quantize in ("none", "fp16"):
         return None

@@ -70,7 +70,9 @@ def render() -> str:
         out.append("| key | type | default | description |\n|---|---|---|---|")
         for name, field in model.model_fields.items():
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| `{name}` | {_type(field.annotation)} | {_default(field)} | {desc} |")
+            marked = [m for m in field.metadata if hasattr(m, "choices")]  # a registry's names (RuntimeChoices)
+            kind = " \\| ".join(f"`{c}`" for c in marked[0].choices()) if marked else _type(field.annotation)
+            out.append(f"| `{name}` | {kind} | {_default(field)} | {desc} |")
         out.append("")
     return "\n".join(out)
 

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmcompress import runtimes
 from mmcompress.errors import RecipeError
 
 ACCURACY_POINTS = 0.5   # a drop in the primary metric beyond this many points is a regression
@@ -221,7 +222,7 @@ def compare(run_dir: Path, baseline: Path, *, threshold: float = 0.10, force: bo
         checks += _quality(name, c, b)
         # only ONNX Runtime's CPU graphs are re-timed here; other runtimes (GPU, PyTorch, Q/DQ as written) are
         # compared by their speedup over their own run's teacher
-        cpu_graph = (c.get("runtime") or {}).get("runtime", "onnxruntime") == "onnxruntime" and \
+        cpu_graph = (c.get("runtime") or {}).get("runtime", runtimes.DEFAULT) == runtimes.DEFAULT and \
             not (c.get("int8") or {}).get("target") == "tensorrt"
         if differ or not cpu_graph:
             checks += _latency_ratios(name, c, b, threshold)

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import TINY, TRT_VARIANTS as VARIANTS, invoke
 from mmcompress.checks import bundle as checks_bundle
-from mmcompress.export import tensorrt as trt_adapter
+from mmcompress.runtimes import tensorrt_adapter as trt_adapter
 
 def _recipe(tmp_path, jetson, variants=VARIANTS):
     r = yaml.safe_load(TINY.read_text())

@@ -205,13 +205,36 @@ def embed_teacher(bundle: Bundle, inputs: EvalInputs, folder: Path) -> tuple[dic
     return _save(_embed_all(sessions, inputs, "teacher (PyTorch fp32)"), folder)
 
 
-def embed_artifact(artifact: dict, inputs: EvalInputs, threads: int, folder: Path) -> tuple[dict, dict]:
-    """Every tower of the artifact over the eval inputs, on the variant's runtime (runtimes.select)."""
-    from mmcompress.runtimes import select
-    from mmcompress.runtimes.base import trim_padding
+@dataclass(frozen=True)
+class Evaluation:
+    """What the checks measured of one artifact (kept apart from the Artifact itself): its outputs on the eval
+    inputs and what it ran on."""
 
-    first = {t: {k: v[:2] for k, v in inputs.feeds[t].items()} for t in artifact["towers"]}
-    select.probe(artifact, {t: trim_padding(f) if inputs.trim[t] else f for t, f in first.items()}, threads)
-    sessions = {t: select.session(artifact, t, threads) for t in artifact["towers"]}
+    embeddings: dict[str, np.ndarray]  # tower -> (N, D)
+    runtime: dict                      # runtimes.Runtime.device(): runtime, device, versions
+
+
+def _open_and_run(runtime, artifact, feeds: dict, threads: int) -> dict:
+    """Opens every tower's session and runs it once (in runtimes.contain's child process) -> {tower: shape}.
+    The runtime goes along: one registered by the user's code is not in the child's registry."""
+    return {t: list(runtime.session(artifact, t, threads).run(f).shape) for t, f in feeds.items()}
+
+
+def embed_artifact(artifact, inputs: EvalInputs, threads: int, folder: Path) -> tuple[dict, dict]:
+    """Every tower of the artifact over the eval inputs, on its runtime (runtimes registry). A runtime that
+    probes (Runtime.probe) first opens the graphs and runs two eval rows in a child process (runtimes.contain):
+    one that segfaults there is a RuntimeCrash naming the variant, the signal and the runtime."""
+    from mmcompress import runtimes
+    from mmcompress.runtimes.base import trim_padding
+    from mmcompress.runtimes.contain import contained
+
+    runtime = runtimes.get(artifact.runtime)
+    if runtime.probe:
+        first = {t: {k: v[:2] for k, v in inputs.feeds[t].items()} for t in artifact.towers}
+        first = {t: trim_padding(f) if inputs.trim[t] else f for t, f in first.items()}
+        files = ", ".join(Path(p).name for p in artifact.towers.values())
+        contained(_open_and_run, runtime, artifact.replace(bundle=None), first, threads,
+                  what=f"variant {artifact.name} (opening and running {files})", runtime=artifact.runtime)
+    sessions = {t: runtime.session(artifact, t, threads) for t in artifact.towers}
     files, extra = _save(_embed_all(sessions, inputs, folder.name), folder)
-    return files, {**extra, "runtime": select.device_of(artifact["variant"].runtime)}
+    return files, {**extra, "runtime": runtime.device()}

@@ -142,8 +142,8 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
     """-> {tower: {point key: {session key: summary + batch/seq_len}}}; sessions: 'teacher' and each distinct
     (runtime, file) of the artifacts, keyed by the artifacts' `keys` (the graph path for ONNX Runtime on the CPU,
     'runtime:path' for the others)."""
+    from mmcompress import runtimes
     from mmcompress.progress import bar
-    from mmcompress.runtimes import select
     from mmcompress.runtimes.torch import TorchSession
 
     text = bundle.text_preprocess
@@ -164,13 +164,13 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
             first: dict[tuple, str] = {}  # (runtime, sha256) -> the first key with it
             alias, owner = {}, {}
             for a in artifacts.values():
-                key = a["keys"][tower]
-                runtime = getattr(a["variant"], "runtime", "onnxruntime")
-                alias[key] = first.setdefault((runtime, a.get("sha256", {}).get(tower) or key), key)
+                key = a.key(tower)
+                alias[key] = first.setdefault((a.runtime, a.sha256.get(tower) or key), key)
                 owner.setdefault(key, a)
             files = sorted(set(alias.values()))
             sessions = {"teacher": TorchSession(bundle.towers[tower], list(bundle.specs[tower].inputs))}
-            sessions.update({f: select.session(owner[f], tower, threads, Path(owner[f]["towers"][tower]).stem)
+            sessions.update({f: runtimes.get(owner[f].runtime).session(owner[f], tower, threads,
+                                                                       Path(owner[f].towers[tower]).stem)
                              for f in files})
             out[tower] = {}
             for p in plan[tower]:

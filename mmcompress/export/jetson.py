@@ -4,7 +4,7 @@ TensorRT engines run only on the TensorRT version, GPU and OS they were built wi
 TensorRT, so the engines are built on the board. A bundle `bundles/jetson-jp<version>/` holds what that needs:
 
   onnx/<variant>/<tower>.onnx   the graphs (each variant's own towers)
-  build.sh                      trtexec with the flags of that JetPack's TensorRT (export/tensorrt.py), one
+  build.sh                      trtexec with the flags of that JetPack's TensorRT (runtimes/tensorrt_adapter.py), one
                                 optimisation profile per graph, a shared timing cache, logs/ per build
   eval.npz, bundle.json         the eval sample with the teacher's outputs, the task, budgets, and per engine its
                                 ONNX sha256, precision, profile and trtexec arguments
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcompress.export import tensorrt
+from mmcompress.runtimes import tensorrt_adapter as tensorrt
 
 BUILD_TIMING_CACHE = "timing.cache"
 
@@ -35,19 +35,6 @@ def shipped(recipe) -> list:
     from mmcompress.recipe import tensorrt_unbuildable
 
     return [v for v in recipe.export.variants if tensorrt_unbuildable(v) is None]
-
-
-def profile_ranges(recipe, bundle, inputs, batch=None, seq_len=None) -> tuple:
-    """(batch (min, opt, max), text length (min, opt, max) or None): given, else [1, the largest checked batch,
-    the same] and [1, the eval texts' p90 length, the teacher's max_length]."""
-    text = bundle.text_preprocess
-    seq = tuple(seq_len) if seq_len else None
-    if seq is None and text is not None:
-        lengths = inputs.text_lengths()
-        p90 = int(min(text.max_length, max(1, np.ceil(np.percentile(lengths, 90))))) if len(lengths) else text.max_length
-        seq = (1, p90, text.max_length)
-    top = max(recipe.checks.batch_sizes)
-    return (tuple(batch) if batch else (1, top, top)), seq
 
 
 def eval_sample(bundle, inputs, teacher_emb: dict, rows: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -78,18 +65,18 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
     j = recipe.export.jetson
     stack = tensorrt.JETPACK[jetpack]
     trt_version = stack["tensorrt"]
-    batch, seq = profile_ranges(recipe, bundle, inputs, j.batch, j.seq_len)
+    batch, seq = tensorrt.profile_ranges(recipe, bundle, inputs, j.batch, j.seq_len)
     engines, commands = [], []
     for v in [v for v in shipped(recipe) if v.name in artifacts]:  # a variant whose stage failed has no graphs
         a = artifacts[v.name]
-        own = list(v.towers) if v.quantize != "none" else list(a["towers"])
-        for tower in [t for t in a["towers"] if t in own]:
-            src = Path(a.get("graphs", a["towers"])[tower])
+        # its own towers' graphs; a quantize: none variant ships every fp32 graph
+        for tower in [t for t in a.graphs if a.owns(t)] or list(a.graphs):
+            src = Path(a.graphs[tower])
             rel_onnx = f"onnx/{v.name}/{tower}.onnx"
             (folder / rel_onnx).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, folder / rel_onnx)
             profile = tensorrt.profile_for(tensorrt.graph_inputs(src), batch, seq)
-            precision = tensorrt.precision_of(v, tower)
+            precision = tensorrt.precision_of(a, tower)
             engine = f"engines/{v.name}/{tower}.engine"
             log = f"logs/{v.name}-{tower}.log"
             args = tensorrt.trtexec_args(trt_version, precision, rel_onnx, engine, profile,

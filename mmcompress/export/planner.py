@@ -339,3 +339,32 @@ def summary(plan: dict, top: int = 12) -> dict:
                            "leave_out_cosine": r.get("leave_out", {}).get("mean")}
                           for r in plan["sensitivity"]["nodes"][:top]],
             "full_int8_cosine": plan["sensitivity"]["full_int8"]}
+
+
+def handle(variant: AutoVariant, ctx) -> "Artifact":
+    """The variant handler (export.handlers) for quantize: auto: a plan searched on the calibration split, or
+    one reused (`plan:`, keyed by its content). The plan depends on the budgets and on latency measured on this
+    machine, so its stage is keyed by the CPU's int8 kind."""
+    from mmcompress.artifact import sha256_file
+    from mmcompress.checks.evaluate import prepare_inputs
+    from mmcompress.export import graph_artifact, int8_targets
+
+    recipe = ctx.recipe
+    int8 = int8_targets.settings(variant, recipe.export.target)
+    budgets = recipe.budgets_for(variant)
+    plan = {"target_cosine": budgets.min_cosine or variant.target_cosine, "max_drop": budgets.max_accuracy_drop,
+            "batch": max(recipe.checks.batch_sizes), "threads": ctx.threads}
+    cfg = {**variant.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the plan as the recipe names it
+    if variant.plan:  # reused: keyed by the plan's content, applied from its absolute path
+        path = (recipe.base / variant.plan).expanduser().resolve()
+        variant = variant.model_copy(update={"plan": str(path)})
+        plan = {**plan, "reused": sha256_file(path)}
+    parents = {"export-onnx": ctx.export_manifest["cache_key"], "data": ctx.inputs.key}
+    metric_args = (ctx.bundle.task, recipe.data.prompts.ensemble, recipe.checks.recall_k, recipe.checks.knn_k)
+    m = ctx.run.stage(f"variant {variant.name}", ctx.folder, {"config": {**cfg, **plan}, "parents": parents},
+                      lambda d: stage(variant, ctx.export_dir, prepare_inputs(ctx.bundle, ctx.dataset,
+                                                                              split="calibration"),
+                                      d, int8, plan["target_cosine"], plan["max_drop"], plan["batch"],
+                                      plan["threads"], metric_args),
+                      measured=True)
+    return graph_artifact(variant, ctx, m, int8)

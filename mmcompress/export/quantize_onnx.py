@@ -203,3 +203,18 @@ def stage(variant, src_dir: Path, inputs, folder: Path, int8: dict) -> tuple[dic
 
 # one converter per variant config type: (src, dst, cfg, int8 settings, calibration feeds or None, progress) -> facts
 CONVERTERS = {DynamicVariant: quantize_dynamic, StaticVariant: quantize_static, Fp16Variant: convert_fp16}
+
+
+def handle(variant, ctx) -> "Artifact":
+    """The variant handler (export.handlers) for fp32, dynamic, static and fp16 graphs on an ONNX runtime."""
+    from mmcompress.export import graph_artifact
+    from mmcompress.export import int8_targets
+
+    int8 = int8_targets.settings(variant, ctx.recipe.export.target) if isinstance(
+        variant, (DynamicVariant, StaticVariant)) else {}
+    cfg = {**variant.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the same graphs on any runtime
+    parents = {"export-onnx": ctx.export_manifest["cache_key"],
+               **({"data": ctx.inputs.key} if isinstance(variant, StaticVariant) else {})}
+    m = ctx.run.stage(f"variant {variant.name}", ctx.folder, {"config": cfg, "parents": parents},
+                      lambda d: stage(variant, ctx.export_dir, ctx.inputs, d, int8))
+    return graph_artifact(variant, ctx, m, int8)

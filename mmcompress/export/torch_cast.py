@@ -1,17 +1,24 @@
 """Variants with a PyTorch runtime (`runtime: torch-cuda` / `torch-cpu`): no ONNX, the model itself cast to the
 variant's precision. The stage saves the towers' weights at that precision (`weights.pt`, {tower: state dict},
-tensors shared by towers stored once: the artifact's size and identity); the checks run the model cast the same way on the runtime's device
-(runtimes.select)."""
+tensors shared by towers stored once: the artifact's size and identity); the checks run the model cast the same
+way on the runtime's device (runtimes/torch.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from mmcompress.artifact import Artifact, owns
+
 WEIGHTS = "weights.pt"  # {tower: state dict}; towers that share a model share its tensors in the file
 
 
-def precision_of(variant, tower: str) -> str:
-    """'fp32', 'fp16' or 'bf16': what `tower` runs in under this variant (towers it does not list stay fp32)."""
-    return variant.quantize if tower in variant.towers and variant.quantize != "none" else "fp32"
+def handle(variant, ctx) -> Artifact:
+    """The variant handler (export.handlers) for runtimes that run the PyTorch model."""
+    m = ctx.run.stage(f"variant {variant.name}", ctx.folder, {"config": variant.model_dump(exclude={"budgets"}),
+                                                              "parents": {"model": ctx.model_key}},
+                      lambda d: stage(variant, ctx.bundle, d))
+    towers = {t: ctx.folder / WEIGHTS for t in ctx.bundle.towers}
+    return Artifact(name=variant.name, variant=variant, model=ctx.model, towers=towers, manifest=m,
+                    sha256={t: m["files"][WEIGHTS]["sha256"] for t in towers}, bundle=ctx.bundle)
 
 
 def stage(variant, bundle, folder: Path) -> tuple[dict, dict]:
@@ -30,7 +37,7 @@ def stage(variant, bundle, folder: Path) -> tuple[dict, dict]:
 
     state, towers = {}, {}
     for tower, module in bundle.towers.items():
-        precision = precision_of(variant, tower)
+        precision = variant.quantize if owns(variant, tower) else "fp32"
         state[tower] = {k: at(v, DTYPES[precision]) for k, v in module.state_dict().items()}
         towers[tower] = {"precision": precision, "inputs": list(bundle.specs[tower].inputs)}
     out = folder / WEIGHTS

@@ -31,6 +31,8 @@ CODE_VERSION = 1  # bump when a change here changes the trained weights
 
 @dataclass(frozen=True)
 class ShapesVqaConfig:
+    """The fusion layers and head trained over shapes-clip's frozen encoders; the zoo cache key hashes these."""
+
     fusion_layers: int = 2
     fusion_heads: int = 4
     fusion_intermediate: int = 384

@@ -14,7 +14,10 @@ def _size_mb(towers: dict) -> float:
     return sum(p.stat().st_size for p in set(towers.values())) / 1e6  # towers may share one file (torch weights)
 
 
-def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timings: dict, seconds: float) -> dict:
+def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, evaluations: dict, timings: dict,
+          seconds: float) -> dict:
+    """artifacts: name -> artifact.Artifact; evaluations: name -> checks.evaluate.Evaluation (the same names)."""
+    from mmcompress import runtimes
     from mmcompress.artifact import sha256_file
     from mmcompress.machine import fingerprint, int8_kind
     from mmcompress.runtimes.torch import CPU_SETTLE_S, cuda_info
@@ -34,35 +37,35 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
                         "budgets": [], "verdict": "reference"}}
     passed = True
     for name, a in artifacts.items():
-        v, emb = a["variant"], a["embeddings"]
+        v, emb = a.variant, evaluations[name].embeddings
         acc, pred = evaluate(emb)
         acc["delta"] = acc["primary"]["value"] - t_acc["primary"]["value"] if acc["primary"] else None
         if task == "dual-encoder":
             acc["mixed"] = tasks.mixed(teacher_emb, emb, inputs, ensemble, ks)
-        fid = {t: fidelity.cosine_to_teacher(emb[t], teacher_emb[t]) for t in a["towers"]}
+        fid = {t: fidelity.cosine_to_teacher(emb[t], teacher_emb[t]) for t in a.towers}
         if pred is not None:
             fid["top1_agreement"] = fidelity.top1_agreement(pred, t_pred)
-        if "fusion" in a["towers"] and emb["fusion"].shape[1] > 1:  # how far the head's distribution moved
+        if "fusion" in a.towers and emb["fusion"].shape[1] > 1:  # how far the head's distribution moved
             fid["kl_to_teacher"] = fidelity.kl_to_teacher(emb["fusion"], teacher_emb["fusion"])
-        if "fusion" in a["towers"] and emb["fusion"].shape[1] == 1:  # one score per row: compare the score vectors
+        if "fusion" in a.towers and emb["fusion"].shape[1] == 1:  # one score per row: compare the score vectors
             fid["fusion"] = fidelity.cosine_to_teacher(emb["fusion"].T, teacher_emb["fusion"].T)
             fid["score_max_abs_diff"] = float(np.abs(emb["fusion"] - teacher_emb["fusion"]).max())
         entry = {"kind": f"{v.runtime}-{v.quantize if v.quantize != 'none' else 'fp32'}",
-                 "model": a["model"], "variant": v.model_dump(mode="json"),
-                 "runtime": a.get("runtime"),
+                 "model": a.model, "variant": v.model_dump(mode="json"),
+                 "runtime": evaluations[name].runtime,
                  # gated: the variant's own towers (converted ones; every listed tower of a quantize: none variant)
-                 "towers": {t: {"path": str(p.relative_to(run.run_dir)), "converted": t in v.towers and v.quantize != "none",
-                                "gated": t in v.towers, "bytes": p.stat().st_size, "sha256": a["sha256"][t]}
-                            for t, p in a["towers"].items()},
-                 "size_mb": _size_mb(a["towers"]), "accuracy": acc, "fidelity": fid,
-                 "latency": {t: {k: _named(timings[t][k][a["keys"][t]], artifacts, t, name) for k in timings[t]}
+                 "towers": {t: {"path": str(p.relative_to(run.run_dir)), "converted": a.owns(t),
+                                "gated": t in v.towers, "bytes": p.stat().st_size, "sha256": a.sha256[t]}
+                            for t, p in a.towers.items()},
+                 "size_mb": _size_mb(a.towers), "accuracy": acc, "fidelity": fid,
+                 "latency": {t: {k: _named(timings[t][k][a.key(t)], artifacts, t, name) for k in timings[t]}
                              for t in timings}}
-        if v.quantize == "auto":  # the plan per tower: method, nodes kept float, why (variants/<name>/plan.json)
-            entry["plan"] = a["manifest"].get("plan")
-        if a.get("int8"):
-            target = a["int8"]["target"]
-            entry["int8"] = {**a["int8"], "checked_on": int8_kind()}
-            if target == "tensorrt" and v.runtime == "tensorrt":
+        if "plan" in a.manifest:  # quantize auto: per tower the method, nodes kept float, why (plan.json)
+            entry["plan"] = a.manifest.get("plan")
+        if a.int8:
+            target = a.int8["target"]
+            entry["int8"] = {**a.int8, "checked_on": int8_kind()}
+            if target == "tensorrt" and runtimes.get(v.runtime).engines:
                 entry["int8"]["note"] = "made for TensorRT and checked on a TensorRT engine built on this machine"
             elif target == "tensorrt":
                 entry["int8"]["note"] = ("made for TensorRT: checked on ONNX Runtime's CPU provider with its Q/DQ "
@@ -102,8 +105,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, timi
 def _named(row: dict, artifacts: dict, tower: str, own: str) -> dict:
     """A latency row with its pairwise speedups ('vs', keyed by graph path) keyed by the other artifacts' names."""
     vs = row.get("vs") or {}
-    named = {n: vs[a["keys"][tower]] for n, a in artifacts.items()
-             if n != own and tower in a["keys"] and a["keys"][tower] in vs}
+    named = {n: vs[a.key(tower)] for n, a in artifacts.items()
+             if n != own and tower in a.towers and a.key(tower) in vs}
     return {**{k: v for k, v in row.items() if k != "vs"}, **({"vs": named} if named else {})}
 
 

@@ -1,6 +1,8 @@
 """The summary every view shows (terminal table, report.html): one row per artifact, cells as text."""
 from __future__ import annotations
 
+from mmcompress.runtimes import DEFAULT
+
 
 def _latency(entry: dict, tower: str, key: str) -> str:
     lat = entry["latency"].get(tower, {}).get(key)
@@ -46,7 +48,7 @@ def rows(report: dict) -> tuple[list[str], list[list[str]]]:
             cos.append(v if e["towers"][t].get("gated", True) else f"({v})")
         label = name if e.get("model", "teacher") == "teacher" else f"{name} ({e['model']})"
         runtime = (e.get("runtime") or {}).get("runtime")
-        if name != "teacher" and runtime not in (None, "onnxruntime"):  # where the row ran, when not ORT's CPU
+        if name != "teacher" and runtime not in (None, DEFAULT):  # where the row ran, when not ONNX Runtime's CPU
             label += f" [{runtime}]"
         fid = e.get("fidelity", {})
         agree = ([f"{fid['top1_agreement']:.1f}" if "top1_agreement" in fid else "-",

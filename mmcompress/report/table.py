@@ -15,7 +15,7 @@ def render(report: dict) -> Table:
     title = (f"{report['name']}: {m['cpu']} | {', '.join(m['isa']) or 'no AVX2'} | {m['threads']} threads | "
              f"latency median ms (speedup vs PyTorch teacher)")
     gpu = (m.get("gpu") or {}).get("name")
-    if gpu and any(str(e.get("kind", "")).startswith(("torch-cuda", "onnxruntime-cuda", "onnxruntime-tensorrt"))
+    if gpu and any((e.get("runtime") or {}).get("device") not in (None, "cpu")  # a row measured on the GPU
                    for e in report["artifacts"].values()):
         title = title.replace(" | latency", f" | GPU {gpu} | latency")
     lengths = report["checks"].get("text_lengths") or []

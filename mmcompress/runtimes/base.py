@@ -1,9 +1,12 @@
-"""One interface for every runtime: a Session maps numpy feeds to the (N, D) embedding."""
+"""One interface for every runtime: a Runtime opens Sessions, a Session maps numpy feeds to the (N, D) output."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmcompress.artifact import Artifact
 
 
 class Session(Protocol):
@@ -12,6 +15,45 @@ class Session(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """feeds: input name -> array (batch first). Returns float32 (N, D)."""
         ...
+
+
+class Runtime:
+    """One entry of the runtimes registry (runtimes/__init__.py). Subclasses set `name` and implement
+    `session`; the rest has defaults for a runtime that runs ONNX graphs on this CPU."""
+
+    name: str = ""
+    runs: str = "onnx"  # what it runs: "onnx" (the variant's graphs) or "torch" (the PyTorch model, cast)
+    quantize: tuple[str, ...] = ("none", "dynamic", "static", "fp16", "auto")  # the variants it can run
+    on_cpu: bool = True  # its figures describe this CPU: evaluations are keyed by the CPU's int8 kind
+    probe: bool = True  # open new graphs in a child process first (runtimes.contain): a crash fails one variant
+    engines: bool = False  # it builds engines from the graphs (prepare) and runs those
+
+    def unavailable(self) -> str | None:
+        """Why this runtime cannot run on this machine (what to install), or None."""
+        return None
+
+    def device(self) -> dict:
+        """What its figures were measured on: {'runtime', 'device', ...versions}."""
+        return {"runtime": self.name, "device": "cpu"}
+
+    def refuses(self, variant) -> str | None:
+        """Why this runtime cannot run `variant` (said at validation, with the recipe line), or None."""
+        if variant.quantize not in self.quantize:
+            return (f"runtime {self.name} runs quantize {', '.join(self.quantize)}, not {variant.quantize}")
+        return None
+
+    def prepare(self, artifact: "Artifact", ctx) -> "Artifact":
+        """Make what the runtime runs from the variant's files (TensorRT builds its engines here); ctx is the
+        pipeline's VariantContext. Default: run the files as they are."""
+        return artifact
+
+    def session(self, artifact: "Artifact", tower: str, threads: int, name: str | None = None) -> Session:
+        raise NotImplementedError(f"runtime {self.name} opens no sessions")
+
+    def key(self, path) -> str:
+        """How latency rows name this runtime's file: the graph path alone for ONNX Runtime on the CPU (the
+        report's historic keys), 'runtime:path' for every other runtime."""
+        return f"{self.name}:{path}"
 
 
 def trim_padding(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

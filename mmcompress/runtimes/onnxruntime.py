@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from mmcompress.errors import BackendMissing
+from mmcompress.runtimes import register
+from mmcompress.runtimes.base import Runtime
 
 # recipe runtime -> the providers asked for, in order (the CPU provider runs what the first cannot)
 PROVIDERS = {"onnxruntime": ["CPUExecutionProvider"],
@@ -85,3 +87,38 @@ class OrtSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self._sess.run(None, {k: feeds[k] for k in self._inputs})[0]
+
+
+class OnnxRuntime(Runtime):
+    """The variant's ONNX graphs on one ONNX Runtime execution provider (PROVIDERS)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.on_cpu = name == "onnxruntime"
+
+    def refuses(self, variant) -> str | None:
+        if variant.quantize == "bf16":
+            return ("quantize bf16 is for PyTorch runtimes (runtime: torch-cuda or torch-cpu); ONNX graphs take fp16")
+        return super().refuses(variant)
+
+    def unavailable(self) -> str | None:
+        return None if self.on_cpu else missing_provider(self.name)
+
+    def device(self) -> dict:
+        import onnxruntime as ort
+
+        return {"runtime": self.name, "device": "cpu" if self.on_cpu else "cuda", "provider": PROVIDERS[self.name][0],
+                "onnxruntime": ort.__version__}
+
+    def session(self, artifact, tower: str, threads: int, name: str | None = None) -> "OrtSession":
+        v = artifact.variant
+        # a TensorRT-ready int8 graph checked on the CPU: its Q/DQ run as written (TensorRT's arithmetic)
+        as_written = self.on_cpu and v.quantize == "static" and getattr(v, "target", "cpu") == "tensorrt"
+        return OrtSession(artifact.towers[tower], threads, name, runtime=self.name, as_written=as_written)
+
+    def key(self, path) -> str:
+        return str(path) if self.on_cpu else f"{self.name}:{path}"
+
+
+for _name in PROVIDERS:
+    register(OnnxRuntime(_name))

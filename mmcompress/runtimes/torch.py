@@ -7,6 +7,9 @@ import copy
 import numpy as np
 import torch
 
+from mmcompress.runtimes import register
+from mmcompress.runtimes.base import Runtime
+
 # untimed pause after each timed call on the CPU: PyTorch's OpenMP threads spin ~10 ms after a call and would take
 # a core from the next session timed in the same rotation (checks.latency)
 CPU_SETTLE_S = 0.05
@@ -56,3 +59,49 @@ def cuda_info() -> dict | None:
             "multiprocessors": p.multi_processor_count, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
             "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}}
+
+
+def precision_of(artifact, tower: str) -> str:
+    """'fp32', 'fp16' or 'bf16': what `tower` runs in under this artifact (towers it does not own stay fp32)."""
+    return artifact.variant.quantize if artifact.owns(tower) else "fp32"
+
+
+class TorchRuntime(Runtime):
+    """The PyTorch model itself, every parameter and buffer cast to the variant's precision, on the CPU or a
+    CUDA device (no ONNX: export/torch_cast.py saves the cast weights as the artifact's file)."""
+
+    runs = "torch"
+    quantize = ("none", "fp16", "bf16")
+    probe = False  # it runs the module the teacher already ran in this process
+
+    def __init__(self, name: str, where: str):
+        self.name, self.where = name, where
+        self.on_cpu = where == "cpu"
+
+    def refuses(self, variant) -> str | None:
+        if variant.quantize not in self.quantize:
+            return (f"runtime {self.name} runs the PyTorch model cast to a precision: quantize none, fp16 or bf16 "
+                    f"(int8 is for the ONNX runtimes), not {variant.quantize}")
+        return None
+
+    def unavailable(self) -> str | None:
+        if self.on_cpu or torch.cuda.is_available():
+            return None
+        return (f"runtime {self.name} needs a CUDA device and this PyTorch {torch.__version__} sees none "
+                f"({'a CPU-only build' if torch.version.cuda is None else 'no GPU visible'}); run the recipe on a GPU "
+                f"machine with a CUDA build of PyTorch, or use runtime torch-cpu / onnxruntime")
+
+    def device(self) -> dict:
+        if self.on_cpu:
+            return {"runtime": self.name, "device": "cpu", "torch": torch.__version__}
+        info = cuda_info() or {}
+        return {"runtime": self.name, "device": info.get("name", "cuda"), **info}
+
+    def session(self, artifact, tower: str, threads: int, name: str | None = None) -> TorchSession:
+        bundle = artifact.bundle
+        return cast(bundle.towers[tower], list(bundle.specs[tower].inputs), self.where, precision_of(artifact, tower),
+                    name or f"{artifact.name}-{tower}")
+
+
+register(TorchRuntime("torch-cpu", "cpu"))
+register(TorchRuntime("torch-cuda", "cuda"))

@@ -111,25 +111,42 @@ def graph_inputs(path: Path) -> dict[str, list]:
             for i in g.input if i.name not in init}
 
 
-def precision_of(variant, tower: str) -> str:
-    """The engine precision of one tower's graph of a variant: its own towers by its quantize, others fp32."""
-    if tower not in variant.towers or variant.quantize == "none":
+def precision_of(artifact, tower: str) -> str:
+    """The engine precision of one tower's graph of an artifact: its own towers by its quantize, others fp32."""
+    if not artifact.owns(tower):
         return "fp32"
-    return "fp16" if variant.quantize == "fp16" else "int8-qdq"
+    return "fp16" if artifact.variant.quantize == "fp16" else "int8-qdq"
 
 
-def stage(variant, towers: dict, profile_ranges: tuple, folder: Path, workspace_mb: int = 1024) -> tuple[dict, dict]:
-    """runtime: tensorrt: an engine per tower graph (`towers`: tower -> ONNX path) built here, with its manifest
-    and a shared timing cache. profile_ranges: (batch (min, opt, max), text length (min, opt, max) or None)."""
+def build_engines(precisions: dict, graphs: dict, profile_ranges: tuple, folder: Path,
+                  workspace_mb: int = 1024) -> tuple[dict, dict]:
+    """runtime: tensorrt: an engine per tower graph (`graphs`: tower -> ONNX path, `precisions`: tower -> engine
+    precision) built here, with its manifest and a shared timing cache. profile_ranges: (batch (min, opt, max),
+    text length (min, opt, max) or None)."""
     files = {}
-    for tower, onnx in towers.items():
+    for tower, onnx in graphs.items():
         profile = profile_for(graph_inputs(onnx), *profile_ranges)
         engine = folder / f"{tower}.engine"
-        m = build_engine(onnx, engine, precision_of(variant, tower), profile, workspace_mb=workspace_mb,
+        m = build_engine(onnx, engine, precisions[tower], profile, workspace_mb=workspace_mb,
                          timing_cache=folder / "timing.cache")
         files[engine.name] = {"tower": tower, "format": "tensorrt-engine", **{k: m[k] for k in (
             "precision", "tensorrt", "gpu", "compute_capability", "onnx_sha256")}}
     return files, {}
+
+
+def profile_ranges(recipe, bundle, inputs, batch=None, seq_len=None) -> tuple:
+    """(batch (min, opt, max), text length (min, opt, max) or None): given, else [1, the largest checked batch,
+    the same] and [1, the eval texts' p90 length, the teacher's max_length]."""
+    import numpy as np
+
+    text = bundle.text_preprocess
+    seq = tuple(seq_len) if seq_len else None
+    if seq is None and text is not None:
+        lengths = inputs.text_lengths()
+        p90 = int(min(text.max_length, max(1, np.ceil(np.percentile(lengths, 90))))) if len(lengths) else text.max_length
+        seq = (1, p90, text.max_length)
+    top = max(recipe.checks.batch_sizes)
+    return (tuple(batch) if batch else (1, top, top)), seq
 
 
 def profile_for(inputs: dict[str, list], batch: tuple[int, int, int], seq_len: tuple[int, int, int] | None) -> Profile:
