@@ -162,9 +162,9 @@ def execute(recipe: Recipe, recipe_path: Path, run_dir: Path | None = None) -> d
 
 def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) -> dict | None:
     """DESIGN's data flow, one call per box: teacher and data -> teacher outputs -> torch stages -> ONNX export
-    -> variants (export.HANDLERS, then each runtime's prepare) -> evaluate -> bundles -> latency -> report."""
+    -> variants (export.handlers(), then each runtime's prepare) -> evaluate -> bundles -> latency -> report."""
     from mmcompress import distributed
-    from mmcompress.checks import latency
+    from mmcompress.checks import evaluate, latency
 
     t_start = time.perf_counter()
     run = _start(recipe, recipe_path, run_dir)
@@ -174,7 +174,7 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
     step[0] = "teacher-outputs"
     teacher_m = run.stage("teacher-outputs", run_dir / "teacher", {"config": {"teacher": teacher_source,
                                                                               "data": inputs.key}},
-                          lambda d: _checks().embed_teacher(bundle, inputs, d))
+                          lambda d: evaluate.embed_teacher(bundle, inputs, d))
     teacher_emb = art.load_npz(run_dir / "teacher" / "embeddings.npz")
     # every model a variant can start from: name -> (bundle, identity key, its PyTorch outputs on the eval inputs)
     models = {"teacher": (bundle, teacher_m["cache_key"], teacher_emb)}
@@ -194,12 +194,6 @@ def _execute(recipe: Recipe, recipe_path: Path, run_dir: Path, step: list[str]) 
                    time.perf_counter() - t_start)
 
 
-def _checks():
-    from mmcompress.checks import evaluate
-
-    return evaluate
-
-
 def _start(recipe: Recipe, recipe_path: Path, run_dir: Path) -> Run:
     from mmcompress.checks import latency
     from mmcompress.machine import fingerprint, usable_cores
@@ -214,6 +208,7 @@ def _teacher_and_data(run: Run) -> tuple:
     """The teacher (trained on first use for zoo teachers), the data and its eval inputs; variants without
     `towers` get every tower of the teacher. -> (bundle, dataset, inputs, teacher source for cache keys)."""
     from mmcompress import distributed
+    from mmcompress.checks.evaluate import prepare_inputs
     from mmcompress.data import load_data
     from mmcompress.models import load_teacher
 
@@ -230,7 +225,7 @@ def _teacher_and_data(run: Run) -> tuple:
                f"{src['kind']}:{src.get('name') or src.get('path') or src.get('entrypoint')} {bundle.task} "
                f"{time.perf_counter() - t0:.1f} s")
     dataset = load_data(recipe.data, recipe.seed, base)
-    inputs = _checks().prepare_inputs(bundle, dataset)
+    inputs = prepare_inputs(bundle, dataset)
     if recipe.teacher.python is not None:  # its towers are known only now (zoo and hf: checked in preflight)
         from mmcompress.preflight import check_applicable, check_stages
 
@@ -288,7 +283,7 @@ def _evaluate(run: Run, made: dict, inputs, failed: dict, step: list[str]) -> tu
     """Every artifact over the eval inputs on its runtime (cached by its files' content, on this CPU kind or
     device). -> (the artifacts evaluated, name -> Evaluation); one whose runtime crashed joins `failed`."""
     from mmcompress import runtimes
-    from mmcompress.checks.evaluate import Evaluation
+    from mmcompress.checks.evaluate import Evaluation, embed_artifact
 
     artifacts, evaluations = {}, {}
     for name, a in made.items():
@@ -299,7 +294,7 @@ def _evaluate(run: Run, made: dict, inputs, failed: dict, step: list[str]) -> tu
         try:
             m = run.stage(f"evaluate {name}", folder, {"config": {"artifact": name, **where},
                                                       "parents": {"towers": a.sha256, "data": inputs.key}},
-                          lambda d, a=a: _checks().embed_artifact(a, inputs, run.threads, d), measured=True)
+                          lambda d, a=a: embed_artifact(a, inputs, run.threads, d), measured=True)
         except StageError as e:  # this variant fails; the others are still evaluated, timed and reported
             failed[name] = _failure(run, f"evaluate {name}", e, a.runtime)
             continue

@@ -88,6 +88,38 @@ def test_gated_text_tower_is_checked_at_every_length_and_latency_budget_at_p90()
     assert gate.describe("int8", text[-1]) == "int8 text tower at batch 1, 16 tokens: max_latency_ms 6 is not <= 5"
 
 
+def _timed(speedup: float, ci: list, median_ms: float, median_ci: list) -> dict:
+    lat = {"1": {"median_ms": median_ms, "median_ci95_ms": median_ci, "speedup": speedup, "speedup_ci95": ci,
+                 "batch": 1, "seq_len": None}}
+    return {"towers": {"image": {"converted": True, "gated": True}}, "accuracy": {"delta": 0.0},
+            "fidelity": {"image": {"min": 1.0}}, "latency": {"image": lat}, "size_mb": 1.0}
+
+
+@pytest.mark.parametrize("speedup,ci,median,median_ci,want", [
+    (1.05, [0.98, 1.12], 5.2, [4.8, 5.6], (True, True)),    # both intervals straddle their limits: undecided, pass
+    (0.95, [0.90, 0.99], 5.8, [5.3, 6.1], (False, False)),  # whole intervals miss: fail
+    (1.20, [1.15, 1.25], 4.5, [4.2, 4.9], (True, True)),    # whole intervals meet: pass, decided
+])
+def test_latency_budgets_are_judged_on_the_interval_not_the_median(speedup, ci, median, median_ci, want):
+    rows = gate.evaluate(_timed(speedup, ci, median, median_ci),
+                         Budgets(min_speedup=1.1, max_latency_ms={"image": {1: 5.0}}))
+    by = {r["budget"]: r for r in rows}
+    assert (by["min_speedup"]["passed"], by["max_latency_ms"]["passed"]) == want
+    straddles = ci[0] < 1.1 <= ci[1]
+    assert by["min_speedup"].get("undecided", False) == straddles and by["min_speedup"]["ci95"] == ci
+    if straddles:
+        assert "straddles the limit" in by["min_speedup"]["note"] and gate.verdict(rows) == "pass"
+    if not want[0]:
+        assert gate.describe("q", by["min_speedup"]) == "q image tower at batch 1: min_speedup 0.95 (95% interval 0.9-0.99) is not >= 1.1"
+
+
+def test_summaries_carry_the_medians_interval():
+    rng = np.random.default_rng(0)
+    rows = latency.summarize({"teacher": 0.01 + rng.random(50) * 1e-3, "x": 0.005 + rng.random(50) * 1e-3}, "teacher")
+    lo, hi = rows["x"]["median_ci95_ms"]
+    assert lo <= rows["x"]["median_ms"] <= hi and hi - lo < 1.0
+
+
 def test_verdict_is_not_gated_without_gated_rows():
     assert gate.evaluate(_entry(), Budgets()) == []
     assert gate.verdict([]) == "not gated"
