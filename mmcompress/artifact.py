@@ -51,7 +51,7 @@ class Artifact:
         """The latency rows' name for this tower's file (runtimes.Runtime.key)."""
         from mmcompress import runtimes
 
-        return runtimes.get(self.runtime).key(self.towers[tower])
+        return runtimes.get(self.runtime).key(self, tower)
 
     def replace(self, **changes) -> "Artifact":
         return replace(self, **changes)

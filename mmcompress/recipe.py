@@ -263,7 +263,10 @@ class _Variant(Strict):
                                    "TensorRT engines built here from the graphs through its Python API (quantize "
                                    "none, fp16, or static with target: tensorrt; `engines/<name>/`). `torch-cuda` / "
                                    "`torch-cpu`: no ONNX; the model itself in PyTorch eager on that device, cast "
-                                   "to the variant's precision (quantize none, fp16 or bf16). See docs/gpu.md.")
+                                   "to the variant's precision (quantize none, fp16 or bf16). See docs/gpu.md. "
+                                   "`openvino`: the graphs on OpenVINO's CPU plugin (pip install "
+                                   "mmcompress[openvino]; quantize none, dynamic, static, fp16, or bf16 on CPUs "
+                                   "with AVX-512 BF16 or AMX), at the precision the variant names (docs/openvino.md).")
 
     @model_validator(mode="after")
     def _runtime_fits(self):
@@ -393,8 +396,10 @@ class AutoVariant(_Variant):
 
 
 class Bf16Variant(_Variant):
-    quantize: Literal["bf16"] = Field(description="The PyTorch model in bfloat16 (runtime torch-cuda or torch-cpu "
-                                                  "only): the float32 exponent range, so no fp16 overflow.")
+    quantize: Literal["bf16"] = Field(description="bfloat16: the float32 exponent range, so no fp16 overflow. With "
+                                                  "runtime torch-cuda or torch-cpu the PyTorch model cast to bf16; "
+                                                  "with runtime openvino the fp32 graphs compiled at bf16 precision "
+                                                  "(CPUs with AVX-512 BF16 or AMX only).")
 
 
 Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant, Bf16Variant, AutoVariant],

@@ -237,4 +237,5 @@ def embed_artifact(artifact, inputs: EvalInputs, threads: int, folder: Path) -> 
                   what=f"variant {artifact.name} (opening and running {files})", runtime=artifact.runtime)
     sessions = {t: runtime.session(artifact, t, threads) for t in artifact.towers}
     files, extra = _save(_embed_all(sessions, inputs, folder.name), folder)
-    return files, {**extra, "runtime": runtime.device()}
+    facts = {t: s.facts for t, s in sessions.items() if getattr(s, "facts", None)}  # e.g. OpenVINO's precision
+    return files, {**extra, "runtime": {**runtime.device(), **({"towers": facts} if facts else {})}}

@@ -161,11 +161,11 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
         for tower in bundle.towers:
             # one session per distinct graph: files with the same bytes (a plan that came out as plain dynamic
             # int8, say) are timed once and share the row; two sessions of one graph measured 13% apart
-            first: dict[tuple, str] = {}  # (runtime, sha256) -> the first key with it
+            first: dict[tuple, str] = {}  # Runtime.timing_id (runtime, sha256, ...) -> the first key with it
             alias, owner = {}, {}
             for a in artifacts.values():
                 key = a.key(tower)
-                alias[key] = first.setdefault((a.runtime, a.sha256.get(tower) or key), key)
+                alias[key] = first.setdefault(runtimes.get(a.runtime).timing_id(a, tower), key)
                 owner.setdefault(key, a)
             files = sorted(set(alias.values()))
             sessions = {"teacher": TorchSession(bundle.towers[tower], list(bundle.specs[tower].inputs))}

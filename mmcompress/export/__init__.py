@@ -63,7 +63,7 @@ def handlers() -> dict[tuple[str, type], Handler]:
 
     return {("onnx", Fp32Variant): quantize_onnx.handle, ("onnx", DynamicVariant): quantize_onnx.handle,
             ("onnx", StaticVariant): quantize_onnx.handle, ("onnx", Fp16Variant): quantize_onnx.handle,
-            ("onnx", AutoVariant): planner.handle,
+            ("onnx", AutoVariant): planner.handle, ("onnx", Bf16Variant): quantize_onnx.handle_bf16,
             ("torch", Fp32Variant): torch_cast.handle, ("torch", Fp16Variant): torch_cast.handle,
             ("torch", Bf16Variant): torch_cast.handle}
 

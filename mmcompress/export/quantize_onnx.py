@@ -205,6 +205,21 @@ def stage(variant, src_dir: Path, inputs, folder: Path, int8: dict) -> tuple[dic
 CONVERTERS = {DynamicVariant: quantize_dynamic, StaticVariant: quantize_static, Fp16Variant: convert_fp16}
 
 
+def handle_bf16(variant, ctx) -> "Artifact":
+    """The variant handler for quantize: bf16 on an ONNX runtime (openvino): no new graph, the runtime runs the
+    fp32 export's graphs at bf16 precision (the variant still owns, and gates, its towers)."""
+    from mmcompress.artifact import Artifact
+
+    m = ctx.run.stage(f"variant {variant.name}", ctx.folder,
+                      {"config": variant.model_dump(exclude={"budgets", "runtime"}),
+                       "parents": {"export-onnx": ctx.export_manifest["cache_key"]}},
+                      lambda d: ({}, {"note": "bf16: the export-onnx graphs, run at bf16 by the runtime"}))
+    towers = {t: ctx.export_dir / f"{t}.onnx" for t in ctx.bundle.towers}
+    shas = {t: ctx.export_manifest["files"][p.name]["sha256"] for t, p in towers.items()}
+    return Artifact(name=variant.name, variant=variant, model=ctx.model, towers=towers, sha256=shas, manifest=m,
+                    graphs=dict(towers))
+
+
 def handle(variant, ctx) -> "Artifact":
     """The variant handler (export.handlers) for fp32, dynamic, static and fp16 graphs on an ONNX runtime."""
     from mmcompress.export import graph_artifact

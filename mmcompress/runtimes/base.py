@@ -50,10 +50,16 @@ class Runtime:
     def session(self, artifact: "Artifact", tower: str, threads: int, name: str | None = None) -> Session:
         raise NotImplementedError(f"runtime {self.name} opens no sessions")
 
-    def key(self, path) -> str:
-        """How latency rows name this runtime's file: the graph path alone for ONNX Runtime on the CPU (the
-        report's historic keys), 'runtime:path' for every other runtime."""
-        return f"{self.name}:{path}"
+    def key(self, artifact: "Artifact", tower: str) -> str:
+        """How latency rows name what runs this tower: the graph path alone for ONNX Runtime on the CPU (the
+        report's historic keys), 'runtime:path' for every other runtime (and what else makes the session
+        differ, e.g. OpenVINO's precision)."""
+        return f"{self.name}:{artifact.towers[tower]}"
+
+    def timing_id(self, artifact: "Artifact", tower: str) -> tuple:
+        """Artifacts with the same id are one session in the timing rounds (the same bytes on the same runtime
+        the same way): timed once, sharing their row."""
+        return (self.name, artifact.sha256.get(tower) or str(artifact.towers[tower]))
 
 
 def trim_padding(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

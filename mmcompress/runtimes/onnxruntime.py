@@ -98,7 +98,8 @@ class OnnxRuntime(Runtime):
 
     def refuses(self, variant) -> str | None:
         if variant.quantize == "bf16":
-            return ("quantize bf16 is for PyTorch runtimes (runtime: torch-cuda or torch-cpu); ONNX graphs take fp16")
+            return ("quantize bf16 is for PyTorch runtimes (runtime: torch-cuda or torch-cpu) and runtime openvino; "
+                    "ONNX Runtime's graphs take fp16")
         return super().refuses(variant)
 
     def unavailable(self) -> str | None:
@@ -116,7 +117,8 @@ class OnnxRuntime(Runtime):
         as_written = self.on_cpu and v.quantize == "static" and getattr(v, "target", "cpu") == "tensorrt"
         return OrtSession(artifact.towers[tower], threads, name, runtime=self.name, as_written=as_written)
 
-    def key(self, path) -> str:
+    def key(self, artifact, tower: str) -> str:
+        path = artifact.towers[tower]
         return str(path) if self.on_cpu else f"{self.name}:{path}"
 
 
