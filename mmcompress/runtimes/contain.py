@@ -8,13 +8,18 @@ is a signal, not an exception, and it takes every stage already computed in the 
 while it creates a session for the fp16 graph of a `torch.nn.TransformerEncoder(norm_first=True)` at its
 default optimisation level, on the VNNI and AMX kinds.
 
-The child is started with 'spawn' (a fork would copy PyTorch's OpenMP threads and locks) and imports only what
-the work needs; it serves every call of the process until it dies, when the next call starts another.
+The child is a fresh interpreter (`python -m mmcompress.runtimes.contain`; a fork would copy PyTorch's OpenMP
+threads and locks, and multiprocessing's spawn would re-run the caller's script, which a user's script calling
+mmcompress.run without a `__main__` guard must not see); it gets the caller's sys.path, talks over a pipe of its
+own (not stdout, where native libraries print), imports only what the work needs, and serves every call of the
+process until it dies, when the next call starts another.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
 import signal
+import subprocess
+import sys
 from typing import Any, Callable
 
 from mmcompress.errors import StageError
@@ -63,32 +68,38 @@ def _serve(conn) -> None:
             conn.send(("error", None, traceback.format_exc() if answer[0] == "ok" else answer[2]))
 
 
-_worker: tuple | None = None  # (process, connection): one child serves every call until it dies
+_worker: tuple | None = None  # (process, its answers, its requests): one child serves every call until it dies
 
 
 def _connection():
     global _worker
-    if _worker is None or not _worker[0].is_alive():
-        ctx = mp.get_context("spawn")
-        mine, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(theirs,), daemon=True, name="mmcompress-contain")
-        proc.start()
-        theirs.close()  # the child holds the only other end: EOF here means it is gone
-        _worker = (proc, mine)
+    if _worker is None or _worker[0].poll() is not None:
+        from multiprocessing.connection import Connection
+
+        down_r, down_w = os.pipe()  # parent -> child
+        up_r, up_w = os.pipe()      # child -> parent
+        proc = subprocess.Popen([sys.executable, "-m", "mmcompress.runtimes.contain", str(down_r), str(up_w)],
+                                pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, close_fds=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        os.close(down_r)
+        os.close(up_w)  # the child holds the only other ends: EOF here means it is gone
+        _worker = (proc, Connection(up_r, writable=False), Connection(down_w, readable=False))
     return _worker
 
 
 def _discard() -> int | None:
-    """Forget the worker (it died, or is stuck: killed); -> its exit code."""
+    """Forget the worker (it died, or is stuck: killed); -> its exit code (negative: the signal)."""
     global _worker
-    proc, conn = _worker
+    proc, up, down = _worker
     _worker = None
-    proc.join(5)
-    if proc.is_alive():
+    try:
+        code = proc.wait(5)
+    except subprocess.TimeoutExpired:
         proc.kill()
-        proc.join()
-    conn.close()
-    return proc.exitcode
+        code = proc.wait()
+    up.close()
+    down.close()
+    return code
 
 
 def contained(fn: Callable, *args: Any, what: str, runtime: str | None = None, timeout_s: float | None = None,
@@ -100,10 +111,10 @@ def contained(fn: Callable, *args: Any, what: str, runtime: str | None = None, t
 
     One child serves every call of this process while it lives (spawned once, ~0.2 s, plus the imports its
     work needs), so probing each new graph costs the session's own creation and little more."""
-    proc, conn = _connection()
+    proc, up, down = _connection()
     try:
-        conn.send((fn, args, kwargs))
-        message = conn.recv() if conn.poll(timeout_s) else "timeout"
+        down.send((fn, args, kwargs))
+        message = up.recv() if up.poll(timeout_s) else "timeout"
     except (EOFError, OSError, BrokenPipeError):
         message = None
     if message == "timeout":
@@ -117,3 +128,19 @@ def contained(fn: Callable, *args: Any, what: str, runtime: str | None = None, t
     if value is not None:
         raise value
     raise StageError(f"{what} failed in its child process:\n{text}")
+
+
+if __name__ == "__main__":  # the worker: python -m mmcompress.runtimes.contain DOWN_FD UP_FD
+    from multiprocessing.connection import Connection
+
+    class _Duplex:  # _serve's one connection, over the two pipes
+        def __init__(self, down: int, up: int):
+            self._in, self._out = Connection(down, writable=False), Connection(up, readable=False)
+
+        def recv(self):
+            return self._in.recv()
+
+        def send(self, obj):
+            self._out.send(obj)
+
+    _serve(_Duplex(int(sys.argv[1]), int(sys.argv[2])))
