@@ -49,6 +49,18 @@ def int8_kind_of(flags: set[str], arch: str) -> str:
     return "unknown"
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs that compute bf16 natively (AVX-512 BF16, AMX)
+
+
+def cpu_bf16() -> bool:
+    """This CPU computes bf16 natively (AVX-512 BF16 or AMX): bf16 on the CPU pays here, not elsewhere."""
+    return bool(set(BF16_FLAGS) & _cpuinfo()[1])
+
+
+def cpu_model() -> str:
+    return _cpuinfo()[0]
+
+
 @lru_cache(maxsize=1)
 def int8_kind() -> str:
     return int8_kind_of(_cpuinfo()[1], platform.machine())

@@ -357,9 +357,9 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    from mmcompress.machine import _cpuinfo
+    from mmcompress.machine import cpu_bf16
 
-    return bool({"avx512_bf16", "amx_bf16"} & _cpuinfo()[1])
+    return cpu_bf16()
 
 
 def _device(choice: str) -> torch.device:

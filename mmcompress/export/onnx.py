@@ -93,8 +93,9 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
             try:
                 export_tower(module, bundle.specs[tower], feeds, tmp, opset=cfg.opset, exporter=cfg.exporter)
             except Exception as e:
-                if os_problem(e, folder):  # not the exporter's fault: no advice about exporters
-                    raise os_problem(e, folder) from e
+                disk = os_problem(e, folder)
+                if disk is not None:  # not the exporter's fault: no advice about exporters
+                    raise disk from e
                 raise StageError(f"export-onnx: the {tower} tower did not export with the {cfg.exporter} exporter: "
                                  f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. Try export.onnx.exporter: "
                                  f"{'torchscript' if cfg.exporter == 'dynamo' else 'dynamo'}") from e

@@ -17,13 +17,10 @@ import numpy as np
 from mmcompress.runtimes import register
 from mmcompress.runtimes.base import Runtime
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # what OpenVINO's CPU plugin runs bf16 on natively
+def bf16_here() -> bool:  # OpenVINO's CPU plugin runs bf16 natively where the CPU does (tests stand in here)
+    from mmcompress.machine import cpu_bf16
 
-
-def bf16_here() -> bool:
-    from mmcompress.machine import _cpuinfo
-
-    return any(f in _cpuinfo()[1] for f in BF16_FLAGS)
+    return cpu_bf16()
 
 
 class OpenVinoSession:
@@ -74,9 +71,9 @@ class OpenVinoRuntime(Runtime):
     def device(self) -> dict:
         import openvino as ov
 
-        from mmcompress.machine import _cpuinfo
+        from mmcompress.machine import cpu_model
 
-        return {"runtime": self.name, "device": "cpu", "openvino": ov.get_version(), "cpu": _cpuinfo()[0]}
+        return {"runtime": self.name, "device": "cpu", "openvino": ov.get_version(), "cpu": cpu_model()}
 
     @staticmethod
     def precision(artifact, tower: str) -> str:
