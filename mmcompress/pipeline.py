@@ -348,15 +348,15 @@ def _torch_stages(run: Run, recipe: Recipe, teacher, dataset, inputs, teacher_so
                   step: list[str]) -> dict:
     """The recipe's torch-side stages in order, each from the previous model; the teacher's outputs on the train
     split are computed once (cached) and every stage learns from them. -> {stage name: (bundle, key, eval emb)}."""
-    from mmcompress.compress import Context, distill, stage_module
+    from mmcompress.compress import Context, stage_module, targets as train_targets
 
     run_dir = run.run_dir
     step[0] = "teacher-train-outputs"
     split = dataset.split("train")
     targets_m = run.stage("teacher-train-outputs", run_dir / "teacher-train",
-                          {"config": {"teacher": teacher_source, "train": distill.train_key(teacher, split),
+                          {"config": {"teacher": teacher_source, "train": train_targets.train_key(teacher, split),
                                       "seed": recipe.seed}},
-                          lambda d: distill.teacher_targets(teacher, split, recipe.seed, d))
+                          lambda d: train_targets.teacher_targets(teacher, split, recipe.seed, d))
     targets = art.load_npz(run_dir / "teacher-train" / "targets.npz")
     out: dict = {}
     parent, parent_key = teacher, teacher_source["cache_key"]

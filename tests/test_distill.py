@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from conftest import invoke
-from mmcompress.compress import distill
+from mmcompress.compress import training
 
 TINY_DISTILL = {
     "name": "tiny-distill",
@@ -71,15 +71,15 @@ def distilled(tmp_path_factory):
 
 def test_batches_are_a_function_of_the_step_and_cover_every_row_once_per_epoch():
     n, b = 50, 16
-    rows = np.concatenate([distill.batch_rows(s, b, n, seed=3) for s in range(25)])  # 400 rows = 8 epochs
+    rows = np.concatenate([training.batch_rows(s, b, n, seed=3) for s in range(25)])  # 400 rows = 8 epochs
     for e in range(8):
         assert sorted(rows[e * n:(e + 1) * n]) == list(range(n))
-    assert np.array_equal(distill.batch_rows(7, b, n, 3), distill.batch_rows(7, b, n, 3))
-    assert not np.array_equal(distill.batch_rows(7, b, n, 3), distill.batch_rows(7, b, n, 4))
+    assert np.array_equal(training.batch_rows(7, b, n, 3), training.batch_rows(7, b, n, 3))
+    assert not np.array_equal(training.batch_rows(7, b, n, 3), training.batch_rows(7, b, n, 4))
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
-    f = [distill.lr_factor(s, 10, 100) for s in range(100)]
+    f = [training.lr_factor(s, 10, 100) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.001
 

@@ -12,7 +12,7 @@
 3. Surgery: the q/k/v rows and output-projection columns of a removed head, the fc1 rows and fc2 columns of a
    removed channel are cut out; a removed head's or channel's only path to the output is through those
    columns, so the pruned model computes exactly what the unpruned one does with them zeroed (tested).
-4. Recovery: the training loop of distillation (compress/distill.py: same losses, progress, checkpoints and
+4. Recovery: the training loop distillation uses (compress/training.py: same losses, progress, checkpoints and
    resume) against the teacher's outputs on the train split.
 
 Saved as safetensors + the model's config + pruning.json (kept heads and channels per layer): load() rebuilds
@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmcompress.compress import distill, students
+from mmcompress.compress import hf_towers, students
+from mmcompress.compress.evaluation import evaluator, finish
+from mmcompress.compress.training import Student, batch_feeds, batch_rows, teacher_scale, train
 from mmcompress.errors import RecipeError
 from mmcompress.models.bundle import Bundle
 
@@ -298,11 +300,11 @@ def _model(parent: Bundle, cfg, where) -> nn.Module:
     for t in cfg.towers:
         if t not in parent.towers:
             raise RecipeError(f"{where('towers', t)}: the model has no {t} tower (it has {', '.join(parent.towers)})")
-    mods = {id(distill._hf_model(parent.towers[t]) or parent.towers[t]) for t in cfg.towers}
+    mods = {id(hf_towers.hf_model(parent.towers[t]) or parent.towers[t]) for t in cfg.towers}
     if len(mods) != 1:
         raise RecipeError(f"{where('towers')}: the towers named are separate modules; prune them in two stages")
     t = next(iter(cfg.towers))
-    return distill._hf_model(parent.towers[t]) or parent.towers[t]
+    return hf_towers.hf_model(parent.towers[t]) or parent.towers[t]
 
 
 def _layers(model: nn.Module, cfg, where) -> tuple[dict[str, dict[str, tuple[nn.Module, Layout]]], dict[str, list[str]]]:
@@ -342,16 +344,16 @@ def _importance(model: nn.Module, parent: Bundle, cfg, layers: dict, ctx) -> dic
     split = ctx.dataset.split("train")
     out = {}
     batch = min(cfg.batch, len(split))
-    scale = distill.teacher_scale(ctx.teacher)
+    scale = teacher_scale(ctx.teacher)
     for t, ls in layers.items():
         tower = parent.towers[t]
         names = list(parent.specs[t].inputs)
         state = {"i": 0}
 
         def step(t=t, tower=tower, names=names, state=state):
-            rows = distill.batch_rows(state["i"], batch, len(split), ctx.recipe.seed)
+            rows = batch_rows(state["i"], batch, len(split), ctx.recipe.seed)
             state["i"] += 1
-            feeds = distill._feeds(parent, split, rows, [t])[t]
+            feeds = batch_feeds(parent, split, rows, [t])[t]
             s = nn.functional.normalize(tower(*[torch.from_numpy(feeds[k]) for k in names]).float(), dim=-1)
             target = nn.functional.normalize(torch.from_numpy(ctx.targets[t][rows]).float(), dim=-1)
             return nn.functional.cross_entropy(s @ target.T * scale, torch.arange(len(rows)))
@@ -403,7 +405,7 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
 
     model = _model(parent, cfg, ctx.where)
     work = copy.deepcopy(model)
-    copied = _rewrapped(parent, model, work)
+    copied = hf_towers.rewrapped(parent, model, work)
     layers, dropped = _layers(work, cfg, ctx.where)
     scores = _importance(work, copied, cfg, layers, ctx)
     shapes, desc, masks = {}, {"towers": {}}, []
@@ -414,7 +416,7 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
         before = {**count(work, t), "macs": macs(copied.towers[t], one, names)}
         heads, mlp = p.heads, p.mlp
         if p.macs is not None:
-            heads = mlp = share_for_macs(work, lambda m: _rewrapped(copied, work, m).towers[t], one, names,
+            heads = mlp = share_for_macs(work, lambda m: hf_towers.rewrapped(copied, work, m).towers[t], one, names,
                                          scores[t], {t: dropped[t]}, cfg, p.macs, before["macs"])
         chosen = choose(scores[t], heads, mlp, cfg.scope, cfg.round_to) if t in scores else {}
         apply(work, chosen, {t: dropped[t]})
@@ -438,31 +440,17 @@ def prune_model(parent: Bundle, cfg, ctx) -> tuple[nn.Module, dict, dict, list]:
     return work, {"layers": shapes, "dropped": dropped}, desc, masks
 
 
-def _rewrapped(parent: Bundle, old: nn.Module, new: nn.Module) -> Bundle:
-    """The parent's bundle with every tower that wraps `old` wrapping `new` instead."""
-    towers = {}
-    for t, m in parent.towers.items():
-        if distill._hf_model(m) is old:
-            towers[t] = distill._rewrap(m, new)
-        elif m is old:
-            towers[t] = new
-        else:
-            towers[t] = m
-    return Bundle(towers=towers, specs=parent.specs, image_preprocess=parent.image_preprocess,
-                  text_preprocess=parent.text_preprocess, task=parent.task, source=parent.source)
-
-
 def _student(parent: Bundle, cfg, pruned: nn.Module, model: nn.Module, dropped: dict[str, list[str]],
-             where) -> distill.Student:
+             where) -> Student:
     """The pruned towers as distillation's Student; only their own parameters train. With `losses.hidden`, each
     pruned layer's output is matched (through a learned projection, as distillation does) to the output of
     the unpruned layer it came from."""
-    bundle = _rewrapped(parent, model, pruned)
+    bundle = hf_towers.rewrapped(parent, model, pruned)
     config = getattr(pruned, "config", None)
     for name, p in pruned.named_parameters():
         p.requires_grad_(config is None or not students.dual(config)
                          or any(students.owns(config, t, name) for t in cfg.towers))
-    student = distill.Student({t: bundle.towers[t] for t in cfg.towers}, {t: list(parent.specs[t].inputs) for t in cfg.towers})
+    student = Student({t: bundle.towers[t] for t in cfg.towers}, {t: list(parent.specs[t].inputs) for t in cfg.towers})
     if cfg.losses.hidden:
         for t in cfg.towers:
             try:
@@ -488,11 +476,7 @@ def save(pruned: nn.Module, shapes: dict, parent: Bundle, folder: Path) -> dict:
     save_file({k: v.detach().contiguous().clone() for k, v in pruned.state_dict().items()}, out / "model.safetensors")
     if hasattr(pruned, "config") and hasattr(pruned.config, "save_pretrained"):
         pruned.config.save_pretrained(out)
-    if parent.text_preprocess is not None and hasattr(parent.text_preprocess, "tokenizer"):
-        parent.text_preprocess.tokenizer.save_pretrained(out)
-    src = distill._hf_dir(parent)
-    if src is not None and (src / "preprocessor_config.json").is_file():
-        (out / "preprocessor_config.json").write_bytes((src / "preprocessor_config.json").read_bytes())
+    hf_towers.save_preprocessing(parent, out)
     (out / SHAPES).write_text(json.dumps(shapes, indent=1))
     return {str(p.relative_to(folder)): {} for p in sorted(out.rglob("*")) if p.is_file()}
 
@@ -515,41 +499,31 @@ def rebuild(model: nn.Module, folder: Path) -> nn.Module:
 def run(parent: Bundle, cfg, ctx, folder: Path) -> tuple[dict, dict] | None:
     """Prune the parent's towers, recover them by distillation, save the model with its eval embeddings."""
     from mmcompress import distributed
-    from mmcompress.artifact import save_npz, write_json
 
     model = _model(parent, cfg, ctx.where)
     pruned, shapes, desc, masks = prune_model(parent, cfg, ctx)
     student = _student(parent, cfg, pruned, model, shapes["dropped"], ctx.where)
-    history, evaluate = [], distill.evaluator(ctx)
+    history, evaluate = [], evaluator(ctx)
     if distributed.is_main():
         desc["eval_pruned"] = evaluate(student.eval())  # before recovery: what the cut alone cost
     if cfg.steps:
-        history = distill.train(student, cfg, parent, ctx.dataset.split("train"), ctx.targets, ctx.recipe.seed,
-                                ctx.threads, folder, evaluate if cfg.eval_every else None,
-                                distill.teacher_scale(ctx.teacher), title="recovering the pruned",
-                                after_step=(lambda: hold(masks)) if masks else None)
+        history = train(student, cfg, parent, ctx.dataset.split("train"), ctx.targets, ctx.recipe.seed, ctx.threads,
+                        folder, evaluate if cfg.eval_every else None, teacher_scale(ctx.teacher),
+                        title="recovering the pruned", after_step=(lambda: hold(masks)) if masks else None)
     if not distributed.is_main():
         return None
     student.cpu()
-    files = save(pruned, shapes, parent, folder)
-    emb = {**{t: e for t, e in ctx.teacher_emb.items() if t in parent.towers}, **distill.embed(student, ctx)}
-    save_npz(folder / "embeddings.npz", **emb)
-    write_json(folder / distill.HISTORY, history)
-    (folder / distill.CHECKPOINT).unlink(missing_ok=True)
-    files["embeddings.npz"] = {"arrays": {k: list(v.shape) for k, v in emb.items()}}
-    files[distill.HISTORY] = {}
-    device = distill._device(cfg.device)
-    return files, {"pruning": desc, "history": history, "device": device.type, "processes": distributed.world(),
-                   "precision": "bf16" if distill.use_bf16(cfg.precision, device) else "fp32"}
+    files, common = finish(student, parent, cfg, ctx, folder, save(pruned, shapes, parent, folder), history)
+    return files, {"pruning": desc, **common}
 
 
 def load(parent: Bundle, cfg, folder: Path, base: Path, where: Callable[..., str]) -> Bundle:
     """The pruned model a finished stage saved, rebuilt from the parent's class and given its weights."""
     model = _model(parent, cfg, where)
     pruned = rebuild(model, folder)
-    bundle = _rewrapped(parent, model, pruned)
-    student = distill.Student({t: bundle.towers[t] for t in cfg.towers}, {t: list(parent.specs[t].inputs) for t in cfg.towers})
-    return distill.student_bundle(parent, student, cfg.name, folder, MODEL)
+    bundle = hf_towers.rewrapped(parent, model, pruned)
+    student = Student({t: bundle.towers[t] for t in cfg.towers}, {t: list(parent.specs[t].inputs) for t in cfg.towers})
+    return hf_towers.student_bundle(parent, student, cfg.name, folder, MODEL)
 
 
 def identity(cfg, base: Path, where: Callable[..., str]) -> dict:
