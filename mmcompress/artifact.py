@@ -38,6 +38,8 @@ class Artifact:
     manifest: dict                 # the variant stage's manifest (a plan's details, ...)
     graphs: dict[str, Path] = field(default_factory=dict)  # tower -> its ONNX graph ({} for PyTorch runtimes)
     int8: dict = field(default_factory=dict)               # the int8 settings it was made with (target, ...)
+    precision: dict[str, str] = field(default_factory=dict)  # tower -> the arithmetic asked of its runtime where it
+                                                             # has a choice ('bf16' on OpenVINO); absent: the graph's
     bundle: Any = None             # the PyTorch model, for runtimes that run it (runs == "torch")
 
     @property

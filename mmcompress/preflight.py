@@ -242,6 +242,9 @@ def check_runtimes(recipe: Recipe) -> None:
         why = runtimes.get(v.runtime).unavailable()
         if why:
             raise BackendMissing(f"{recipe.where('export', 'variants', i, 'runtime')}: {why}")
+        if "nncf" in getattr(v, "methods", ()) and importlib.util.find_spec("nncf") is None:
+            raise BackendMissing(f"{recipe.where('export', 'variants', i, 'methods')}: the nncf method needs NNCF: "
+                                 f"pip install 'mmcompress[openvino]' (or pip install nncf), or leave nncf out")
 
 
 def check_plans(recipe: Recipe) -> None:

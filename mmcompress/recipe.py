@@ -15,6 +15,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveFloa
 
 from mmcompress import _overrides, _recipe_errors, _yaml
 from mmcompress.errors import RecipeError
+from mmcompress.runtimes import DEFAULT as DEFAULT_RUNTIME
 
 TowerName = Literal["image", "text", "fusion"]
 
@@ -256,7 +257,7 @@ class _Variant(Strict):
     budgets: Budgets | None = Field(None, description="Per-variant budgets; each key set here replaces "
                                                       "`checks.budgets`' (null switches a budget off).")
     runtime: Runtime = Field(
-        "onnxruntime", description="What runs the artifact in the checks. `onnxruntime`: the ONNX graphs on ONNX "
+        DEFAULT_RUNTIME, description="What runs the artifact in the checks. `onnxruntime`: the ONNX graphs on ONNX "
                                    "Runtime's CPU provider. `onnxruntime-cuda` / `onnxruntime-tensorrt`: the same "
                                    "graphs on ONNX Runtime's CUDA / TensorRT provider (onnxruntime-gpu; a run "
                                    "where the provider is missing stops before any stage). `tensorrt`: "
@@ -365,10 +366,12 @@ class AutoVariant(_Variant):
                     "its `max_accuracy_drop`, timed on this machine interleaved with the fp32 graph. Plans that "
                     "meet them but are slower than fp32: fp32 is kept. None meets them: the closest plan is "
                     "checked (and its budgets fail). See docs/quantization.md.")
-    methods: list[Literal["dynamic", "static"]] = Field(
+    methods: list[Literal["dynamic", "static", "nncf"]] = Field(
         ["dynamic", "static"], min_length=1,
-        description="int8 methods searched: dynamic (MatMul/Gemm weights int8, activations at run time) and "
-                    "static (U8S8 QDQ on MatMul/Gemm, per-channel weights, minmax calibration).")
+        description="int8 methods searched: dynamic (MatMul/Gemm weights int8, activations at run time), "
+                    "static (U8S8 QDQ on MatMul/Gemm, per-channel weights, minmax calibration) and nncf (NNCF's "
+                    "post-training quantizer, transformer preset: SmoothQuant folded into the weights, then QDQ "
+                    "int8; pip install mmcompress[openvino]).")
     calibration: list[Literal["minmax", "percentile"]] = Field(
         ["minmax", "percentile"], min_length=1,
         description="Static plans: activation range estimators compared on the all-int8 plan (with each "
@@ -410,7 +413,7 @@ def tensorrt_unbuildable(v) -> str | None:
     """Why TensorRT cannot build an engine from this variant's graphs (None: it can)."""
     from mmcompress import runtimes
 
-    if runtimes.get(getattr(v, "runtime", "onnxruntime")).runs != "onnx":
+    if runtimes.get(getattr(v, "runtime", DEFAULT_RUNTIME)).runs != "onnx":
         return "a PyTorch runtime variant has no ONNX graph to build from"
     if v.quantize in ("none", "fp16"):
         return None

@@ -59,3 +59,41 @@ def test_a_missing_openvino_is_exit_4_naming_the_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError, as where it is absent
     result = invoke("validate", str(_recipe(tmp_path, "    - {name: o, quantize: none, runtime: openvino}\n")))
     assert result.exit_code == 4 and "mmcompress[openvino]" in result.output and "runtime" in result.output
+
+
+def test_runtime_auto_plans_on_every_runtime_here_and_the_artifact_runs_on_the_one_chosen(tmp_path):
+    """quantize: auto + runtime: auto: candidates judged and timed on ONNX Runtime and OpenVINO (bf16 where the
+    CPU has it; NNCF's quantizer among the methods), the variant run and reported on the runtime its plan chose;
+    the plan reused with `plan:` keeps that runtime."""
+    pytest.importorskip("nncf", reason="nncf is in the openvino extra and the test extra")
+    fast = "calibration: [minmax], top_blocks: 0, top_nodes: 2, max_float_nodes: 2, max_seconds: 60"
+    path = _recipe(tmp_path, f"    - {{name: planned, quantize: auto, runtime: auto, methods: [dynamic, nncf], {fast}}}\n")
+    result = invoke("run", str(path), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    row = report["artifacts"]["planned"]
+    plan = json.loads((tmp_path / "run" / "variants" / "planned" / "plan.json").read_text())
+    chosen = {p["runtime"] for p in plan.values()}
+    assert len(chosen) == 1 and row["runtime"]["runtime"] in chosen and row["variant"]["runtime"] in chosen
+    for tower, p in plan.items():
+        tried = {(c["runtime"], c["method"]) for c in p["plans"]}
+        assert {("onnxruntime", "dynamic"), ("onnxruntime", "nncf"), ("openvino", "dynamic"), ("openvino", "fp32")} <= tried
+        assert (("openvino", "bf16") in tried) == ov_runtime.bf16_here()
+        assert set(p["runtimes"]) == {"onnxruntime", "openvino"} and p["runtime"] in p["reason"]
+        assert all(c["speedup"] for c in p["plans"] if c["runtime"] == "openvino" and "error" not in c)
+        assert row["fidelity"][tower]["min"] >= 0.99  # the budget the plan was judged on holds on the eval rows
+    if row["runtime"]["runtime"] == "openvino":  # what OpenVINO was asked for is what the plan chose
+        asked = {t: ("bf16" if plan[t]["chosen"]["precision"] == "bf16" else "f32") for t in plan}
+        assert {t: v["inference_precision"] for t, v in row["runtime"]["towers"].items()} == asked
+    # reused: no search, the same runtime and graphs
+    reuse = _recipe(tmp_path, f"    - {{name: planned, quantize: auto, runtime: auto, plan: run/variants/planned/plan.json}}\n")
+    again = invoke("run", str(reuse), "--run-dir", str(tmp_path / "run2"))
+    assert again.exit_code == 0, again.output
+    row2 = json.loads((tmp_path / "run2" / "report.json").read_text())["artifacts"]["planned"]
+    assert row2["runtime"]["runtime"] == row["runtime"]["runtime"]
+    assert {t: v["sha256"] for t, v in row2["towers"].items()} == {t: v["sha256"] for t, v in row["towers"].items()}
+
+
+def test_runtime_auto_belongs_to_quantize_auto(tmp_path):
+    result = invoke("validate", str(_recipe(tmp_path, "    - {name: d, quantize: dynamic, runtime: auto}\n")))
+    assert result.exit_code == 2 and "export.variants[0]" in result.output and "quantize auto" in result.output

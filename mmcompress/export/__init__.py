@@ -43,13 +43,22 @@ class VariantContext:
 def graph_artifact(variant, ctx: VariantContext, manifest: dict, int8: dict) -> Artifact:
     """The artifact of an ONNX variant: its own towers' graphs from its folder, every other tower the fp32
     export's."""
-    towers, shas = {}, {}
+    towers, shas, precision = {}, {}, {}
     for t in ctx.bundle.towers:
         own = owns(variant, t)
         towers[t] = (ctx.folder if own else ctx.export_dir) / TOWER_FILES[t]
-        shas[t] = (manifest if own else ctx.export_manifest)["files"][TOWER_FILES[t]]["sha256"]
+        entry = (manifest if own else ctx.export_manifest)["files"][TOWER_FILES[t]]
+        shas[t] = entry["sha256"]
+        if own and entry.get("inference_precision", "fp32") != "fp32":  # a plan that runs the graph at bf16
+            precision[t] = entry["inference_precision"]
     return Artifact(name=variant.name, variant=variant, model=ctx.model, towers=towers, sha256=shas,
-                    manifest=manifest, graphs=dict(towers), int8=int8)
+                    manifest=manifest, graphs=dict(towers), int8=int8, precision=precision)
+
+
+def variant_config(variant, **extra) -> dict:
+    """The variant as what it makes depends on it, for its stage's cache key: its config without the budgets
+    (judged later) and the runtime (the same graphs on any runtime), plus `extra` (int8 settings, ...)."""
+    return {**variant.model_dump(exclude={"budgets", "runtime"}), **extra}
 
 
 Handler = Callable[[Any, VariantContext], Artifact]

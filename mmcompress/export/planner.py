@@ -1,276 +1,195 @@
-"""`quantize: auto`: per tower, the fastest int8 plan that keeps the cosine a budget asks for.
+"""`quantize: auto`: per tower, the fastest plan that keeps the cosine a budget asks for, on the runtime that
+is fastest over the variant's towers (export/plan_search.py does the search).
 
 1. Sensitivity (export/sensitivity.py, dynamic int8, calibration rows): every quantizable node ranked by the
    damage int8 does there. The calibration split is prepared like the eval rows (class prompts, captions, ...)
    so that plans are also judged on the task metric (Judge): at most the variant's `max_accuracy_drop` points
    lost against the fp32 graphs on the same rows; the eval rows stay for the checks.
-2. Plans: for each method (dynamic, static), every node in int8, then the 1, 2, 4, 8, ... most harmful nodes
-   kept float, until one keeps the target cosine to the fp32 graph on the calibration rows (min over rows) or
-   `max_float_nodes` or the time budget is reached; then a bisection between the last miss and that pass finds
-   the fewest nodes (in ranking order) that still keep it. Every plan tried is recorded.
-3. Latency: every plan that meets the target (and each method's all-int8 plan, and the closest plan) is timed
-   interleaved with the fp32 graph (checks/latency.measure_adaptive, 10 to 120 s) at the largest checked batch; the fastest one faster than fp32 wins (among plans whose
-   speedup interval reaches the fastest one's, the one with the fewest float nodes). A plan slower than
-   fp32 is never chosen: then the fp32 graph is kept and plan.json says why. When no plan meets the target,
-   the closest one is written, so that the run's checks show (and gate) its miss.
+2. Plans: for each method (dynamic, static, nncf: NNCF's post-training quantizer with its transformer preset,
+   SmoothQuant included), every node in int8, then the 1, 2, 4, 8, ... most harmful nodes kept float, until one
+   keeps the target cosine to the fp32 graph on the calibration rows (min over rows) or `max_float_nodes` or the
+   time budget is reached; then a bisection between the last miss and that pass finds the fewest nodes (in
+   ranking order) that still keep it. Judged on the variant's runtime (the first planning runtime).
+3. Runtimes (`runtime: auto`: every planning runtime installed here, runtimes.Runtime.plans): on each other
+   runtime the plans worth timing are judged again, and the fp32 graph at each precision the runtime offers
+   (bf16 on OpenVINO where the CPU has AVX-512 BF16 or AMX) is a candidate too.
+4. Latency: every plan that meets the target (and each method's all-int8 plan, the closest plan, and the other
+   runtimes' candidates) is timed interleaved with the fp32 graph (checks/latency.measure_adaptive, 10 to
+   120 s) at the largest checked batch. Per runtime, the fastest candidate faster than that runtime's fp32
+   graph wins (among those whose speedup interval reaches the fastest one's, the one with the fewest float
+   nodes); none faster: the fp32 graph is kept and plan.json says why; none passing: the closest one is
+   written, so that the run's checks show (and gate) its miss. The variant runs on the runtime with the fewest
+   towers missing and then the least time over its towers.
 
-plan.json in the variant folder records, per tower, the sensitivity, every plan tried (method, nodes kept
-float with their PyTorch module names, cosine, speedup) and the choice with its reason.
+plan.json in the variant folder records, per tower, the sensitivity, every candidate tried (method, runtime,
+precision, nodes kept float with their PyTorch module names, cosine, speedup), the runtimes' totals and the
+choice with its reason.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from mmcompress.recipe import AutoVariant, DynamicVariant, StaticVariant
+from mmcompress.export.plan_search import Judge, Search, label, quantizer
+from mmcompress.recipe import AutoVariant
+
+__all__ = ["Judge", "label", "stage", "reuse", "read_plan", "summary", "handle"]
 
 
-def _options(method: str, variant: AutoVariant) -> list[dict]:
-    """The settings compared on a method's all-int8 plan: dynamic has one; static, every calibration method x
-    per-channel setting the variant lists."""
-    if method == "dynamic":
-        return [{}]
-    return [{"calibration": c, **({"percentile": variant.percentile} if c == "percentile" else {}), "per_channel": pc}
-            for pc in variant.per_channel for c in variant.calibration]
-
-
-def label(method: str, settings: dict | None) -> str:
-    """'dynamic', 'static minmax per-channel', 'static percentile 99.999 per-tensor'."""
-    if not settings:
-        return method
-    cal = settings["calibration"] + (f" {settings['percentile']:g}" if "percentile" in settings else "")
-    return f"{method} {cal} {'per-channel' if settings['per_channel'] else 'per-tensor'}"
-
-
-def _quantizer(method: str, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray], settings: dict | None = None):
-    from mmcompress.export import quantize_onnx
-
-    if method == "dynamic":
-        cfg = DynamicVariant(name=variant.name, quantize="dynamic")
-        return lambda src, dst, include=None, exclude=None: quantize_onnx.quantize_dynamic(
-            src, dst, cfg, int8, include=include, exclude=exclude)
-    settings = settings or {}
-    cfg = StaticVariant(name=variant.name, quantize="static", preprocess=False,  # node names must survive
-                        per_channel=settings.get("per_channel", True),
-                        calibration={"method": settings.get("calibration", "minmax"),
-                                     "percentile": settings.get("percentile", 99.999)})
-    return lambda src, dst, include=None, exclude=None: quantize_onnx.quantize_static(
-        src, dst, cfg, int8, calib, exclude=exclude)
-
-
-class Judge:
-    """The task metric on the planning rows (the calibration split, prepared like the eval rows): one tower's
-    candidate outputs with the other towers' fp32 outputs; a plan may lose at most `max_drop` points of the
-    primary metric against the fp32 graphs on the same rows (None: not judged on the metric)."""
-
-    def __init__(self, inputs, src_dir: Path, towers: list[str], threads: int, metric_args: tuple, max_drop: float | None):
-        from mmcompress.runtimes.base import run_batched
-        from mmcompress.runtimes.onnxruntime import OrtSession
-
-        self.inputs, self.metric_args, self.max_drop = inputs, metric_args, max_drop
-        self.fp32 = {t: run_batched(OrtSession(src_dir / f"{t}.onnx", threads), inputs.feeds[t], trim=inputs.trim[t])
-                     for t in towers}
-        self.reference = self.primary(None, None)
-
-    def primary(self, tower: str | None, out: np.ndarray | None) -> dict | None:
-        from mmcompress.checks import tasks
-
-        task, ensemble, ks, knn_k = self.metric_args
-        emb = {**self.fp32, **({tower: out} if tower else {})}
-        return tasks.metrics(task, emb, self.inputs, ensemble, ks, knn_k)[0]["primary"]
-
-    def rule(self) -> str:
-        """' and at most 0.5 points lost in zero_shot_top1', or '' when the metric is not judged."""
-        if self.max_drop is None or not self.reference:
-            return ""
-        return f" and at most {self.max_drop:g} points lost in {self.reference['metric']}"
-
-    def keeps(self, drop: float | None) -> bool:
-        """Whether a plan's drop in points is within max_drop (always, when the metric is not judged)."""
-        return self.max_drop is None or drop is None or drop <= self.max_drop
-
-    def drop(self, tower: str, out: np.ndarray) -> tuple[dict | None, float | None]:
-        """-> (the candidate's primary metric, its drop in points against the fp32 graphs)."""
-        p = self.primary(tower, out)
-        return p, (self.reference["value"] - p["value"]) if p and self.reference else None
-
-
-def _float_counts(limit: int, n: int) -> list[int]:
-    """0, 1, 2, 4, ... up to min(limit, n), the last one included."""
-    top = min(limit, n)
-    out, k = [0], 1
-    while k < top:
-        out.append(k)
-        k *= 2
-    return out + ([top] if top > 0 else [])
-
-
-def plan_tower(tower: str, src: Path, dst: Path, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray],
-               judge: Judge, target: float, batch: int, threads: int, update=None) -> dict:
-    from mmcompress.checks.fidelity import cosine_to_teacher
-    from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
+def search_tower(tower: str, src: Path, work: Path, variant: AutoVariant, int8: dict, calib: dict[str, np.ndarray],
+                 judge: Judge, target: float, batch: int, threads: int, routes: list, update=None) -> Search:
+    """Sensitivity, the int8 plans on the first planning runtime, the other runtimes' candidates, timing."""
     from mmcompress.export import quantize_onnx, sensitivity
-    from mmcompress.runtimes.base import run_batched, trim_padding
-    from mmcompress.runtimes.onnxruntime import OrtSession
 
-    t_end = time.perf_counter() + variant.max_seconds
-    work = Path(tempfile.mkdtemp(prefix=f"mmcompress-plan-{tower}-"))
-    probe = None
+    search = Search(tower, src, work, judge, target, threads, variant.max_seconds, update)
+    # keep_float's nodes first: a pattern that chooses nothing fails before minutes of sensitivity
+    forced = quantize_onnx.float_nodes(src, variant.keep_float, f"export.variants[{variant.name}].keep_float")
+    probe = sensitivity.Probe(src, search.rows, threads, quantizer("dynamic", variant, int8, calib),
+                              trim=search.trim, ref=judge.fp32[tower])  # the judge ran the fp32 graph already
     try:
-        # keep_float's nodes first: a pattern that chooses nothing fails before minutes of sensitivity
-        forced = quantize_onnx.float_nodes(src, variant.keep_float, f"export.variants[{variant.name}].keep_float")
-        rows, trim = judge.inputs.feeds[tower], judge.inputs.trim[tower]  # the planning rows (as the checks' rows)
-        probe = sensitivity.Probe(src, rows, threads, _quantizer("dynamic", variant, int8, calib), trim=trim,
-                                  ref=judge.fp32[tower])  # the judge ran the fp32 graph on these rows already
-        sens = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
-                                   progress=lambda d, n: update and update(d, n, "sensitivity"))
-        ranking = [n for n in sens.ranking() if n not in forced]
-        nodes = {n.name: n for n in sens.nodes}
-        tried, stopped = [], None
-
-        def attempt(method: str, settings: dict, k: int) -> dict:
-            keep = forced + ranking[:k]  # keep_float's nodes in every plan, then the k most harmful
-            path = work / f"plan-{len(tried)}.onnx"
-            _quantizer(method, variant, int8, calib, settings)(src, path, exclude=keep)
-            out = run_batched(OrtSession(path, threads), rows, trim=trim)
-            cos = cosine_to_teacher(out, probe.ref)
-            metric, drop = judge.drop(tower, out)
-            ok = cos["min"] >= target and judge.keeps(drop)
-            tried.append({"method": method, "settings": settings, "k": k, "float_nodes": keep, "cosine": cos, "metric": metric,
-                          "drop": drop, "passed": ok, "path": path})
-            if update:
-                update(len(tried), None, f"{label(method, settings)}, {k} float: min cosine {cos['min']:.4f}"
-                                         + (f", {metric['metric']} {drop:+.2f} pts" if metric else ""))
-            return tried[-1]
-
-        def out_of_time(method: str) -> bool:
-            nonlocal stopped
-            if tried and time.perf_counter() > t_end:  # the first plan is always tried: there is an answer
-                stopped = f"time budget of {variant.max_seconds:g} s reached during the {method} plans"
-            return stopped is not None
-
-        for method in variant.methods:
-            firsts = []  # every node int8, once per setting of the method: the best setting goes on
-            for settings in _options(method, variant):
-                if out_of_time(method):
-                    break
-                firsts.append(attempt(method, settings, 0))
-            if stopped or not firsts:
-                break
-            best = max(firsts, key=lambda p: (p["passed"], p["cosine"]["min"]))
-            if best["passed"]:
-                continue
-            failed = 0  # the longest prefix of the ranking kept float that missed the target
-            for k in _float_counts(variant.max_float_nodes, len(ranking))[1:]:
-                if out_of_time(method):
-                    break
-                if not attempt(method, best["settings"], k)["passed"]:
-                    failed = k
-                    continue
-                lo, hi = failed + 1, k  # bounded search: the fewest float nodes (a prefix) that still pass
-                while lo < hi and time.perf_counter() < t_end:
-                    mid = (lo + hi) // 2
-                    if attempt(method, best["settings"], mid)["passed"]:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                break
-            if stopped:
-                break
-        # latency, interleaved with the fp32 graph: the plans that pass, every method's all-int8 plan and the
-        # closest plan (the Pareto plot's points); plans that missed on the way are not worth the seconds
-        closest = max(tried, key=lambda p: (p["cosine"]["min"] >= target, judge.keeps(p["drop"]), p["cosine"]["min"]))
-        timed_plans = [i for i, p in enumerate(tried) if p["passed"] or p["k"] == 0 or p is closest]
-        feeds = feeds_at(calib, batch, None)  # timed on calibration rows at the largest checked batch
-        feeds = trim_padding(feeds) if trim else feeds
-        sessions = {"fp32": OrtSession(src, threads), **{f"p{i}": OrtSession(tried[i]["path"], threads) for i in timed_plans}}
-        times, why = measure_adaptive(sessions, feeds, max_seconds=min(120.0, max(10.0, t_end - time.perf_counter())))
-        timed = summarize(times, "fp32")
-        for i, p in enumerate(tried):
-            r = timed.get(f"p{i}", {})
-            p.update(ms=r.get("median_ms"), speedup=r.get("speedup"), speedup_ci95=r.get("speedup_ci95"))
-        passing = [p for p in tried if p["passed"]]
-        faster = [p for p in passing if p["speedup"] > 1.0]
-        if faster:
-            best = max(faster, key=lambda p: p["speedup"])
-            # plans whose interval reaches the fastest one's are as fast as far as timing can tell: the one with the
-            # fewest float nodes (the most int8, the smallest file) is taken among them
-            tied = [p for p in faster if p["speedup_ci95"][1] >= best["speedup_ci95"][0]]
-            chosen = min(tied, key=lambda p: (len(p["float_nodes"]), -p["speedup"]))
-            reason = (f"the fastest plan with min cosine >= {target}{judge.rule()} on the calibration rows: "
-                      f"{label(chosen['method'], chosen['settings'])} "
-                      f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph"
-                      + (f" (as fast, within timing noise, as the fastest: {best['speedup']:.2f}x with "
-                         f"{len(best['float_nodes'])} float)" if chosen is not best else ""))
-            shutil.copyfile(chosen["path"], dst)
-        elif passing:
-            chosen = None
-            reason = (f"every plan with min cosine >= {target}{judge.rule()} was slower than fp32 here (best "
-                      f"{max(p['speedup'] for p in passing):.2f}x): the fp32 graph is kept")
-            shutil.copyfile(src, dst)
-        else:
-            chosen = closest
-            reason = (f"no plan kept min cosine >= {target}{judge.rule()} on the calibration rows (closest: "
-                      f"{label(chosen['method'], chosen['settings'])} with {len(chosen['float_nodes'])} node(s) float, min cosine "
-                      f"{chosen['cosine']['min']:.4f}" + (f", {chosen['drop']:+.2f} pts" if chosen["drop"] is not None else "")
-                      + "); it is written so that the checks show its miss")
-            shutil.copyfile(chosen["path"], dst)
-
-        def describe(p):
-            return {"method": p["method"], "settings": p["settings"], "label": label(p["method"], p["settings"]),
-                    "float_nodes": [{"node": n, "module": nodes[n].module} for n in p["float_nodes"]],
-                    "cosine": p["cosine"], "metric": p["metric"], "drop": p["drop"], "passed": p["passed"],
-                    "ms": p["ms"], "speedup": p["speedup"],
-                    "speedup_ci95": p["speedup_ci95"], "chosen": p is chosen}
-        return {"target_cosine": target, "max_accuracy_drop": judge.max_drop, "reference": judge.reference,
-                "batch": batch, "timing": why, "stopped": stopped, "reason": reason,
-                "chosen": describe(chosen) if chosen else {"method": "fp32", "settings": {}, "label": "fp32",
-                                                           "float_nodes": [], "speedup": 1.0},
-                "plans": [describe(p) for p in tried], "sensitivity": sens.to_json()}
+        search.sensitivity = sensitivity.analyse(probe, tower, "dynamic", variant.top_blocks, variant.top_nodes,
+                                                 progress=lambda d, n: update and update(d, n, "sensitivity"))
     finally:
-        if probe is not None:
-            probe.close()
-        shutil.rmtree(work, ignore_errors=True)
+        probe.close()
+    ranking = [n for n in search.sensitivity.ranking() if n not in forced]
+    search.int8(variant, routes[0], ranking, forced, lambda m, st: quantizer(m, variant, int8, calib, st))
+    search.cross_check(routes, routes[0])
+    search.timing = search.time(batch, calib, routes[0])
+    return search
+
+
+def best_on(search: Search, runtime, first) -> tuple[dict | None, str]:
+    """The tower's choice if it runs on `runtime`: (the candidate, or None for the fp32 graph at fp32, why).
+    The fastest passing candidate faster than the runtime's fp32 graph, among those whose speedup interval
+    reaches the fastest one's the one with the fewest float nodes; passing but none faster: the fp32 graph;
+    none passing: the closest, written so that the checks show its miss."""
+    rule = f"min cosine >= {search.target}{search.judge.rule()}"
+    on = [p for p in search.tried if p["runtime"] == runtime.name and "error" not in p]
+    fp32 = 1.0 if runtime is first else next((p["speedup"] for p in on if p["method"] == "fp32"), 1.0)
+    quantized = [p for p in on if p["method"] != "fp32"]
+    passing = [p for p in quantized if p["passed"]]
+    faster = [p for p in passing if p["speedup"] is not None and p["speedup"] > fp32]
+    if faster:
+        best = max(faster, key=lambda p: p["speedup"])
+        # plans whose interval reaches the fastest one's are as fast as far as timing can tell: the one with the
+        # fewest float nodes (the most int8, the smallest file) is taken among them
+        tied = [p for p in faster if p["speedup_ci95"][1] >= best["speedup_ci95"][0]]
+        chosen = min(tied, key=lambda p: (len(p["float_nodes"]), -p["speedup"]))
+        return chosen, (f"the fastest plan with {rule} on the calibration rows: {_named(chosen)} "
+                        f"with {len(chosen['float_nodes'])} node(s) float, {chosen['speedup']:.2f}x the fp32 graph"
+                        + (f" (as fast, within timing noise, as the fastest: {best['speedup']:.2f}x with "
+                           f"{len(best['float_nodes'])} float)" if chosen is not best else ""))
+    if passing:
+        return None, (f"every plan with {rule} was slower than fp32 here (best "
+                      f"{max(p['speedup'] or 0 for p in passing):.2f}x): the fp32 graph is kept")
+    chosen = search.closest(quantized or on)
+    return chosen, (f"no plan kept {rule} on the calibration rows (closest: {_named(chosen)} with "
+                    f"{len(chosen['float_nodes'])} node(s) float, min cosine {chosen['cosine']['min']:.4f}"
+                    + (f", {chosen['drop']:+.2f} pts" if chosen["drop"] is not None else "")
+                    + "); it is written so that the checks show its miss")
+
+
+def _named(p: dict) -> str:
+    return label(p["method"], p["settings"], None, p.get("precision"))
+
+
+def choose_runtime(searches: dict[str, Search], routes: list) -> tuple[object, dict]:
+    """The planning runtime the variant runs on: the fewest towers without a passing candidate there, then the
+    least time over the towers (each tower's choice on it, or its fp32 graph). -> (runtime, ms per runtime)."""
+    first = routes[0]
+    cost = {}
+    for r in routes:
+        missed, ms = 0, 0.0
+        for s in searches.values():
+            chosen, _ = best_on(s, r, first)
+            fp32 = s.reference_ms if r is first else next((p["ms"] for p in s.tried if p["runtime"] == r.name
+                                                          and p["method"] == "fp32" and p.get("ms")), s.reference_ms)
+            missed += chosen is not None and not chosen["passed"]
+            ms += chosen["ms"] if chosen is not None and chosen["passed"] else fp32
+        cost[r.name] = (missed, round(ms, 3))
+    best = min(routes, key=lambda r: cost[r.name])
+    return best, cost
+
+
+def describe(p: dict, chosen: dict | None, nodes: dict) -> dict:
+    return {"method": p["method"], "settings": p["settings"], "label": _named(p), "runtime": p["runtime"],
+            "precision": p["precision"], "float_nodes": [{"node": n, "module": nodes[n].module} for n in p["float_nodes"]],
+            "cosine": p["cosine"], "metric": p["metric"], "drop": p["drop"], "passed": p["passed"],
+            "ms": p.get("ms"), "speedup": p.get("speedup"), "speedup_ci95": p.get("speedup_ci95"),
+            "chosen": p is chosen, **({"error": p["error"]} if "error" in p else {})}
+
+
+def write_tower(search: Search, runtime, first, routes: list, cost: dict, dst: Path, batch: int) -> dict:
+    """Write the tower's chosen graph to dst; -> its plan.json entry."""
+    import shutil
+
+    chosen, reason = best_on(search, runtime, first)
+    shutil.copyfile(chosen["path"] if chosen is not None and chosen["method"] not in ("fp32", "bf16")
+                    else search.src, dst)
+    if len(routes) > 1:
+        reason += (f"; on {runtime.name}, the planning runtime fastest over the variant's towers "
+                   f"({', '.join(f'{n} {ms:.1f} ms' for n, (_, ms) in cost.items())})")
+    nodes = {n.name: n for n in search.sensitivity.nodes}
+    kept = {"method": "fp32", "settings": {}, "label": "fp32", "float_nodes": [], "runtime": runtime.name,
+            "precision": "fp32", "speedup": 1.0 if runtime is first else next(
+                (p["speedup"] for p in search.tried if p["runtime"] == runtime.name and p["method"] == "fp32"), None)}
+    j = search.judge
+    return {"target_cosine": search.target, "max_accuracy_drop": j.max_drop, "reference": j.reference,
+            "batch": batch, "timing": search.timing, "stopped": search.stopped, "reason": reason,
+            "runtime": runtime.name, "runtimes": {n: {"towers_missed": m, "ms": ms} for n, (m, ms) in cost.items()},
+            "chosen": describe(chosen, chosen, nodes) if chosen else kept,
+            "plans": [describe(p, chosen, nodes) for p in search.tried], "sensitivity": search.sensitivity.to_json()}
 
 
 def _file_entry(tower: str, out: Path, chosen: dict, int8: dict, reason: str) -> dict:
-    """The manifest entry of a planned tower graph (searched or reused)."""
+    """The manifest entry of a planned tower graph (searched or reused); `inference_precision`: what the
+    runtime is asked to compute the graph in (bf16: the fp32 graph run at bf16)."""
     from mmcompress.export.onnx import input_spec
 
     return {"tower": tower, "format": "onnx", "precision": f"auto ({chosen['method']})", "io": input_spec(out),
-            "parent": f"export-onnx/{tower}.onnx",
+            "parent": f"export-onnx/{tower}.onnx", "inference_precision": chosen.get("precision") or "fp32",
             "quantizer": {"method": "mmcompress.planner", "chosen": chosen["method"],
-                          "settings": chosen.get("settings") or {}, **int8,
+                          "settings": chosen.get("settings") or {}, **int8, "runtime": chosen.get("runtime"),
                           "float_nodes": [n["module"] or n["node"] for n in chosen["float_nodes"]], "reason": reason}}
 
 
 def stage(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, target: float,
-          max_drop: float | None, batch: int, threads: int, metric_args: tuple) -> tuple[dict, dict]:
+          max_drop: float | None, batch: int, threads: int, metric_args: tuple, routes: list) -> tuple[dict, dict]:
     """Plan each tower the variant names: folder/<tower>.onnx and folder/plan.json. inputs: the calibration
     split prepared as the checks prepare eval rows (checks.prepare_inputs(split='calibration')); metric_args:
-    (task, prompt ensemble, recall ks, knn k) as the checks use them."""
+    (task, prompt ensemble, recall ks, knn k) as the checks use them; routes: the runtimes planned on (the
+    first judges the int8 search). -> (files, {"plan": ..., "runtime": the runtime chosen})."""
+    import shutil
+    import tempfile
+
     from mmcompress.artifact import atomic_path, write_json
     from mmcompress.progress import bar
 
-    files, plans = {}, {}
     if variant.plan:
-        return reuse(variant, src_dir, inputs, folder, int8, threads)
+        return reuse(variant, src_dir, inputs, folder, int8, routes)
     judge = Judge(inputs, src_dir, [t for t in inputs.feeds if (src_dir / f"{t}.onnx").exists()], threads,
                   metric_args, max_drop)
-    for tower in variant.towers:
-        src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
-        if not src.exists():
-            continue
-        with atomic_path(out) as tmp, bar(f"planning the {tower} tower's precision") as update:
-            plans[tower] = plan_tower(tower, src, tmp, variant, int8, inputs.calib[tower], judge, target, batch,
-                                      threads, update)
-        files[out.name] = _file_entry(tower, out, plans[tower]["chosen"], int8, plans[tower]["reason"])
+    work = Path(tempfile.mkdtemp(prefix=f"mmcompress-plan-{variant.name}-"))
+    try:
+        searches = {}
+        for tower in variant.towers:
+            if (src_dir / f"{tower}.onnx").exists():
+                with bar(f"planning the {tower} tower's precision") as update:
+                    (work / tower).mkdir()
+                    searches[tower] = search_tower(tower, src_dir / f"{tower}.onnx", work / tower, variant, int8,
+                                                   inputs.calib[tower], judge, target, batch, threads, routes, update)
+        runtime, cost = choose_runtime(searches, routes)
+        files, plans = {}, {}
+        for tower, search in searches.items():
+            out = folder / f"{tower}.onnx"
+            with atomic_path(out) as tmp:
+                plans[tower] = write_tower(search, runtime, routes[0], routes, cost, tmp, batch)
+            files[out.name] = _file_entry(tower, out, plans[tower]["chosen"], int8, plans[tower]["reason"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     write_json(folder / "plan.json", plans)
-    return files, {"plan": {t: summary(p) for t, p in plans.items()}}
+    return files, {"plan": {t: summary(p) for t, p in plans.items()}, "runtime": runtime.name}
 
 
 def read_plan(path: Path, where: str) -> dict:
@@ -288,14 +207,17 @@ def read_plan(path: Path, where: str) -> dict:
     return plan
 
 
-def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, threads: int) -> tuple[dict, dict]:
-    """Apply the chosen plan of variant.plan (already resolved to an absolute path) to each tower, no search."""
+def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict, routes: list) -> tuple[dict, dict]:
+    """Apply the chosen plan of variant.plan (already resolved to an absolute path) to each tower, no search: its
+    method, float nodes, runtime and precision."""
+    import shutil
+
     from mmcompress.artifact import atomic_path, write_json
     from mmcompress.errors import RecipeError
     from mmcompress.export import sensitivity
 
     recorded = read_plan(Path(variant.plan), "plan")
-    files, plans = {}, {}
+    files, plans, ran = {}, {}, set()
     for tower in variant.towers:
         src, out = src_dir / f"{tower}.onnx", folder / f"{tower}.onnx"
         if not src.exists():
@@ -303,7 +225,12 @@ def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
         if tower not in recorded:
             raise RecipeError(f"{variant.plan}: the plan has no {tower} tower (it has {', '.join(recorded)}); "
                               f"list only those towers in this variant, or plan again without `plan`")
-        chosen = recorded[tower]["chosen"]
+        chosen = {"runtime": routes[0].name, "precision": "fp32", **recorded[tower]["chosen"]}  # older plans: ORT
+        if chosen["runtime"] not in {r.name for r in routes}:
+            raise RecipeError(f"{variant.plan}: the {tower} plan runs on {chosen['runtime']}, and this variant "
+                              f"(runtime {variant.runtime}) plans on {', '.join(r.name for r in routes)} here; set "
+                              f"runtime: auto or {chosen['runtime']} (installed), or plan again without `plan`")
+        ran.add(chosen["runtime"])
         keep = [n["node"] for n in chosen["float_nodes"]]
         missing = sorted(set(keep) - {n.name for n in sensitivity.quantizable(src)})
         if missing:
@@ -311,19 +238,23 @@ def reuse(variant: AutoVariant, src_dir: Path, inputs, folder: Path, int8: dict,
                               f"nodes of this graph ({src}): the plan was made for another model or export; plan "
                               f"again without `plan`")
         with atomic_path(out) as tmp:
-            if chosen["method"] == "fp32":
+            if chosen["method"] in ("fp32", "bf16"):
                 shutil.copyfile(src, tmp)
             else:
-                _quantizer(chosen["method"], variant, int8, inputs.calib[tower], chosen.get("settings"))(
+                quantizer(chosen["method"], variant, int8, inputs.calib[tower], chosen.get("settings"))(
                     src, tmp, exclude=keep)
-        reason = (f"reused from {variant.plan}: {label(chosen['method'], chosen.get('settings'))} with "
-                  f"{len(keep)} node(s) float")
+        reason = (f"reused from {variant.plan}: {_named(chosen)} with {len(keep)} node(s) float"
+                  + (f" on {chosen['runtime']}" if len(routes) > 1 else ""))
         plans[tower] = {"reason": reason, "chosen": {**chosen, "chosen": True}, "target_cosine": None,
-                        "max_accuracy_drop": None, "stopped": None, "plans": [], "reused": str(variant.plan)}
+                        "max_accuracy_drop": None, "stopped": None, "plans": [], "reused": str(variant.plan),
+                        "runtime": chosen["runtime"]}
         files[out.name] = _file_entry(tower, out, chosen, int8, reason)
+    if len(ran) > 1:
+        raise RecipeError(f"{variant.plan}: its towers run on {', '.join(sorted(ran))}; a variant runs on one "
+                          f"runtime: plan again without `plan`")
     write_json(folder / "plan.json", plans)
     return files, {"plan": {t: {k: p[k] for k in ("reason", "chosen", "target_cosine", "max_accuracy_drop", "stopped")}
-                            for t, p in plans.items()}}
+                            for t, p in plans.items()}, "runtime": next(iter(ran), routes[0].name)}
 
 
 def summary(plan: dict, top: int = 12) -> dict:
@@ -332,8 +263,9 @@ def summary(plan: dict, top: int = 12) -> dict:
     def alone(row):
         return row.get("alone", {}).get("mean")
     return {**{k: plan[k] for k in ("reason", "chosen", "target_cosine", "max_accuracy_drop", "stopped")},
-            "plans": [{"method": p["method"], "label": p["label"], "float_nodes": len(p["float_nodes"]), "cosine_min": p["cosine"]["min"],
-                       "drop": p["drop"],
+            "runtime": plan["runtime"], "runtimes": plan["runtimes"],
+            "plans": [{"method": p["method"], "label": p["label"], "runtime": p["runtime"],
+                       "float_nodes": len(p["float_nodes"]), "cosine_min": p["cosine"]["min"], "drop": p["drop"],
                        "speedup": p["speedup"], "passed": p["passed"], "chosen": p["chosen"]} for p in plan["plans"]],
             "sensitive": [{"module": r["module"] or r["node"], "alone_cosine": alone(r),
                            "leave_out_cosine": r.get("leave_out", {}).get("mean")}
@@ -343,18 +275,22 @@ def summary(plan: dict, top: int = 12) -> dict:
 
 def handle(variant: AutoVariant, ctx) -> "Artifact":
     """The variant handler (export.handlers) for quantize: auto: a plan searched on the calibration split, or
-    one reused (`plan:`, keyed by its content). The plan depends on the budgets and on latency measured on this
-    machine, so its stage is keyed by the CPU's int8 kind."""
+    one reused (`plan:`, keyed by its content). The plan depends on the budgets, on the runtimes installed here
+    and on latency measured on this machine, so its stage is keyed by those and by the CPU's int8 kind. With
+    `runtime: auto` the artifact runs on the runtime the plan chose."""
+    from mmcompress import runtimes
     from mmcompress.artifact import sha256_file
     from mmcompress.checks.evaluate import prepare_inputs
-    from mmcompress.export import graph_artifact, int8_targets
+    from mmcompress.export import graph_artifact, int8_targets, variant_config
 
     recipe = ctx.recipe
     int8 = int8_targets.settings(variant, recipe.export.target)
     budgets = recipe.budgets_for(variant)
+    routes = runtimes.get(variant.runtime).plan_runtimes()
     plan = {"target_cosine": budgets.min_cosine or variant.target_cosine, "max_drop": budgets.max_accuracy_drop,
-            "batch": max(recipe.checks.batch_sizes), "threads": ctx.threads}
-    cfg = {**variant.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the plan as the recipe names it
+            "batch": max(recipe.checks.batch_sizes), "threads": ctx.threads,
+            "routes": [{**r.device(), "precisions": list(r.precisions())} for r in routes]}
+    cfg = variant_config(variant, int8=int8)  # the plan as the recipe names it
     if variant.plan:  # reused: keyed by the plan's content, applied from its absolute path
         path = (recipe.base / variant.plan).expanduser().resolve()
         variant = variant.model_copy(update={"plan": str(path)})
@@ -365,6 +301,8 @@ def handle(variant: AutoVariant, ctx) -> "Artifact":
                       lambda d: stage(variant, ctx.export_dir, prepare_inputs(ctx.bundle, ctx.dataset,
                                                                               split="calibration"),
                                       d, int8, plan["target_cosine"], plan["max_drop"], plan["batch"],
-                                      plan["threads"], metric_args),
+                                      plan["threads"], metric_args, routes),
                       measured=True)
+    if runtimes.get(variant.runtime).resolved_by_plan:
+        variant = variant.model_copy(update={"runtime": m["runtime"]})
     return graph_artifact(variant, ctx, m, int8)

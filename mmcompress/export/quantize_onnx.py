@@ -201,6 +201,30 @@ def stage(variant, src_dir: Path, inputs, folder: Path, int8: dict) -> tuple[dic
     return files, {}
 
 
+def quantize_nncf(src: Path, dst: Path, feeds: dict[str, np.ndarray], exclude: list[str] | None = None) -> dict:
+    """NNCF's post-training quantization of the ONNX graph (nncf.quantize with ModelType.TRANSFORMER: SmoothQuant
+    on MatMul inputs, then min-max ranges and bias correction), calibrated on `feeds` one row at a time (text
+    rows cut to their own length); exclude: node names that stay float (NNCF's ignored scope). A QDQ graph
+    that ONNX Runtime and OpenVINO both run as int8. pip install nncf (in mmcompress[openvino])."""
+    import nncf
+    import onnx
+
+    from mmcompress.runtimes.base import trim_padding
+
+    n = len(next(iter(feeds.values())))
+    rows = [trim_padding({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+    nncf_log = logging.getLogger("nncf")
+    level, nncf_log.level = nncf_log.level, logging.ERROR  # its INFO lines per node would break into our progress
+    with _quiet():
+        model = nncf.quantize(onnx.load(str(src)), nncf.Dataset(rows), subset_size=n,
+                              model_type=nncf.ModelType.TRANSFORMER,
+                              ignored_scope=nncf.IgnoredScope(names=list(exclude or []), validate=False))
+        onnx.save(model, str(dst))
+    nncf_log.setLevel(level)
+    return {"method": "nncf.quantize", "format": "QDQ", "preset": "transformer", "calibration_rows": n,
+            "excluded_nodes": len(exclude or []), "nncf": nncf.__version__}
+
+
 # one converter per variant config type: (src, dst, cfg, int8 settings, calibration feeds or None, progress) -> facts
 CONVERTERS = {DynamicVariant: quantize_dynamic, StaticVariant: quantize_static, Fp16Variant: convert_fp16}
 
@@ -208,26 +232,25 @@ CONVERTERS = {DynamicVariant: quantize_dynamic, StaticVariant: quantize_static, 
 def handle_bf16(variant, ctx) -> "Artifact":
     """The variant handler for quantize: bf16 on an ONNX runtime (openvino): no new graph, the runtime runs the
     fp32 export's graphs at bf16 precision (the variant still owns, and gates, its towers)."""
-    from mmcompress.artifact import Artifact
+    from mmcompress.artifact import Artifact, owns
+    from mmcompress.export import variant_config
 
     m = ctx.run.stage(f"variant {variant.name}", ctx.folder,
-                      {"config": variant.model_dump(exclude={"budgets", "runtime"}),
-                       "parents": {"export-onnx": ctx.export_manifest["cache_key"]}},
+                      {"config": variant_config(variant), "parents": {"export-onnx": ctx.export_manifest["cache_key"]}},
                       lambda d: ({}, {"note": "bf16: the export-onnx graphs, run at bf16 by the runtime"}))
     towers = {t: ctx.export_dir / f"{t}.onnx" for t in ctx.bundle.towers}
     shas = {t: ctx.export_manifest["files"][p.name]["sha256"] for t, p in towers.items()}
     return Artifact(name=variant.name, variant=variant, model=ctx.model, towers=towers, sha256=shas, manifest=m,
-                    graphs=dict(towers))
+                    graphs=dict(towers), precision={t: "bf16" for t in towers if owns(variant, t)})
 
 
 def handle(variant, ctx) -> "Artifact":
     """The variant handler (export.handlers) for fp32, dynamic, static and fp16 graphs on an ONNX runtime."""
-    from mmcompress.export import graph_artifact
-    from mmcompress.export import int8_targets
+    from mmcompress.export import graph_artifact, int8_targets, variant_config
 
     int8 = int8_targets.settings(variant, ctx.recipe.export.target) if isinstance(
         variant, (DynamicVariant, StaticVariant)) else {}
-    cfg = {**variant.model_dump(exclude={"budgets", "runtime"}), "int8": int8}  # the same graphs on any runtime
+    cfg = variant_config(variant, int8=int8)
     parents = {"export-onnx": ctx.export_manifest["cache_key"],
                **({"data": ctx.inputs.key} if isinstance(variant, StaticVariant) else {})}
     m = ctx.run.stage(f"variant {variant.name}", ctx.folder, {"config": cfg, "parents": parents},

@@ -25,7 +25,8 @@ from mmcompress.runtimes.base import Runtime, Session
 
 # name -> the module (under mmcompress.runtimes) that registers it; imported when the runtime is first asked for
 _BUILTIN = {"onnxruntime": "onnxruntime", "onnxruntime-cuda": "onnxruntime", "onnxruntime-tensorrt": "onnxruntime",
-            "openvino": "openvino", "tensorrt": "tensorrt", "torch-cuda": "torch", "torch-cpu": "torch"}
+            "openvino": "openvino", "tensorrt": "tensorrt", "torch-cuda": "torch", "torch-cpu": "torch",
+            "auto": "auto"}
 RUNTIMES: dict[str, Runtime] = {}
 DEFAULT = "onnxruntime"  # a variant's runtime when the recipe names none: ONNX Runtime on this CPU
 

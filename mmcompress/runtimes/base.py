@@ -27,6 +27,8 @@ class Runtime:
     on_cpu: bool = True  # its figures describe this CPU: evaluations are keyed by the CPU's int8 kind
     probe: bool = True  # open new graphs in a child process first (runtimes.contain): a crash fails one variant
     engines: bool = False  # it builds engines from the graphs (prepare) and runs those
+    plans: bool = False  # `quantize: auto` may time and choose it (open(): ONNX graph files on this CPU)
+    resolved_by_plan: bool = False  # a name for "the runtime the plan chooses" (runtime: auto), not a runtime
 
     def unavailable(self) -> str | None:
         """Why this runtime cannot run on this machine (what to install), or None."""
@@ -49,6 +51,22 @@ class Runtime:
 
     def session(self, artifact: "Artifact", tower: str, threads: int, name: str | None = None) -> Session:
         raise NotImplementedError(f"runtime {self.name} opens no sessions")
+
+    def open(self, path, threads: int, precision: str = "fp32", name: str | None = None) -> Session:
+        """A session for one ONNX graph file at `precision` (one of precisions()): the planner's candidates."""
+        raise NotImplementedError(f"runtime {self.name} does not open graph files for the planner")
+
+    def precisions(self) -> tuple[str, ...]:
+        """The arithmetic it can run an fp32 graph in on this machine ('fp32', and 'bf16' where it runs bf16)."""
+        return ("fp32",)
+
+    def plan_runtimes(self) -> list["Runtime"]:
+        """The runtimes a `quantize: auto` variant on this runtime plans on (judges and times candidates on):
+        itself when it plans, else ONNX Runtime on this CPU (the plan is then made there, as for a GPU
+        provider whose timing the CPU cannot stand in for)."""
+        from mmcompress import runtimes
+
+        return [self] if self.plans else [runtimes.get(runtimes.DEFAULT)]
 
     def key(self, artifact: "Artifact", tower: str) -> str:
         """How latency rows name what runs this tower: the graph path alone for ONNX Runtime on the CPU (the

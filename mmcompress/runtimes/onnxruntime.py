@@ -94,7 +94,7 @@ class OnnxRuntime(Runtime):
 
     def __init__(self, name: str):
         self.name = name
-        self.on_cpu = name == "onnxruntime"
+        self.on_cpu = self.plans = name == "onnxruntime"
 
     def refuses(self, variant) -> str | None:
         if variant.quantize == "bf16":
@@ -116,6 +116,9 @@ class OnnxRuntime(Runtime):
         # a TensorRT-ready int8 graph checked on the CPU: its Q/DQ run as written (TensorRT's arithmetic)
         as_written = self.on_cpu and v.quantize == "static" and getattr(v, "target", "cpu") == "tensorrt"
         return OrtSession(artifact.towers[tower], threads, name, runtime=self.name, as_written=as_written)
+
+    def open(self, path, threads: int, precision: str = "fp32", name: str | None = None) -> "OrtSession":
+        return OrtSession(path, threads, name, runtime=self.name)
 
     def key(self, artifact, tower: str) -> str:
         path = artifact.towers[tower]

@@ -17,6 +17,7 @@ import numpy as np
 from mmcompress.runtimes import register
 from mmcompress.runtimes.base import Runtime
 
+
 def bf16_here() -> bool:  # OpenVINO's CPU plugin runs bf16 natively where the CPU does (tests stand in here)
     from mmcompress.machine import cpu_bf16
 
@@ -48,10 +49,12 @@ class OpenVinoSession:
 
 
 class OpenVinoRuntime(Runtime):
-    """ONNX graphs on OpenVINO's CPU plugin; `quantize: bf16` runs the fp32 graphs at bf16 precision."""
+    """ONNX graphs on OpenVINO's CPU plugin; `quantize: bf16` runs the fp32 graphs at bf16 precision; a
+    `quantize: auto` plan may choose bf16 per tower (Artifact.precision)."""
 
     name = "openvino"
-    quantize = ("none", "dynamic", "static", "fp16", "bf16")
+    quantize = ("none", "dynamic", "static", "fp16", "bf16", "auto")
+    plans = True
 
     def refuses(self, variant) -> str | None:
         if variant.quantize == "bf16" and not bf16_here():
@@ -77,10 +80,18 @@ class OpenVinoRuntime(Runtime):
 
     @staticmethod
     def precision(artifact, tower: str) -> str:
-        return "bf16" if artifact.variant.quantize == "bf16" and artifact.owns(tower) else "f32"
+        """OpenVINO's name for the arithmetic the artifact asks for this tower: bf16 (quantize: bf16, or a plan
+        that chose it), else f32."""
+        return "bf16" if artifact.precision.get(tower) == "bf16" else "f32"
+
+    def precisions(self) -> tuple[str, ...]:
+        return ("fp32", "bf16") if bf16_here() else ("fp32",)
+
+    def open(self, path, threads: int, precision: str = "fp32", name: str | None = None) -> OpenVinoSession:
+        return OpenVinoSession(path, threads, "bf16" if precision == "bf16" else "f32", name)
 
     def session(self, artifact, tower: str, threads: int, name: str | None = None) -> OpenVinoSession:
-        return OpenVinoSession(artifact.towers[tower], threads, self.precision(artifact, tower), name)
+        return self.open(artifact.towers[tower], threads, self.precision(artifact, tower), name)
 
     def key(self, artifact, tower: str) -> str:  # one graph at f32 and at bf16: two sessions, two rows
         return f"{self.name}:{self.precision(artifact, tower)}:{artifact.towers[tower]}"
