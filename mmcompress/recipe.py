@@ -266,8 +266,12 @@ class _Variant(Strict):
                                    "`torch-cpu`: no ONNX; the model itself in PyTorch eager on that device, cast "
                                    "to the variant's precision (quantize none, fp16 or bf16). See docs/gpu.md. "
                                    "`openvino`: the graphs on OpenVINO's CPU plugin (pip install "
-                                   "mmcompress[openvino]; quantize none, dynamic, static, fp16, or bf16 on CPUs "
-                                   "with AVX-512 BF16 or AMX), at the precision the variant names (docs/openvino.md).")
+                                   "mmcompress[openvino]; quantize none, dynamic, static, fp16, auto, or bf16 on "
+                                   "CPUs with AVX-512 BF16 or AMX), at the precision the variant names "
+                                   "(docs/openvino.md). `auto` (with quantize: auto only): the plan searches every "
+                                   "runtime installed here that plans (onnxruntime, openvino) at every precision it "
+                                   "offers, and the variant runs on the one fastest over its towers "
+                                   "(docs/quantization.md).")
 
     @model_validator(mode="after")
     def _runtime_fits(self):
