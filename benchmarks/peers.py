@@ -487,7 +487,8 @@ def table(rows: list[dict], batch_sizes: list[int], kind: str) -> str:
     head += ["min cos", "mean cos"]
     lines = [f"CPU kind: {kind}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["label"], f"{r['runtime'] or ''} {r['precision'] or ''}".strip()]
+        cells = [r["label"], f"{r['runtime'] or ''} {r['precision'] or ''}".strip()
+                 + (f" (compiled in {r['compile_s']:g} s)" if r.get("compile_s") else "")]
         if r.get("why_not"):
             cells += ["—"] * (2 * len(batch_sizes)) + ["—", f"not run: {r['why_not']}"]
         else:
