@@ -128,8 +128,8 @@ def rows_of(model: dict, bundle, n: int, seed: int) -> dict[str, np.ndarray]:
 
 def recipe_yaml(model: dict, name: str, args, planned_runtime: str | None) -> str:
     tower = model["tower"]
-    variants = [f"    - {{name: int8-dynamic, quantize: dynamic}}",
-                f"    - {{name: int8-static, quantize: static}}"]
+    variants = ["    - {name: int8-dynamic, quantize: dynamic}",
+                "    - {name: int8-static, quantize: static}"]
     if planned_runtime is not None:
         rt = f", runtime: {planned_runtime}" if planned_runtime != "onnxruntime" else ""
         variants.append(f"    - {{name: planned, quantize: auto{rt}, max_seconds: {args.planner_seconds}}}")
@@ -247,6 +247,11 @@ def cosines(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return (a * b).sum(1)
 
 
+def ver(pkg: str) -> str:
+    """'openvino 2026.4.1', or 'openvino (not installed)'."""
+    return f"{pkg} {pkg_version(pkg) or '(not installed)'}"
+
+
 def why_missing(*pkgs: str) -> str | None:
     missing = [p for p in pkgs if pkg_version(p) is None]
     if not missing:
@@ -269,8 +274,6 @@ def build_peers(model: dict, bundle, calib: dict, ev: dict, work: Path, args) ->
     inputs = list(bundle.specs[tower].inputs)
     sessions, rows = {}, []
     torch_v = torch.__version__
-    ort_v = pkg_version("onnxruntime")
-    ov_v = pkg_version("openvino")
 
     def add(name, label, runtime, precision, make, why_not=None):
         row = {"name": name, "label": label, "runtime": runtime, "precision": precision, "why_not": why_not}
@@ -302,7 +305,7 @@ def build_peers(model: dict, bundle, calib: dict, ev: dict, work: Path, args) ->
     def export():
         exporter["name"] = plain_export(module, calib, plain)
         return OrtSession(plain, args.threads, "ort-fp32")
-    add("ort-fp32", "ORT fp32, plain torch.onnx.export", f"onnxruntime {ort_v}", "fp32", export)
+    add("ort-fp32", "ORT fp32, plain torch.onnx.export", ver("onnxruntime"), "fp32", export)
     plain_ok = plain.is_file()
     no_plain = None if plain_ok else "the plain export failed (row ort-fp32)"
 
@@ -312,14 +315,14 @@ def build_peers(model: dict, bundle, calib: dict, ev: dict, work: Path, args) ->
         quantize_dynamic(str(plain), str(work / "plain-int8-dynamic.onnx"), weight_type=QuantType.QInt8)
         return OrtSession(work / "plain-int8-dynamic.onnx", args.threads, "ort-int8-dynamic-plain")
     add("ort-int8-dynamic-plain", "ORT dynamic int8 of the plain export (quantize_dynamic defaults; Optimum's kind)",
-        f"onnxruntime {ort_v}", "int8 dynamic (per-tensor activations, QInt8 weights)", ort_dynamic, no_plain)
+        ver("onnxruntime"), "int8 dynamic (per-tensor activations, QInt8 weights)", ort_dynamic, no_plain)
 
     no_ov = why_missing("openvino") or no_plain
     if no_ov is None:
         from mmcompress.runtimes.openvino import OpenVinoSession
-    add("openvino-fp32-f32", "OpenVINO, plain fp32 graph at f32", f"openvino {ov_v}", "f32",
+    add("openvino-fp32-f32", "OpenVINO, plain fp32 graph at f32", ver("openvino"), "f32",
         lambda: OpenVinoSession(plain, args.threads, "f32", "openvino-fp32-f32"), no_ov)
-    add("openvino-fp32-bf16", "OpenVINO, plain fp32 graph at bf16", f"openvino {ov_v}", "bf16",
+    add("openvino-fp32-bf16", "OpenVINO, plain fp32 graph at bf16", ver("openvino"), "bf16",
         lambda: OpenVinoSession(plain, args.threads, "bf16", "openvino-fp32-bf16"), no_ov or no_bf16)
 
     def nncf_int8():
@@ -335,7 +338,7 @@ def build_peers(model: dict, bundle, calib: dict, ev: dict, work: Path, args) ->
         return OpenVinoSession(work / "nncf-int8.xml", args.threads, "f32", "openvino-nncf-int8")
     n_cal = len(next(iter(calib.values())))
     add("openvino-nncf-int8", f"OpenVINO + NNCF PTQ int8 (transformer preset, {n_cal} calibration rows)",
-        f"openvino {ov_v}, nncf {pkg_version('nncf')}", "int8 (f32 elsewhere)", nncf_int8,
+        f"{ver('openvino')}, {ver('nncf')}", "int8 (f32 elsewhere)", nncf_int8,
         why_missing("openvino", "nncf") or no_plain)
 
     no_ao = why_missing("torchao")
@@ -347,7 +350,7 @@ def build_peers(model: dict, bundle, calib: dict, ev: dict, work: Path, args) ->
         quantize_(m, Int8DynamicActivationInt8WeightConfig())
         return m
     add("torchao-int8-eager", "torchao int8 dynamic activation (per token) + int8 weight, eager",
-        f"torch {torch_v}, torchao {pkg_version('torchao')}", "int8 dynamic",
+        f"torch {torch_v}, {ver('torchao')}", "int8 dynamic",
         lambda: TorchSession(torchao_module(), inputs, "torchao-int8-eager"), no_ao)
 
     def torchao_compiled():
@@ -362,7 +365,7 @@ def build_peers(model: dict, bundle, calib: dict, ev: dict, work: Path, args) ->
         rows[-1]["compile_s"] = round(time.perf_counter() - t0, 1)
         return s
     add("torchao-int8-compile", "torchao int8 dynamic + torch.compile (inductor, freezing)",
-        f"torch {torch_v}, torchao {pkg_version('torchao')}", "int8 dynamic", torchao_compiled,
+        f"torch {torch_v}, {ver('torchao')}", "int8 dynamic", torchao_compiled,
         no_ao or (None if args.compile else "needs --compile (compiling takes minutes at full size)"))
     if exporter:
         next(r for r in rows if r["name"] == "ort-fp32")["exporter"] = exporter["name"]
@@ -506,6 +509,45 @@ def table(rows: list[dict], batch_sizes: list[int], kind: str) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict], all_times: dict[int, dict], min_cosine: float) -> dict:
+    """Per batch: the fastest artifact mmcompress made (rows run through mmcompress.run) and the fastest peer,
+    each among the rows whose min cosine to PyTorch fp32 meets `min_cosine` (the acceptance budget), and
+    mmcompress's over the peer's from the same paired rounds (above 1: mmcompress's is faster); also over
+    OpenVINO + NNCF int8 whatever its cosine."""
+    from mmcompress.checks.latency import pair
+
+    ok = [r for r in rows if r.get("latency") and r["name"] != REFERENCE and r["cosine_min"] >= min_cosine]
+    ours = [r for r in ok if r["name"].startswith("mmcompress-") and "via mmcompress" in (r["runtime"] or "")]
+    peers = [r for r in ok if r not in ours]
+    out: dict = {"min_cosine": min_cosine, "batches": {}, "lines": [f"min cosine budget {min_cosine:g}:"]}
+    for b, times in all_times.items():
+        key = str(b)
+        fastest = lambda rs: min(rs, key=lambda r: r["latency"][key]["median_ms"]) if rs else None  # noqa: E731
+        mm, peer = fastest(ours), fastest(peers)
+        got = {"mmcompress_best": mm and mm["name"], "peer_best": peer and peer["name"]}
+        if mm:
+            got["mmcompress_best_vs_pytorch"] = mm["latency"][key]["speedup"]
+        if mm and peer:
+            got["mmcompress_best_vs_peer_best"] = pair(times, mm["name"], peer["name"])
+        if mm and "openvino-nncf-int8" in times:
+            got["mmcompress_best_vs_openvino_nncf_int8"] = pair(times, mm["name"], "openvino-nncf-int8")
+        if "mmcompress-planned" in times and peer:  # the artifact mmcompress chose by itself, whatever its cosine
+            got["planned_vs_peer_best"] = pair(times, "mmcompress-planned", peer["name"])
+        out["batches"][key] = got
+        line = f"  b{b}: mmcompress's fastest {got['mmcompress_best'] or '(none within the budget)'}"
+        if mm:
+            line += f" {mm['latency'][key]['speedup']:.2f}x PyTorch fp32"
+        line += f"; fastest peer {got['peer_best'] or '(none within the budget)'}"
+        for k, label in (("mmcompress_best_vs_peer_best", "vs that peer"),
+                         ("mmcompress_best_vs_openvino_nncf_int8", "vs OpenVINO + NNCF int8"),
+                         ("planned_vs_peer_best", "planned vs the fastest peer")):
+            if k in got:
+                lo, hi = got[k]["speedup_ci95"]
+                line += f"; {label} {got[k]['speedup']:.2f}x [{lo:.2f}, {hi:.2f}]"
+        out["lines"].append(line)
+    return out
+
+
 def cpu_tag(fp: dict) -> str:
     cpu = fp["cpu"].lower()
     vendor = next((v for v in ("xeon", "epyc", "core", "ryzen", "graviton") if v in cpu), None)
@@ -538,8 +580,6 @@ def main(argv: list[str] | None = None) -> int:
     args.eval = args.eval or (8 if small else 64)
     args.calibration = args.calibration or (8 if small else 64)
     args.planner_seconds = args.planner_seconds or (20 if small else 600)
-
-    import torch
 
     from mmcompress.checks.latency import feeds_at, measure, set_threads, summarize
     from mmcompress.machine import cpu_bf16, fingerprint, usable_cores
@@ -585,10 +625,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, s in sessions.items():
             c = cosines(run_rows(s, ev), ref)
             by_name[name].update(cosine_min=float(c.min()), cosine_mean=float(c.mean()))
+        all_times: dict[int, dict] = {}
         print(f"timing {len(sessions)} sessions interleaved, {args.rounds} rounds, batch {args.batch_sizes}")
         for b in args.batch_sizes:
             feeds = feeds_at(ev, b, None)
             times = measure(sessions, feeds, rounds=args.rounds, warmup=args.warmup)
+            all_times[b] = times
             for name, row in summarize(times, REFERENCE).items():
                 by_name[name].setdefault("latency", {})[str(b)] = row
             print(f"  batch {b}: " + ", ".join(f"{n} {by_name[n]['latency'][str(b)]['median_ms']:.1f}"
@@ -597,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
                    + (" — SMALL smoke-test model, not figures" if small else ""))
         print()
         print(md)
+        verdict = summary(rows, all_times, model["budget_min_cosine"])
+        print()
+        for line in verdict["lines"]:
+            print(line)
         eval_shape = {k: list(v.shape) for k, v in ev.items()}
         out = {"benchmark": "peers", "model": args.model, "small": small,
                "command": "benchmarks/peers.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -605,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                             "eval_rows": args.eval, "calibration_rows": args.calibration, "eval_shape": eval_shape,
                             "compile": args.compile, "planner_seconds": args.planner_seconds},
                "model_config": model["config"], "steps": steps, "mmcompress": mm_info, "rows": rows,
-               "table_md": md}
+               "summary": verdict, "table_md": md}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
         print(f"\nwrote {args.out}")

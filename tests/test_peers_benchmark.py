@@ -60,6 +60,13 @@ def test_small_peers_run_gives_figures_or_a_reason_for_every_row(tmp_path):
             if name != "pytorch-fp32":
                 assert lat["speedup"] > 0 and len(lat["speedup_ci95"]) == 2, (name, b)
     assert rows["pytorch-fp32"]["cosine_min"] > 0.99999
+    # mmcompress's fastest artifact within the budget against the fastest peer, from the same paired rounds
+    s = got["summary"]
+    assert s["min_cosine"] == 0.999 and set(s["batches"]) == {str(b) for b in BATCHES}
+    for b, v in s["batches"].items():
+        assert v["mmcompress_best"] in rows and v["mmcompress_best"].startswith("mmcompress-"), (b, v)
+        if v["peer_best"] is not None:
+            assert v["mmcompress_best_vs_peer_best"]["speedup"] > 0, (b, v)
     # rows that cannot run here say why (no --compile asked; bf16 only where the CPU has it; a missing package)
     assert "--compile" in rows["torchao-int8-compile"]["why_not"]
     if not m["cpu_bf16"]:
