@@ -423,6 +423,16 @@ def tensorrt_unbuildable(v) -> str | None:
             f"TensorRT cannot build; ship quantize: static with target: tensorrt instead")
 
 
+class AccuracyTuner(Strict):
+    """trtexec's accuracy-aware tuner (TensorRT >= 11.1): build routes whose outputs stray from the reference
+    beyond the threshold are dropped. Both values are passed to trtexec as written (docs/gpu.md)."""
+
+    threshold: PositiveFloat = Field(description="`--accuracyThreshold`: the largest loss against the teacher's "
+                                                 "outputs a build route may have, in the algorithm's unit.")
+    algorithm: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="`--accuracyAlgorithm`: how outputs are "
+                                                                     "compared (a name trtexec --help lists).")
+
+
 class JetsonConfig(Strict):
     """A build-on-device bundle for NVIDIA Jetson boards (docs/gpu.md): engines are built on the board, so the
     bundle carries the ONNX graphs, a build.sh running trtexec with the flags of that JetPack's TensorRT, the
@@ -465,6 +475,11 @@ class JetsonConfig(Strict):
                                                         "more get killed on 4-8 GB boards.")
     eval_rows: PositiveInt = Field(256, description="Eval rows shipped with the teacher's outputs (the check on "
                                                     "the board runs the engines over these).")
+    accuracy_tuner: AccuracyTuner | None = Field(
+        None, description="TensorRT >= 11.1 (JetPack 7.2.2): trtexec's accuracy-aware build-route tuner on the "
+                          "bundles whose TensorRT has it, fed with the bundle's eval rows and the teacher's outputs "
+                          "for them (`ref/`); the other bundles build as without it. Refused when no listed "
+                          "JetPack's TensorRT has it.")
 
     @field_validator("tensorrt", mode="before")
     @classmethod
@@ -797,6 +812,12 @@ class Recipe(Strict):
                 key, message = why
                 path = ("export", "jetson") + ((key, jp) if key == "tensorrt" else (key,))
                 raise _CrossFieldError(path, message)
+        if j.accuracy_tuner is not None and not any(
+                tensorrt_adapter.features(tensorrt_adapter.stack(jp, (j.tensorrt or {}).get(jp))["tensorrt"]).accuracy_tuner
+                for jp in j.jetpack):
+            raise _CrossFieldError(("export", "jetson", "accuracy_tuner"),
+                                   f"the accuracy-aware tuner needs TensorRT >= 11.1 and no listed JetPack has it "
+                                   f"({', '.join(j.jetpack)}); add JetPack 7.2.2 or remove accuracy_tuner")
         if j.batch is not None:
             for where, budgets in self._all_budgets():
                 for tower, per_batch in ((budgets.max_latency_ms if budgets else None) or {}).items():

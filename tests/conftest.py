@@ -97,7 +97,8 @@ def trt_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trt")
     r = yaml.safe_load(TINY.read_text())
     r["export"]["variants"] = TRT_VARIANTS
-    r["export"]["jetson"] = {"jetpack": list(TRT_JETPACKS), "eval_rows": 32}
+    r["export"]["jetson"] = {"jetpack": list(TRT_JETPACKS), "eval_rows": 32,  # the tuner: on 7.2.2 (TensorRT 11.4)
+                             "accuracy_tuner": {"threshold": 0.01, "algorithm": "cosine"}}
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(r, sort_keys=False))
     result = invoke("run", str(path), "--run-dir", str(tmp / "run"))

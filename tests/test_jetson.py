@@ -83,6 +83,25 @@ PRECISION_FLAGS = {"5.1.2": {"fp32": [], "trt-fp16": ["--fp16"], "trt-int8": ["-
                    "7.2.2": {"fp32": [], "trt-fp16": [], "trt-int8": []}}
 
 
+def _tuner(d: Path, variant: str, tower: str, jetpack: str) -> list[str]:
+    """The accuracy tuner's flags the fixture's recipe asks for, on the one TensorRT here that has it (11.4):
+    the first opt-batch (4) eval rows, text cut to the columns they use, against the teacher's outputs."""
+    if jetpack != "7.2.2":
+        return []
+    import onnx
+
+    z = np.load(d / "eval.npz")
+    feeds = {k.split("/")[2]: z[k][:4] for k in z.files if k.startswith(f"feed/{tower}/")}
+    if tower == "text":
+        used = np.flatnonzero(feeds["attention_mask"].any(0))
+        feeds = {k: v[:, :used[-1] + 1] for k, v in feeds.items()}
+    out = onnx.load(str(d / "onnx" / variant / f"{tower}.onnx")).graph.output[0].name
+    ref = f"ref/{variant}-{tower}"
+    return [f"--loadInputs={','.join(f'{k}:{ref}/{k}.bin' for k in feeds)}",
+            f"--shapes={','.join(f'{k}:' + 'x'.join(map(str, v.shape)) for k, v in feeds.items())}",
+            f"--loadRefOutputs={out}:{ref}/{out}.teacher.bin", "--accuracyThreshold=0.01", "--accuracyAlgorithm=cosine"]
+
+
 @pytest.mark.parametrize("jetpack", list(TRT_JETPACKS))
 def test_build_script_has_the_exact_trtexec_lines_of_its_tensorrt(bundles, jetpack):
     d = bundles[0] / "bundles" / f"jetson-jp{jetpack}"
@@ -98,13 +117,46 @@ def test_build_script_has_the_exact_trtexec_lines_of_its_tensorrt(bundles, jetpa
             name = f"{variant}-{tower}"
             want = " ".join([f"build {variant}/{tower} logs/{name}.log --onnx=onnx/{variant}/{tower}.onnx",
                              f"--saveEngine=engines/{variant}/{tower}.engine", *shapes, "--memPoolSize=workspace:1024",
-                             *flags, "--timingCacheFile=timing.cache", f"--exportLayerInfo=logs/{name}.layers.json",
-                             "--profilingVerbosity=detailed", "--verbose"])
+                             *flags, *_tuner(d, variant, tower, jetpack), "--timingCacheFile=timing.cache",
+                             f"--exportLayerInfo=logs/{name}.layers.json", "--profilingVerbosity=detailed", "--verbose"])
             assert want in lines, (want, [x for x in lines if x.startswith(f"build {variant}/{tower} ")])
             seen += 1
     assert seen == len([x for x in lines if x.startswith("build ")]) == 6  # nothing else is built
     if jetpack == "7.2.2":  # TensorRT 11: none of the removed flags anywhere
         assert not any(f in (d / "build.sh").read_text() for f in ("--fp16", "--int8", "--best", "--stronglyTyped", "--calib"))
+    else:  # the tuner only where its TensorRT has it
+        assert "--accuracyThreshold" not in (d / "build.sh").read_text() and not (d / "ref").exists()
+
+
+def test_the_tuners_reference_is_the_teachers_outputs_for_its_inputs(bundles):
+    """The files fed to --loadInputs/--loadRefOutputs: raw arrays the fp32 graph, run on them, turns into the
+    teacher's outputs shipped beside them (so the tuner judges routes against the teacher)."""
+    from mmcompress.runtimes.onnxruntime import OrtSession
+
+    d = bundles[0] / "bundles" / "jetson-jp7.2.2"
+    z = np.load(d / "eval.npz")
+    for tower in ("image", "text"):
+        flags = dict(a[2:].split("=", 1) for a in _tuner(d, "fp32", tower, "7.2.2"))
+        shapes = dict(x.split(":") for x in flags["shapes"].split(","))
+        feeds = {}
+        for spec in flags["loadInputs"].split(","):
+            name, path = spec.split(":")
+            dtype = z[f"feed/{tower}/{name}"].dtype
+            feeds[name] = np.fromfile(d / path, dtype).reshape([int(x) for x in shapes[name].split("x")])
+        out, path = flags["loadRefOutputs"].split(":")
+        ref = np.fromfile(d / path, np.float32).reshape(4, -1)
+        assert np.array_equal(ref, z[f"teacher/{tower}"][:4])
+        got = OrtSession(d / "onnx" / "fp32" / f"{tower}.onnx", 1).run(feeds)
+        cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+        assert cos.min() > 0.9999, (tower, cos)
+
+
+def test_build_script_refuses_a_trtexec_without_the_tuners_flags(bundles, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(bundles[0] / "bundles" / "jetson-jp7.2.2", d)
+    r = subprocess.run(["bash", str(d / "build.sh")], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "TRTEXEC": str(_stub_trtexec(tmp_path, 110401))})
+    assert r.returncode == 4 and "does not list --loadRefOutputs" in r.stderr and "accuracy_tuner" in r.stderr
 
 
 @pytest.mark.parametrize("version,flags", [
@@ -284,6 +336,8 @@ def test_calibration_cache_is_keyed_by_graph_data_tensorrt_and_gpu_and_batches_a
     ({"jetpack": ["7.1"], "tensorrt": {"6.2": "10.7.0"}}, "not in export.jetson.jetpack", "export.jetson.tensorrt.6.2"),
     ({"jetpack": ["6.2"], "tensorrt": {"6.2": 10.7}}, "in quotes", "export.jetson.tensorrt"),
     ({"jetpack": ["7.1"], "boards": ["agx-orin"]}, "runs on thor", "export.jetson.boards"),
+    ({"jetpack": ["6.2", "7.1"], "accuracy_tuner": {"threshold": 0.01, "algorithm": "cosine"}}, "TensorRT >= 11.1",
+     "export.jetson.accuracy_tuner"),
 ])
 def test_jetson_mistakes_name_the_key_and_its_line(tmp_path, jetson, message, key):
     path = _recipe(tmp_path, jetson)

@@ -72,6 +72,8 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
     trt_version = stack["tensorrt"]
     boards = [b for b in stack["boards"] if j.boards is None or b in j.boards]
     batch, seq = tensorrt.profile_ranges(recipe, bundle, inputs, j.batch, j.seq_len)
+    arrays, meta = eval_sample(bundle, inputs, teacher_emb, j.eval_rows)
+    tune = j.accuracy_tuner is not None and tensorrt.features(trt_version).accuracy_tuner
     engines, commands, variants = [], [], {}
     for v in [v for v in shipped(recipe) if v.name in artifacts]:  # a variant whose stage failed has no graphs
         a = artifacts[v.name]
@@ -86,15 +88,18 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
             precision = tensorrt.precision_of(a, tower)
             engine = f"engines/{v.name}/{tower}.engine"
             log = f"logs/{v.name}-{tower}.log"
+            tuner = (tensorrt.tuner_args(j.accuracy_tuner.threshold, j.accuracy_tuner.algorithm,
+                                         *reference(folder, f"{v.name}-{tower}", arrays, meta, tower, batch[1],
+                                                    tensorrt.graph_output(src)))
+                     if tune else None)
             args = tensorrt.trtexec_args(trt_version, precision, rel_onnx, engine, profile,
                                          workspace_mb=j.workspace_mb, timing_cache=BUILD_TIMING_CACHE,
                                          dla_core=j.dla_core, gpu_fallback=j.gpu_fallback,
-                                         layer_info=f"logs/{v.name}-{tower}.layers.json")
+                                         layer_info=f"logs/{v.name}-{tower}.layers.json", tuner=tuner)
             engines.append({"variant": v.name, "tower": tower, "precision": precision, "onnx": rel_onnx,
                             "onnx_sha256": sha256_file(folder / rel_onnx), "engine": engine, "log": log,
                             "profile": profile.as_json(), "trtexec": args})
             commands.append((f"{v.name}/{tower}", log, args))
-    arrays, meta = eval_sample(bundle, inputs, teacher_emb, j.eval_rows)
     save_npz(folder / "eval.npz", **arrays)
     manifest = {"format": "mmcompress-jetson-bundle", "version": BUNDLE_VERSION, "recipe": recipe.name,
                 "jetpack": jetpack, **{k: stack[k] for k in ("tensorrt", "cuda", "l4t")}, "boards": boards,
@@ -114,6 +119,24 @@ def write(recipe, jetpack: str, artifacts: dict, bundle, inputs, teacher_emb: di
     files = {"bundle.json": {"engines": len(engines)}, "build.sh": {"tensorrt": trt_version},
              "eval.npz": {"rows": meta["rows"]}, "check.py": {"python": ">=3.8"}}
     return files, {"jetpack": jetpack, "tensorrt": trt_version, "engines": [e["engine"] for e in engines]}
+
+
+def reference(folder: Path, name: str, arrays: dict, meta: dict, tower: str, rows: int, output: str) -> tuple:
+    """The accuracy tuner's data for one engine: the first `rows` eval rows of the tower (text cut to the columns
+    they use, so the teacher's outputs still hold for them) as raw files under ref/<name>/, and the teacher's
+    outputs for those rows. -> (inputs name -> file, shapes name -> shape, outputs name -> file)."""
+    feeds = {k.split("/", 2)[2]: v[:rows] for k, v in arrays.items() if k.startswith(f"feed/{tower}/")}
+    if meta["trim"].get(tower):
+        feeds = board_check.trim_padding(feeds)
+    (folder / "ref" / name).mkdir(parents=True, exist_ok=True)
+    files, shapes = {}, {}
+    for k, v in feeds.items():
+        files[k], shapes[k] = f"ref/{name}/{k}.bin", list(v.shape)
+        (folder / files[k]).write_bytes(np.ascontiguousarray(v).tobytes())
+    out = f"ref/{name}/{output}.teacher.bin"
+    teacher = arrays[f"teacher/{tower}"][:len(next(iter(feeds.values())))]
+    (folder / out).write_bytes(np.ascontiguousarray(teacher, dtype=np.float32).tobytes())
+    return files, shapes, {output: out}
 
 
 def build_script(jetpack: str, trt_version: str, commands: list[tuple[str, str, list[str]]]) -> str:
@@ -161,6 +184,20 @@ def build_script(jetpack: str, trt_version: str, commands: list[tuple[str, str, 
         "  fi",
         "}",
     ]
+    if any(a.startswith("--accuracyThreshold=") for _, _, args in commands for a in args):
+        lines += [
+            "# the accuracy-aware tuner's flags (TensorRT >= 11.1): refuse a trtexec that does not list them",
+            'help=$("$TRTEXEC" --help 2>&1 || true)',
+            f"for flag in {' '.join(tensorrt.TUNER_FLAGS)}; do",
+            '  case "$help" in',
+            '    *"$flag"*) ;;',
+            '    *) echo "build.sh: this trtexec does not list $flag (the accuracy-aware tuner of TensorRT >= 11.1, '
+            'export.jetson.accuracy_tuner); use the TensorRT this bundle is for or write the bundle without '
+            'accuracy_tuner" >&2',
+            "       exit 4 ;;",
+            "  esac",
+            "done",
+        ]
     for name, log, args in commands:
         engine_dir = str(Path(next(a for a in args if a.startswith("--saveEngine=")).split("=", 1)[1]).parent)
         lines.append(f"mkdir -p {shlex.quote(engine_dir)}")

@@ -149,8 +149,7 @@ def stack(jetpack: str, tensorrt: str | None = None) -> dict:
     return {**JETPACK[jetpack], **({"tensorrt": tensorrt} if tensorrt else {})}
 
 
-def refusal(jetpack: str, tensorrt: str | None, boards: list | None, dla_core: int | None,
-            tuner: bool = False) -> tuple[str, str] | None:
+def refusal(jetpack: str, tensorrt: str | None, boards: list | None, dla_core: int | None) -> tuple[str, str] | None:
     """Why this JetPack / TensorRT / board / DLA combination cannot be built, as (the JetsonConfig key at fault,
     the message), or None. The recipe's validation names the line of that key."""
     s = JETPACK[jetpack]
@@ -177,11 +176,21 @@ def refusal(jetpack: str, tensorrt: str | None, boards: list | None, dla_core: i
                "TensorRT 11.0-11.3 has no DLA and 11.4 only on AGX Orin" if not f.precision_flags else "no DLA there")
         return "dla_core", (f"DLA on JetPack {jetpack} (TensorRT {tensorrt or s['tensorrt']}, {names}): {why}; "
                             f"remove dla_core (build for the GPU) or name boards with a DLA (agx-orin, orin-nx)")
-    if tuner and not f.accuracy_tuner:
-        return "accuracy_tuner", (f"the accuracy-aware tuner needs TensorRT >= 11.1 and JetPack {jetpack} has "
-                                  f"TensorRT {tensorrt or s['tensorrt']}; remove accuracy_tuner or list only "
-                                  f"JetPack >= 7.2.2")
     return None
+
+
+TUNER_FLAGS = ("--loadRefOutputs", "--accuracyThreshold", "--accuracyAlgorithm")
+
+
+def tuner_args(threshold: float, algorithm: str, inputs: dict, shapes: dict, outputs: dict) -> list[str]:
+    """trtexec's accuracy-aware build-route tuner (TensorRT >= 11.1): the routes it tries are judged on `inputs`
+    (name -> raw file, at `shapes`: name -> shape) against the reference outputs (name -> raw file; the bundle
+    ships the teacher's). `--loadRefOutputs` is assumed to take name:file like `--loadInputs`; build.sh checks
+    that its trtexec lists each flag before it builds."""
+    def spec(d: dict) -> str:
+        return ",".join(f"{k}:{v}" for k, v in d.items())
+    return [f"--loadInputs={spec(inputs)}", f"--shapes={spec({k: 'x'.join(map(str, v)) for k, v in shapes.items()})}",
+            f"--loadRefOutputs={spec(outputs)}", f"--accuracyThreshold={threshold:g}", f"--accuracyAlgorithm={algorithm}"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,13 @@ def graph_inputs(path: Path) -> dict[str, list]:
     init = {i.name for i in g.initializer}
     return {i.name: [d.dim_value if d.dim_value > 0 else None for d in i.type.tensor_type.shape.dim]
             for i in g.input if i.name not in init}
+
+
+def graph_output(path: Path) -> str:
+    """The name of an ONNX graph's first output (the tower's embedding or logits)."""
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.output[0].name
 
 
 def precision_of(artifact, tower: str) -> str:
@@ -268,7 +284,7 @@ def profile_for(inputs: dict[str, list], batch: tuple[int, int, int], seq_len: t
 
 def trtexec_args(version: str, precision: str, onnx: str, engine: str, profile: Profile, *, workspace_mb: int,
                  timing_cache: str | None = None, calib_cache: str | None = None, dla_core: int | None = None,
-                 gpu_fallback: bool = True, layer_info: str | None = None) -> list[str]:
+                 gpu_fallback: bool = True, layer_info: str | None = None, tuner: list[str] | None = None) -> list[str]:
     """trtexec's arguments for one engine on one TensorRT version (the flags that version has)."""
     f = _checked(version, precision)
     if precision == "int8-calibrated" and not calib_cache:
@@ -287,6 +303,10 @@ def trtexec_args(version: str, precision: str, onnx: str, engine: str, profile: 
         if not f.dla("agx-orin"):
             raise ValueError(f"TensorRT {version} builds for no DLA (11.0-11.3 have none; 11.4 on AGX Orin only)")
         args += [f"--useDLACore={dla_core}"] + (["--allowGPUFallback"] if gpu_fallback else [])
+    if tuner:
+        if not f.accuracy_tuner:
+            raise ValueError(f"TensorRT {version} has no accuracy-aware tuner (11.1 and later)")
+        args += tuner
     if timing_cache:
         args.append(f"--timingCacheFile={timing_cache}")
     if layer_info and f.layer_info:
