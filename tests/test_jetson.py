@@ -1,6 +1,8 @@
-"""TensorRT engines and Jetson bundles: the version adapter's flags, engine manifests and their mismatch errors,
-the bundle a run writes (contents, build.sh under bash -n and shellcheck, its own guards), and `mmcompress check`
-on the bundle. TensorRT cannot be installed on these machines: tests that execute it skip without it."""
+"""TensorRT engines and Jetson bundles: the version adapter's flags per TensorRT (8.5 to 11.4), engine manifests
+and their mismatch errors, the bundles one recipe writes for JetPack 5.1.2, 6.2, 7.1 and 7.2.2 (contents, build.sh
+under bash -n and shellcheck with its exact trtexec lines, its own guards), the refusals at validate, and
+`mmcompress check` on a bundle (the board-side checker itself: tests/test_board_check.py). TensorRT cannot be
+installed on these machines: tests that execute it skip without it."""
 from __future__ import annotations
 
 import json

@@ -795,7 +795,8 @@ def text(result: dict) -> str:
         cos = ", ".join(f"{k} {v['min']:.4f}" for k, v in r["fidelity"].items())
         acc = f"{p['metric']} {p['value']:.2f}" if p else "no task metric"
         delta = "" if r["delta"] is None else f" ({r['delta']:+.2f})"
-        lines.append(f"  {name}: {acc}{delta}; cos min {cos}; "
+        agree = "" if r.get("top1_agreement") is None else f"; agreement {r['top1_agreement']:.1f}%"
+        lines.append(f"  {name}: {acc}{delta}{agree}; cos min {cos}; "
                      + ("pass" if not r["failures"] else "FAIL: " + "; ".join(r["failures"])))
     for k, v in result["dla_fallback"].items():
         lines.append(f"  {k}: {v['gpu_share']:.0%} of layers fell back from the DLA to the GPU")
