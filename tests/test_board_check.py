@@ -128,6 +128,8 @@ def vqa_bundle(tmp_path_factory):
         {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt",
          "budgets": {"min_top1_agreement": 95.0, "min_cosine": 0.99, "max_latency_ms": {"fusion": {1: 10000}}}}]
     r["export"]["jetson"] = {"jetpack": ["6.2", "7.2.2"], "eval_rows": 48}
+    r["data"]["splits"] = {"calibration": 32, "eval": 96}  # test size: the run's own checks on fewer rows
+    r["checks"]["batch_sizes"] = [1, 4]
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(r, sort_keys=False))
     result = invoke("run", str(path), "--run-dir", str(tmp / "run"))
@@ -205,3 +207,31 @@ def test_gate_fingerprints_engine_rows_by_tensorrt_version(trt_run, tmp_path):
     assert regression.fingerprint(trt_run[1])["tensorrt"] is None  # no engine rows: no TensorRT in it
     with pytest.raises(RecipeError, match=r"trt-fp16: baseline 10.3.0, this run 10.13.0.*one baseline per"):
         regression.compare(cand, base)
+
+
+def test_an_itm_teachers_bundle_is_checked_on_match_auc_and_agreement(tmp_path):
+    """The tiny BLIP image-text matching teacher (2-way head; tests/test_fusion_itm.py) shipped for JetPack 7.2.2:
+    the board check gates match AUC (the ITM task's metric) and top-1 agreement with the teacher's decisions."""
+    from test_fusion_itm import _match_file, _recipe, _tiny_blip_itm
+
+    path = _recipe(tmp_path, _tiny_blip_itm(tmp_path / "model"), _match_file(tmp_path))
+    r = yaml.safe_load(path.read_text())
+    r["export"]["variants"] = [{"name": "fp32", "quantize": "none"},
+                               {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt",
+                                "budgets": {"min_top1_agreement": 90.0, "max_accuracy_drop": 2.0}}]
+    r["export"]["jetson"] = {"jetpack": ["7.2.2"], "eval_rows": 40}
+    r["checks"]["batch_sizes"] = [1]
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    result = invoke("run", str(path), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    d = tmp_path / "run" / "bundles" / "jetson-jp7.2.2"
+    p = _standalone(d, "--onnxruntime", "--json", "--rounds", "5")
+    assert p.returncode == 0 and 'IMPORTED []' in p.stderr, p.stderr
+    out = json.loads(p.stdout)
+    assert out["teacher"]["primary"]["metric"] == "match_auc" and out["teacher"]["match"]["n"] == 40
+    fp16 = out["variants"]["trt-fp16"]
+    rows = {b["budget"]: b for b in fp16["budgets"]}
+    assert set(rows) == {"max_accuracy_drop", "min_top1_agreement"} and fp16["verdict"] == "pass"
+    assert rows["min_top1_agreement"]["value"] == round(fp16["top1_agreement"], 3) >= 90.0
+    run = json.loads((tmp_path / "run" / "report.json").read_text())["artifacts"]["trt-fp16"]
+    assert fp16["accuracy"]["match"]["auc"] == run["accuracy"]["match"]["auc"]  # the run's rows, the same metric
