@@ -7,7 +7,8 @@ JetPack 5.1.2, with no mmcompress and none of its dependencies there. So it is w
 imports only the standard library and numpy at the top; TensorRT's Python bindings and the CUDA bindings
 (cuda-python) when engines are checked; onnxruntime only for --onnxruntime. It imports nothing of mmcompress.
 The run's own checks import its metrics, latency statistics and budget rules from here, so the board and the
-run judge a variant the same way (tests/test_board_check.py holds the imports and the Python 3.8 syntax).
+run judge a variant the same way (tests/test_board_check.py holds the imports and the Python 3.8 syntax). It
+is one file, longer than the project's modules usually are, because a bundle ships it whole.
 
 Usage on the board:  python3 check.py [BUNDLE] [--onnxruntime] [--threads N] [--rounds N] [--json]
 Exit codes: 0 every budget met; 1 a budget missed; 2 a bad bundle or argument; 3 a failure (TensorRT could not
