@@ -389,3 +389,14 @@ def test_tensorrt_builds_and_runs_an_engine_checked_against_onnxruntime(bundles,
     got = TrtSession(tmp_path / "image.engine").run({"pixel_values": x})
     ref = OrtSession(onnx, 1).run({"pixel_values": x})
     assert np.allclose(got, ref, atol=1e-3)
+
+
+def test_a_latency_budget_outside_the_engines_profile_is_refused_at_its_line(tmp_path):
+    variants = [{"name": "fp32", "quantize": "none", "budgets": {"max_latency_ms": {"image": {4: 50.0}}}}]
+    path = _recipe(tmp_path, {"jetpack": ["6.2"], "batch": [1, 2, 2]}, variants)
+    r = invoke("validate", str(path))
+    lines = path.read_text().splitlines()
+    line = next(i for i, x in enumerate(lines, 1) if x.strip().startswith("4: 50")) - 1  # its tower's line
+    assert lines[line - 1].strip() == "image:"
+    assert r.exit_code == 2 and f"recipe.yaml:{line} export.variants[0].budgets.max_latency_ms.image[4]" in r.output
+    assert "outside export.jetson.batch [1, 2, 2]" in r.output, r.output
