@@ -312,12 +312,14 @@ def _bundles(run: Run, made: dict, bundle, inputs, teacher_m: dict, teacher_emb:
 
     j = recipe.export.jetson
     ship = [v.name for v in jetson.shipped(recipe) if v.name in made]
+    budgets = {v.name: recipe.budgets_for(v).model_dump(mode="json") for v in jetson.shipped(recipe) if v.name in made}
     task_args = {"ensemble": recipe.data.prompts.ensemble, "recall_k": recipe.checks.recall_k,
                  "knn_k": recipe.checks.knn_k}
     for jp in j.jetpack:
         step[0] = f"bundle jetson {jp}"
         folder = run.run_dir / "bundles" / f"jetson-jp{jp}"
-        m = run.stage(step[0], folder, {"config": {**j.model_dump(mode="json"), "jetpack": jp, "ship": ship, **task_args},
+        m = run.stage(step[0], folder, {"config": {**j.model_dump(mode="json"), "jetpack": jp, "ship": ship, **task_args,
+                                                   "budgets": budgets},  # bundle.json carries each variant's
                                         "parents": {"towers": {n: made[n].sha256 for n in ship},
                                                     "teacher": teacher_m["cache_key"], "data": inputs.key}},
                       lambda d, jp=jp: jetson.write(recipe, jp, made, bundle, inputs, teacher_emb, d, task_args))

@@ -430,15 +430,35 @@ def tensorrt_unbuildable(v) -> str | None:
             f"TensorRT cannot build; ship quantize: static with target: tensorrt instead")
 
 
+class AccuracyTuner(Strict):
+    """trtexec's accuracy-aware tuner (TensorRT >= 11.1): build routes whose outputs stray from the reference
+    beyond the threshold are dropped. Both values are passed to trtexec as written (docs/gpu.md)."""
+
+    threshold: PositiveFloat = Field(description="`--accuracyThreshold`: the largest loss against the teacher's "
+                                                 "outputs a build route may have, in the algorithm's unit.")
+    algorithm: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="`--accuracyAlgorithm`: how outputs are "
+                                                                     "compared (a name trtexec --help lists).")
+
+
 class JetsonConfig(Strict):
     """A build-on-device bundle for NVIDIA Jetson boards (docs/gpu.md): engines are built on the board, so the
     bundle carries the ONNX graphs, a build.sh running trtexec with the flags of that JetPack's TensorRT, the
     eval sample with the teacher's outputs, and a manifest; `mmcompress check BUNDLE` then checks the built
     engines on the board."""
 
-    jetpack: list[Literal["5.1.2", "6.0", "6.1", "6.2"]] = Field(
+    jetpack: list[Literal["5.1.2", "6.0", "6.1", "6.2", "7.0", "7.1", "7.2.2"]] = Field(
         min_length=1, description="JetPack versions to write a bundle for (one folder each): 5.1.2 (TensorRT "
-                                  "8.5.2), 6.0 (TensorRT 8.6.2), 6.1 and 6.2 (TensorRT 10.3).")
+                                  "8.5.2), 6.0 (TensorRT 8.6.2), 6.1 and 6.2 (TensorRT 10.3) on Orin Nano, Orin NX "
+                                  "and AGX Orin; 7.0 and 7.1 (TensorRT 10.13, CUDA 13) on Jetson AGX Thor; 7.2.2 "
+                                  "(TensorRT 11.4) on AGX Orin and Thor.")
+    boards: list[Literal["orin-nano", "orin-nx", "agx-orin", "thor"]] | None = Field(
+        None, min_length=1, description="The boards the bundles are for (default: every board each JetPack runs "
+                                        "on). Decides where `dla_core` can be used: Orin NX and AGX Orin have DLA "
+                                        "cores (on TensorRT 11.4 AGX Orin only), Orin Nano and Thor none.")
+    tensorrt: dict[str, str] | None = Field(
+        None, description="JetPack version -> the TensorRT on those boards when it is not the JetPack's own, e.g. "
+                          "`{'6.2': '10.7.0'}`: build.sh then uses that TensorRT's flags. Only what the JetPack's "
+                          "CUDA takes: 10.x on JetPack 6.1/6.2 (TensorRT 11 needs JetPack >= 7.2.2).")
     variants: list[str] | None = Field(
         None, description="Names of the export variants to ship. Default: every variant TensorRT can build: "
                           "`quantize: none` (fp32 engine), `fp16`, and `static` with `target: tensorrt` (int8 "
@@ -449,10 +469,12 @@ class JetsonConfig(Strict):
     seq_len: list[PositiveInt] | None = Field(None, min_length=3, max_length=3,
                                               description="Text inputs: [min, opt, max] tokens. Default: [1, the "
                                                           "eval data's p90 length, the teacher's max_length].")
-    dla_core: int | None = Field(None, ge=0, le=1, description="Build for this DLA core (Orin AGX/NX, Xavier), "
-                                                               "layers DLA cannot run falling back to the GPU "
-                                                               "(`gpu_fallback`); `mmcompress check` reports the "
-                                                               "share that fell back. Default: the GPU.")
+    dla_core: int | None = Field(None, ge=0, le=1, description="Build for this DLA core (AGX Orin, Orin NX; "
+                                                               "TensorRT 11.0-11.3 have no DLA and 11.4 only on AGX "
+                                                               "Orin; Thor has none: refused there), layers DLA "
+                                                               "cannot run falling back to the GPU (`gpu_fallback`); "
+                                                               "`mmcompress check` reports the share that fell "
+                                                               "back. Default: the GPU.")
     gpu_fallback: bool = Field(True, description="With dla_core: let layers DLA cannot run fall back to the GPU "
                                                  "(else the build fails on the first such layer).")
     workspace_mb: PositiveInt = Field(1024, description="TensorRT's workspace memory pool in MiB. Boards share "
@@ -460,6 +482,21 @@ class JetsonConfig(Strict):
                                                         "more get killed on 4-8 GB boards.")
     eval_rows: PositiveInt = Field(256, description="Eval rows shipped with the teacher's outputs (the check on "
                                                     "the board runs the engines over these).")
+    accuracy_tuner: AccuracyTuner | None = Field(
+        None, description="TensorRT >= 11.1 (JetPack 7.2.2): trtexec's accuracy-aware build-route tuner on the "
+                          "bundles whose TensorRT has it, fed with the bundle's eval rows and the teacher's outputs "
+                          "for them (`ref/`); the other bundles build as without it. Refused when no listed "
+                          "JetPack's TensorRT has it.")
+
+    @field_validator("tensorrt", mode="before")
+    @classmethod
+    def _quoted(cls, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str) or not isinstance(x, str):
+                    raise ValueError(f"write both versions in quotes, e.g. '6.2': '10.7.0' (YAML reads {k}: {x} as "
+                                     f"numbers, and 10.10 would become 10.1)")
+        return v
 
 
 class ExportConfig(Strict):
@@ -763,7 +800,40 @@ class Recipe(Strict):
                 if r is not None and not r[0] <= r[1] <= r[2]:
                     raise _CrossFieldError(("export", "jetson", key), f"{r} must be [min, opt, max] with "
                                                                       f"min <= opt <= max")
+            self._jetson_stacks(j)
         return self
+
+    def _jetson_stacks(self, j: "JetsonConfig") -> None:
+        """Each JetPack's TensorRT, boards and DLA as the bundles would build them (tensorrt_adapter.refusal),
+        and the latency budgets' batches inside the optimisation profile."""
+        from mmcompress.runtimes import tensorrt_adapter
+
+        for jp in j.tensorrt or {}:
+            if jp not in j.jetpack:
+                raise _CrossFieldError(("export", "jetson", "tensorrt", jp),
+                                       f"JetPack {jp} is not in export.jetson.jetpack ({', '.join(j.jetpack)}); add "
+                                       f"it there or remove this key")
+        for k, jp in enumerate(j.jetpack):
+            why = tensorrt_adapter.refusal(jp, (j.tensorrt or {}).get(jp), j.boards, j.dla_core)
+            if why:
+                key, message = why
+                path = ("export", "jetson") + ((key, jp) if key == "tensorrt" else (key,))
+                raise _CrossFieldError(path, message)
+        if j.accuracy_tuner is not None and not any(
+                tensorrt_adapter.features(tensorrt_adapter.stack(jp, (j.tensorrt or {}).get(jp))["tensorrt"]).accuracy_tuner
+                for jp in j.jetpack):
+            raise _CrossFieldError(("export", "jetson", "accuracy_tuner"),
+                                   f"the accuracy-aware tuner needs TensorRT >= 11.1 and no listed JetPack has it "
+                                   f"({', '.join(j.jetpack)}); add JetPack 7.2.2 or remove accuracy_tuner")
+        if j.batch is not None:
+            for where, budgets in self._all_budgets():
+                for tower, per_batch in ((budgets.max_latency_ms if budgets else None) or {}).items():
+                    for b in per_batch:
+                        if not j.batch[0] <= b <= j.batch[2]:
+                            raise _CrossFieldError(where + ("max_latency_ms", tower, b),
+                                                   f"batch {b} is outside export.jetson.batch {j.batch}: the "
+                                                   f"engines cannot run it on the board; widen the profile or "
+                                                   f"drop this budget")
 
     def _all_budgets(self):
         yield ("checks", "budgets"), self.checks.budgets

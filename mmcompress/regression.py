@@ -9,6 +9,11 @@ A baseline carries the fingerprint of the machine it was accepted on (CPU model,
 Runtime version). Latency against a baseline of another fingerprint is refused unless forced; forced, only the
 speedups over each run's own teacher are compared (both measured in their own run), with no interval.
 A baseline is a folder: report.json plus the graphs it names (`mmcompress gate RUN --update-baseline DIR`).
+
+Engine rows (runtimes that build TensorRT engines) carry the TensorRT version their engines were built with in
+the fingerprint: accuracy and speed move with the TensorRT version alone, so an engine row is compared only with
+a baseline of the same TensorRT (refused otherwise unless forced), and a team keeps one baseline per (GPU or
+board, TensorRT) pair (docs/ci.md).
 """
 from __future__ import annotations
 
@@ -50,10 +55,24 @@ def read(path: Path) -> tuple[Path, dict]:
     return file.parent, report
 
 
+def engine_versions(report: dict) -> dict[str, str]:
+    """artifact name -> the TensorRT version its engines were built with, for the rows of runtimes that build
+    engines (the version the run's TensorRT runtime recorded; each engine's manifest says the same)."""
+    out = {}
+    for name, entry in report["artifacts"].items():
+        rt = entry.get("runtime") or {}
+        known = rt.get("runtime") in runtimes.names()
+        if rt.get("tensorrt") and (runtimes.get(rt["runtime"]).engines if known else True):
+            out[name] = str(rt["tensorrt"])
+    return out
+
+
 def fingerprint(report: dict) -> dict:
+    """The machine a report was made on; `tensorrt`: its engine rows' TensorRT version(s), None without any."""
     m = report["machine"]
+    trt = sorted(set(engine_versions(report).values()))
     return {"cpu": m.get("cpu"), "int8_kind": m.get("int8_kind"), "threads": m.get("threads"),
-            "onnxruntime": m.get("versions", {}).get("onnxruntime")}
+            "onnxruntime": m.get("versions", {}).get("onnxruntime"), "tensorrt": ",".join(trt) or None}
 
 
 def here(threads: int | None = None) -> dict:
@@ -72,7 +91,8 @@ def key(fp: dict) -> str:
     import re
 
     cpu = re.sub(r"[^a-z0-9]+", "-", str(fp.get("cpu") or "unknown-cpu").lower()).strip("-")
-    return f"{cpu}-{fp.get('int8_kind')}-{fp.get('threads')}t-ort{fp.get('onnxruntime')}"
+    trt = f"-trt{re.sub(r'[^0-9.]+', '-', fp['tensorrt'])}" if fp.get("tensorrt") else ""
+    return f"{cpu}-{fp.get('int8_kind')}-{fp.get('threads')}t-ort{fp.get('onnxruntime')}{trt}"
 
 
 def update_baseline(run_dir: Path, dest: Path) -> Path:
@@ -203,13 +223,23 @@ def compare(run_dir: Path, baseline: Path, *, threshold: float = 0.10, force: bo
     base_dir, base = read(baseline)
     fp_c, fp_b = fingerprint(cand), fingerprint(base)
     fp_here = here(threads or fp_c["threads"])
-    differ = sorted(k for k in fp_b if fp_b[k] != fp_here[k])
+    differ = sorted(k for k in fp_here if fp_b.get(k) != fp_here[k])  # engine rows: by TensorRT, below
+    trt_c, trt_b = engine_versions(cand), engine_versions(base)
+    trt_differ = {n: (trt_b[n], trt_c[n]) for n in trt_b if n in trt_c and trt_b[n] != trt_c[n]}
+    if trt_differ and not force:
+        raise RecipeError(f"{baseline}: engine rows built with another TensorRT ("
+                          + ", ".join(f"{n}: baseline {b}, this run {c}" for n, (b, c) in trt_differ.items())
+                          + "); accuracy and speed move with the TensorRT version alone. Keep one baseline per "
+                            "(GPU or board, TensorRT): make one for this TensorRT (mmcompress gate RUN "
+                            "--update-baseline DIR), or pass --force to compare anyway")
     if differ and not force:
         raise RecipeError(f"{baseline}: the baseline was accepted on another machine ({', '.join(f'{k} {fp_b[k]} here {fp_here[k]}' for k in differ)}); "
                           f"latency is not comparable. Make a baseline on this machine kind "
                           f"(mmcompress gate RUN --update-baseline DIR), or pass --force to compare only the "
                           f"speedups over each run's own teacher")
     mode = "ratios to each run's teacher" if differ else "measured here, interleaved"
+    if trt_differ:
+        mode += f"; forced across TensorRT versions for {', '.join(trt_differ)}"
     checks: list[Check] = []
     seq = (cand["checks"].get("text_lengths") or [{"seq_len": 16}])[-1]["seq_len"]
     for name, b in base["artifacts"].items():

@@ -85,16 +85,20 @@ TRT_VARIANTS = [{"name": "fp32", "quantize": "none"},
                 {"name": "trt-fp16", "quantize": "fp16", "target": "tensorrt"}]
 
 
+TRT_JETPACKS = {"5.1.2": "8.5.2", "6.2": "10.3.0", "7.1": "10.13", "7.2.2": "11.4"}  # JetPack -> its TensorRT
+
+
 @pytest.fixture(scope="session")
 def trt_run(tmp_path_factory):
-    """The tiny recipe with graphs shaped for TensorRT and Jetson bundles for JetPack 5.1.2 and 6.2, run once:
-    (run_dir, report)."""
+    """The tiny recipe with graphs shaped for TensorRT and Jetson bundles for JetPack 5.1.2, 6.2, 7.1 and 7.2.2
+    (TensorRT 8.5, 10.3, 10.13, 11.4) from the one recipe, run once: (run_dir, report)."""
     import yaml
 
     tmp = tmp_path_factory.mktemp("trt")
     r = yaml.safe_load(TINY.read_text())
     r["export"]["variants"] = TRT_VARIANTS
-    r["export"]["jetson"] = {"jetpack": ["5.1.2", "6.2"], "eval_rows": 32, "dla_core": 0}
+    r["export"]["jetson"] = {"jetpack": list(TRT_JETPACKS), "eval_rows": 32,  # the tuner: on 7.2.2 (TensorRT 11.4)
+                             "accuracy_tuner": {"threshold": 0.01, "algorithm": "cosine"}}
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(r, sort_keys=False))
     result = invoke("run", str(path), "--run-dir", str(tmp / "run"))

@@ -1,6 +1,8 @@
-"""TensorRT engines and Jetson bundles: the version adapter's flags, engine manifests and their mismatch errors,
-the bundle a run writes (contents, build.sh under bash -n and shellcheck, its own guards), and `mmcompress check`
-on the bundle. TensorRT cannot be installed on these machines: tests that execute it skip without it."""
+"""TensorRT engines and Jetson bundles: the version adapter's flags per TensorRT (8.5 to 11.4), engine manifests
+and their mismatch errors, the bundles one recipe writes for JetPack 5.1.2, 6.2, 7.1 and 7.2.2 (contents, build.sh
+under bash -n and shellcheck with its exact trtexec lines, its own guards), the refusals at validate, and
+`mmcompress check` on a bundle (the board-side checker itself: tests/test_board_check.py). TensorRT cannot be
+installed on these machines: tests that execute it skip without it."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, TRT_VARIANTS as VARIANTS, invoke
+from conftest import TINY, TRT_JETPACKS, TRT_VARIANTS as VARIANTS, invoke
 from mmcompress.checks import bundle as checks_bundle
 from mmcompress.runtimes import tensorrt_adapter as trt_adapter
 
@@ -28,7 +30,7 @@ def _recipe(tmp_path, jetson, variants=VARIANTS):
 
 @pytest.fixture
 def bundles(trt_run):
-    """The tiny recipe's run with Jetson bundles for JetPack 5.1.2 and 6.2 (conftest.trt_run)."""
+    """The tiny recipe's run with Jetson bundles for JetPack 5.1.2, 6.2, 7.1 and 7.2.2 (conftest.trt_run)."""
     return trt_run
 
 
@@ -39,11 +41,18 @@ def _args(bundle_dir: Path, variant: str, tower: str) -> list[str]:
 
 def test_a_bundle_per_jetpack_with_the_graphs_tensorrt_can_build(bundles):
     run, rep = bundles
-    assert [b["jetpack"] for b in rep["bundles"]] == ["5.1.2", "6.2"]
-    for jp, trt in (("5.1.2", "8.5.2"), ("6.2", "10.3.0")):
+    assert [b["jetpack"] for b in rep["bundles"]] == list(TRT_JETPACKS)
+    boards = {"5.1.2": ["orin-nano", "orin-nx", "agx-orin"], "6.2": ["orin-nano", "orin-nx", "agx-orin"],
+              "7.1": ["thor"], "7.2.2": ["agx-orin", "thor"]}
+    for jp, trt in TRT_JETPACKS.items():
         d = run / "bundles" / f"jetson-jp{jp}"
         m = json.loads((d / "bundle.json").read_text())
         assert m["jetpack"] == jp and m["tensorrt"] == trt and m["task"] == "dual-encoder"
+        assert m["boards"] == boards[jp] and m["cuda"] == ("13" if jp.startswith("7") else m["cuda"])
+        # each variant's own budgets: the recipe-wide ones merged with the variant's
+        assert m["variants"]["trt-int8"]["budgets"]["max_accuracy_drop"] == 100
+        assert m["variants"]["trt-int8"]["budgets"]["min_cosine"] == 0.5
+        assert (d / "check.py").read_bytes() == Path(checks_bundle.board_check.__file__).read_bytes()
         shipped = {(e["variant"], e["tower"], e["precision"]) for e in m["engines"]}
         assert shipped == {(v, t, p) for v, p in (("fp32", "fp32"), ("trt-int8", "int8-qdq"), ("trt-fp16", "fp16"))
                            for t in ("image", "text")}  # dynamic int8 has ORT-only ops: not shipped
@@ -60,24 +69,118 @@ def test_a_bundle_per_jetpack_with_the_graphs_tensorrt_can_build(bundles):
 
 def test_build_script_passes_bash_n_and_shellcheck(bundles):
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
-    for jp in ("5.1.2", "6.2"):
+    for jp in TRT_JETPACKS:
         script = bundles[0] / "bundles" / f"jetson-jp{jp}" / "build.sh"
         subprocess.run(["bash", "-n", str(script)], check=True)
         r = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout
 
 
-def test_build_script_uses_each_tensorrts_flags(bundles):
-    old, new = (bundles[0] / "bundles" / f"jetson-jp{jp}" for jp in ("5.1.2", "6.2"))
-    # fp16 graph with fp32 islands: strongly typed from TensorRT 9 (types kept), --fp16 hints before
-    assert "--stronglyTyped" in _args(new, "trt-fp16", "image") and "--fp16" not in _args(new, "trt-fp16", "image")
-    assert "--fp16" in _args(old, "trt-fp16", "image") and "--stronglyTyped" not in _args(old, "trt-fp16", "image")
-    for d in (old, new):
-        a = _args(d, "trt-int8", "text")
-        assert {"--int8", "--useDLACore=0", "--allowGPUFallback", "--memPoolSize=workspace:1024"} <= set(a)
-        assert any(x.startswith("--minShapes=input_ids:1x1,attention_mask:1x1") for x in a)
-        assert "--timingCacheFile=timing.cache" in a
-        assert not any(x.startswith("--calib") for x in a)  # explicit quantization: no calibration cache
+# The precision flags build.sh passes per TensorRT (after the profile and the workspace): fp16 graphs with fp32
+# islands are strongly typed from TensorRT 9 (types kept), --fp16 hints before; int8 Q/DQ graphs --int8 --fp16
+# up to 10.x; TensorRT 11 has no precision flags at all (strongly typed always: the graph says).
+PRECISION_FLAGS = {"5.1.2": {"fp32": [], "trt-fp16": ["--fp16"], "trt-int8": ["--int8", "--fp16"]},
+                   "6.2": {"fp32": [], "trt-fp16": ["--stronglyTyped"], "trt-int8": ["--int8", "--fp16"]},
+                   "7.1": {"fp32": [], "trt-fp16": ["--stronglyTyped"], "trt-int8": ["--int8", "--fp16"]},
+                   "7.2.2": {"fp32": [], "trt-fp16": [], "trt-int8": []}}
+
+
+def _tuner(d: Path, variant: str, tower: str, jetpack: str) -> list[str]:
+    """The accuracy tuner's flags the fixture's recipe asks for, on the one TensorRT here that has it (11.4):
+    the first opt-batch (4) eval rows, text cut to the columns they use, against the teacher's outputs."""
+    if jetpack != "7.2.2":
+        return []
+    import onnx
+
+    z = np.load(d / "eval.npz")
+    feeds = {k.split("/")[2]: z[k][:4] for k in z.files if k.startswith(f"feed/{tower}/")}
+    if tower == "text":
+        used = np.flatnonzero(feeds["attention_mask"].any(0))
+        feeds = {k: v[:, :used[-1] + 1] for k, v in feeds.items()}
+    out = onnx.load(str(d / "onnx" / variant / f"{tower}.onnx")).graph.output[0].name
+    ref = f"ref/{variant}-{tower}"
+    return [f"--loadInputs={','.join(f'{k}:{ref}/{k}.bin' for k in feeds)}",
+            f"--shapes={','.join(f'{k}:' + 'x'.join(map(str, v.shape)) for k, v in feeds.items())}",
+            f"--loadRefOutputs={out}:{ref}/{out}.teacher.bin", "--accuracyThreshold=0.01", "--accuracyAlgorithm=cosine"]
+
+
+@pytest.mark.parametrize("jetpack", list(TRT_JETPACKS))
+def test_build_script_has_the_exact_trtexec_lines_of_its_tensorrt(bundles, jetpack):
+    d = bundles[0] / "bundles" / f"jetson-jp{jetpack}"
+    m = json.loads((d / "bundle.json").read_text())
+    lines = (d / "build.sh").read_text().splitlines()
+    assert f'WANT="{".".join(TRT_JETPACKS[jetpack].split(".")[:2])}"' in lines
+    seen = 0
+    for variant, flags in PRECISION_FLAGS[jetpack].items():
+        for tower in ("image", "text"):
+            prof = next(e["profile"] for e in m["engines"] if (e["variant"], e["tower"]) == (variant, tower))
+            shapes = [f"--{k}Shapes=" + ",".join(f"{n}:{'x'.join(map(str, s[k]))}" for n, s in prof.items())
+                      for k in ("min", "opt", "max")]
+            name = f"{variant}-{tower}"
+            want = " ".join([f"build {variant}/{tower} logs/{name}.log --onnx=onnx/{variant}/{tower}.onnx",
+                             f"--saveEngine=engines/{variant}/{tower}.engine", *shapes, "--memPoolSize=workspace:1024",
+                             *flags, *_tuner(d, variant, tower, jetpack), "--timingCacheFile=timing.cache",
+                             f"--exportLayerInfo=logs/{name}.layers.json", "--profilingVerbosity=detailed", "--verbose"])
+            assert want in lines, (want, [x for x in lines if x.startswith(f"build {variant}/{tower} ")])
+            seen += 1
+    assert seen == len([x for x in lines if x.startswith("build ")]) == 6  # nothing else is built
+    if jetpack == "7.2.2":  # TensorRT 11: none of the removed flags anywhere
+        assert not any(f in (d / "build.sh").read_text() for f in ("--fp16", "--int8", "--best", "--stronglyTyped", "--calib"))
+    else:  # the tuner only where its TensorRT has it
+        assert "--accuracyThreshold" not in (d / "build.sh").read_text() and not (d / "ref").exists()
+
+
+def test_the_tuners_reference_is_the_teachers_outputs_for_its_inputs(bundles):
+    """The files fed to --loadInputs/--loadRefOutputs: raw arrays the fp32 graph, run on them, turns into the
+    teacher's outputs shipped beside them (so the tuner judges routes against the teacher)."""
+    from mmcompress.runtimes.onnxruntime import OrtSession
+
+    d = bundles[0] / "bundles" / "jetson-jp7.2.2"
+    z = np.load(d / "eval.npz")
+    for tower in ("image", "text"):
+        flags = dict(a[2:].split("=", 1) for a in _tuner(d, "fp32", tower, "7.2.2"))
+        shapes = dict(x.split(":") for x in flags["shapes"].split(","))
+        feeds = {}
+        for spec in flags["loadInputs"].split(","):
+            name, path = spec.split(":")
+            dtype = z[f"feed/{tower}/{name}"].dtype
+            feeds[name] = np.fromfile(d / path, dtype).reshape([int(x) for x in shapes[name].split("x")])
+        out, path = flags["loadRefOutputs"].split(":")
+        ref = np.fromfile(d / path, np.float32).reshape(4, -1)
+        assert np.array_equal(ref, z[f"teacher/{tower}"][:4])
+        got = OrtSession(d / "onnx" / "fp32" / f"{tower}.onnx", 1).run(feeds)
+        cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+        assert cos.min() > 0.9999, (tower, cos)
+
+
+def test_build_script_refuses_a_trtexec_without_the_tuners_flags(bundles, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(bundles[0] / "bundles" / "jetson-jp7.2.2", d)
+    r = subprocess.run(["bash", str(d / "build.sh")], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "TRTEXEC": str(_stub_trtexec(tmp_path, 110401))})
+    assert r.returncode == 4 and "does not list --loadRefOutputs" in r.stderr and "accuracy_tuner" in r.stderr
+
+
+@pytest.mark.parametrize("version,flags", [
+    ("8.5.2", ["--useDLACore=0", "--allowGPUFallback"]), ("10.3.0", ["--useDLACore=0", "--allowGPUFallback"]),
+    ("10.13", ["--useDLACore=1"]), ("11.4.1", ["--useDLACore=0", "--allowGPUFallback"]), ("11.2.0", None)])
+def test_dla_flags_per_tensorrt_and_none_where_it_has_no_dla(version, flags):
+    prof = trt_adapter.profile_for({"x": [None, 3]}, (1, 2, 4), None)
+    core = 1 if version == "10.13" else 0
+
+    def args():
+        return trt_adapter.trtexec_args(version, "int8-qdq", "m.onnx", "m.engine", prof, workspace_mb=256,
+                                        dla_core=core, gpu_fallback=version != "10.13")
+    if flags is None:  # TensorRT 11.0-11.3: no DLA at all
+        with pytest.raises(ValueError, match="no DLA"):
+            args()
+        return
+    a = args()
+    i = a.index(flags[0])
+    assert a[i:i + len(flags)] == flags and ("--allowGPUFallback" in a) == (len(flags) == 2)
+    f = trt_adapter.features(version)
+    assert f.dla("agx-orin") and not f.dla("thor") and not f.dla("orin-nano")
+    assert f.dla("orin-nx") == (not version.startswith("11"))  # 11.4: AGX Orin only
 
 
 def _stub_trtexec(tmp_path, banner_code: int, rc: int = 0) -> Path:
@@ -103,6 +206,16 @@ def test_build_script_refuses_another_tensorrt_and_names_an_out_of_memory_kill(b
     oom.mkdir()
     r = run(_stub_trtexec(oom, 100300, rc=137))
     assert r.returncode == 3 and "out of memory" in r.stderr and "workspace_mb" in r.stderr
+    # TensorRT 11's banner (v110400) read right: a JetPack 7.1 board (10.13) given the 7.2.2 bundle, and back
+    d11 = tmp_path / "b11"
+    shutil.copytree(bundles[0] / "bundles" / "jetson-jp7.2.2", d11)
+    (tmp_path / "t10").mkdir()
+    r = subprocess.run(["bash", str(d11 / "build.sh")], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "TRTEXEC": str(_stub_trtexec(tmp_path / "t10", 101300))})
+    assert r.returncode == 4 and "for TensorRT 11.4" in r.stderr and "has TensorRT 10.13" in r.stderr
+    (tmp_path / "t11").mkdir()
+    r = run(_stub_trtexec(tmp_path / "t11", 110401))
+    assert r.returncode == 4 and "for TensorRT 10.3" in r.stderr and "has TensorRT 11.4" in r.stderr
 
 
 def test_check_runs_the_bundles_graphs_on_onnxruntime_against_the_shipped_teacher_outputs(bundles):
@@ -154,6 +267,7 @@ def test_build_log_gives_version_device_and_the_share_that_fell_back_from_dla():
     assert info["tensorrt"] == "8.5.2" and info["gpu"] == "Orin" and info["compute_capability"] == "8.7"
     assert info["layers"] == {"dla": 2, "gpu": 3, "gpu_share": 0.6}
     assert checks_bundle.decode_version(100300) == "10.3.0" and checks_bundle.decode_version(8601) == "8.6.1"
+    assert checks_bundle.decode_version(101300) == "10.13.0" and checks_bundle.decode_version(110401) == "11.4.1"
     assert "layers" not in checks_bundle.parse_build_log(BUILD_LOG.split("[I] [TRT] ----------")[0])
 
 
@@ -176,13 +290,17 @@ def test_an_engine_for_another_tensorrt_or_gpu_is_refused_with_where_to_rebuild(
     ("8.2.1", ["EXPLICIT_BATCH"], ["FP16"], "max_workspace_size"),
     ("8.6.2", ["EXPLICIT_BATCH"], ["FP16"], "set_memory_pool_limit"),
     ("10.3.0", ["STRONGLY_TYPED"], [], "set_memory_pool_limit"),
+    ("10.13", ["STRONGLY_TYPED"], [], "set_memory_pool_limit"),
+    ("11.4.1", [], [], "set_memory_pool_limit"),  # strongly typed is the only mode: no flag says it
 ])
 def test_builder_settings_per_tensorrt_version(version, network, fp16_flags, workspace):
     s = trt_adapter.builder_settings(version, "fp16")
     assert s["network_flags"] == network and s["builder_flags"] == fp16_flags and s["workspace"] == workspace
-    assert trt_adapter.builder_settings(version, "int8-qdq")["builder_flags"] == ["INT8", "FP16"]
-    if version.startswith("10"):
-        with pytest.raises(ValueError, match="deprecated from 10"):
+    int8 = trt_adapter.builder_settings(version, "int8-qdq")
+    assert int8["builder_flags"] == ([] if version.startswith("11") else ["INT8", "FP16"])
+    assert int8["network_flags"] == ([] if version[:2] in ("10", "11") else ["EXPLICIT_BATCH"])
+    if version[:2] in ("10", "11"):
+        with pytest.raises(ValueError, match="deprecated from TensorRT 10"):
             trt_adapter.builder_settings(version, "int8-calibrated")
     else:
         assert trt_adapter.builder_settings(version, "int8-calibrated")["calibrator"] is True
@@ -206,15 +324,41 @@ def test_calibration_cache_is_keyed_by_graph_data_tensorrt_and_gpu_and_batches_a
         list(trt_adapter.calibration_batches(feeds, 128))
 
 
-@pytest.mark.parametrize("jetson,message", [
-    ({"jetpack": ["6.2"], "variants": ["int8-dynamic"]}, "ONNX Runtime-only int8 ops"),
-    ({"jetpack": ["6.2"], "variants": ["nope"]}, "not a variant of this recipe"),
-    ({"jetpack": ["7.0"]}, "jetpack"),
-    ({"jetpack": ["6.2"], "batch": [8, 4, 16]}, "min <= opt <= max"),
+@pytest.mark.parametrize("jetson,message,key", [
+    ({"jetpack": ["6.2"], "variants": ["int8-dynamic"]}, "ONNX Runtime-only int8 ops", "export.jetson.variants[0]"),
+    ({"jetpack": ["6.2"], "variants": ["nope"]}, "not a variant of this recipe", "export.jetson.variants[0]"),
+    ({"jetpack": ["7.3"]}, "is not one of", "export.jetson.jetpack[0]"),
+    ({"jetpack": ["6.2"], "batch": [8, 4, 16]}, "min <= opt <= max", "export.jetson.batch"),
+    # refused combinations, each at the line of the key to change
+    ({"jetpack": ["6.2", "7.1"], "dla_core": 0}, "Jetson AGX Thor has no DLA", "export.jetson.dla_core"),
+    ({"jetpack": ["7.2.2"], "boards": ["thor"], "dla_core": 0}, "Jetson AGX Thor has no DLA", "export.jetson.dla_core"),
+    ({"jetpack": ["6.2"], "boards": ["orin-nano"], "dla_core": 0}, "no DLA", "export.jetson.dla_core"),
+    ({"jetpack": ["6.2"], "tensorrt": {"6.2": "11.4.1"}}, "Orin on JetPack 6.x stays on TensorRT 10.x",
+     "export.jetson.tensorrt.6.2"),
+    ({"jetpack": ["7.1"], "tensorrt": {"6.2": "10.7.0"}}, "not in export.jetson.jetpack", "export.jetson.tensorrt.6.2"),
+    ({"jetpack": ["6.2"], "tensorrt": {"6.2": 10.7}}, "in quotes", "export.jetson.tensorrt"),
+    ({"jetpack": ["7.1"], "boards": ["agx-orin"]}, "runs on thor", "export.jetson.boards"),
+    ({"jetpack": ["6.2", "7.1"], "accuracy_tuner": {"threshold": 0.01, "algorithm": "cosine"}}, "TensorRT >= 11.1",
+     "export.jetson.accuracy_tuner"),
 ])
-def test_jetson_mistakes_name_the_key(tmp_path, jetson, message):
-    r = invoke("validate", str(_recipe(tmp_path, jetson)))
-    assert r.exit_code == 2 and message in r.output and "recipe.yaml:" in r.output, r.output
+def test_jetson_mistakes_name_the_key_and_its_line(tmp_path, jetson, message, key):
+    path = _recipe(tmp_path, jetson)
+    r = invoke("validate", str(path))
+    assert r.exit_code == 2 and message in r.output, r.output
+    lines = path.read_text().splitlines()
+    top = key.split(".")[2].split("[")[0]  # the line of that key inside export.jetson in the YAML written above
+    start = next(i for i, x in enumerate(lines, 1) if x.strip() == "jetson:")
+    line = next(i for i, x in enumerate(lines, 1) if i > start and x.strip().startswith(f"{top}:"))
+    assert f"recipe.yaml:{line} {key}" in r.output or f"recipe.yaml:{line + 1} {key}" in r.output, r.output
+
+
+def test_dla_where_a_board_has_one_and_another_tensorrt_the_jetpack_takes_validate(tmp_path):
+    ok = {"jetpack": ["6.2", "7.2.2"], "dla_core": 0, "tensorrt": {"6.2": "10.7.0"}}
+    r = invoke("validate", str(_recipe(tmp_path, ok)))
+    assert r.exit_code == 0, r.output
+    assert trt_adapter.refusal("7.2.2", None, None, 0) is None  # AGX Orin's DLA on TensorRT 11.4
+    key, why = trt_adapter.refusal("7.2.2", "11.2.0", None, None)  # below the 11.4 JetPack 7.2.2 ships
+    assert key == "tensorrt" and "TensorRT 11.4 up to below 12.0" in why
 
 
 def test_a_cpu_shaped_static_graph_is_not_shipped_to_tensorrt(tmp_path):
@@ -245,3 +389,14 @@ def test_tensorrt_builds_and_runs_an_engine_checked_against_onnxruntime(bundles,
     got = TrtSession(tmp_path / "image.engine").run({"pixel_values": x})
     ref = OrtSession(onnx, 1).run({"pixel_values": x})
     assert np.allclose(got, ref, atol=1e-3)
+
+
+def test_a_latency_budget_outside_the_engines_profile_is_refused_at_its_line(tmp_path):
+    variants = [{"name": "fp32", "quantize": "none", "budgets": {"max_latency_ms": {"image": {4: 50.0}}}}]
+    path = _recipe(tmp_path, {"jetpack": ["6.2"], "batch": [1, 2, 2]}, variants)
+    r = invoke("validate", str(path))
+    lines = path.read_text().splitlines()
+    line = next(i for i, x in enumerate(lines, 1) if x.strip().startswith("4: 50")) - 1  # its tower's line
+    assert lines[line - 1].strip() == "image:"
+    assert r.exit_code == 2 and f"recipe.yaml:{line} export.variants[0].budgets.max_latency_ms.image[4]" in r.output
+    assert "outside export.jetson.batch [1, 2, 2]" in r.output, r.output

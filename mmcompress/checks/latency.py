@@ -20,61 +20,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from mmcompress.runtimes.base import Session
+
+# one implementation for the run and for the board-side check (checks/board_check.py ships in every bundle)
+from mmcompress.checks.board_check import QUANTILES, budget_point, feeds_at, measure, summarize  # noqa: F401
 
 
 def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-
-
-def measure(sessions: dict[str, Session], feeds: dict[str, np.ndarray], *, rounds: int, warmup: int,
-            progress: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
-    """sessions: name -> Session (the first is the reference). Returns name -> (rounds,) seconds."""
-    names = list(sessions)
-    for name in names:
-        for _ in range(warmup):
-            sessions[name].run(feeds)
-    times = {n: np.empty(rounds) for n in names}
-    for r in range(rounds):
-        for j in range(len(names)):
-            name = names[(r + j) % len(names)]
-            t0 = time.perf_counter()
-            sessions[name].run(feeds)
-            times[name][r] = time.perf_counter() - t0
-            settle = getattr(sessions[name], "settle_s", 0.0)
-            if settle:
-                time.sleep(settle)
-        if progress:
-            progress()
-    return times
-
-
-QUANTILES = (0, 10, 25, 50, 75, 90, 100)  # the distribution report.html draws: min, p10, p25, median, p75, p90, max
-
-
-def summarize(times: dict[str, np.ndarray], reference: str, seed: int = 0) -> dict[str, dict]:
-    rng = np.random.default_rng(seed)
-    ref = times[reference]
-    out = {}
-    for name, t in times.items():
-        idx = rng.integers(0, len(t), size=(1000, len(t)))  # resample rounds (paired, for the speedup)
-        medians = np.median(t[idx], axis=1)
-        row = {"median_ms": float(np.median(t) * 1e3), "p90_ms": float(np.percentile(t, 90) * 1e3),
-               "median_ci95_ms": [float(np.percentile(medians, 2.5) * 1e3), float(np.percentile(medians, 97.5) * 1e3)],
-               "rounds": int(len(t)),
-               "quantiles_ms": [round(float(q) * 1e3, 4) for q in np.percentile(t, QUANTILES)]}
-        if name != reference:
-            ratios = np.median(ref[idx], axis=1) / np.median(t[idx], axis=1)
-            row["speedup"] = float(np.median(ref) / np.median(t))
-            row["speedup_ci95"] = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
-        out[name] = row
-    return out
 
 
 def pair(times: dict[str, np.ndarray], name: str, reference: str) -> dict:
@@ -107,35 +65,6 @@ def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None) -
         return [{"key": str(b), "batch": b, "seq_len": None, "seq_len_from": None} for b in batch_sizes]
     return [{"key": f"{b}@{n}", "batch": b, "seq_len": n, "seq_len_from": src}
             for n, src in lengths.items() for b in batch_sizes]
-
-
-def budget_point(latency: dict, batch: int) -> str | None:
-    """The key `max_latency_ms` holds for at this batch: the image point, or for text the eval p90 length
-    (else the longest length timed)."""
-    rows = [(k, v) for k, v in latency.items() if v["batch"] == batch]
-    if not rows:
-        return None
-    p90 = [k for k, v in rows if "p90" in (v.get("seq_len_from") or "")]
-    return p90[0] if p90 else max(rows, key=lambda kv: kv[1].get("seq_len") or 0)[0]
-
-
-def feeds_at(feeds: dict[str, np.ndarray], batch: int, seq_len: int | None, pad_id: int = 0) -> dict[str, np.ndarray]:
-    """`batch` eval rows (tiled when there are fewer), text padded or cut to seq_len columns."""
-    n = len(next(iter(feeds.values())))
-    reps = -(-batch // n)  # ceil: tile when the eval set is smaller than the batch
-    out = {k: np.concatenate([v] * reps)[:batch] for k, v in feeds.items()}
-    if seq_len is not None:
-        text_width = out["attention_mask"].shape[1] if "attention_mask" in out else None
-        for k, v in out.items():
-            if v.ndim != 2 or (text_width is not None and v.shape[1] != text_width):
-                continue  # pixel values (a fusion tower's image input) have no length
-            width = v.shape[1]
-            if width >= seq_len:
-                out[k] = v[:, :seq_len]
-            else:
-                fill = pad_id if k == "input_ids" else 0
-                out[k] = np.concatenate([v, np.full((batch, seq_len - width), fill, v.dtype)], axis=1)
-    return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
 def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dict:

@@ -10,7 +10,16 @@ What differs by version (TensorRT release notes and trtexec --help of each):
 - int8: explicit quantization (Q/DQ in the ONNX graph, symmetric int8) is read by every version here; implicit
   int8 with a calibrator (`--int8 --calib=CACHE`, IInt8EntropyCalibrator2) is deprecated since 10.1, so it is
   offered only below 10;
-- explicit batch: a flag to set below 10 (EXPLICIT_BATCH), the only mode from 10.
+- explicit batch: a flag to set below 10 (EXPLICIT_BATCH), the only mode from 10;
+- TensorRT 11 (the "Migrating trtexec Usage from TensorRT 10.x to 11.x" page of its documentation): every network
+  is strongly typed, so the precision flags are gone from trtexec (`--fp16`, `--int8`, `--bf16`, `--fp8`,
+  `--int4`, `--best`) along with implicit int8 (`--int8 --calib`), and `--stronglyTyped` is not needed: the
+  precision is the ONNX graph's (an fp16 graph builds fp16, a Q/DQ graph int8 where its Q/DQ say and fp32 around
+  them); the builder flags FP16/INT8 are not set either;
+- DLA: on Orin NX and AGX Orin up to TensorRT 10.x, none in TensorRT 11.0-11.3, back in 11.4 on AGX Orin only;
+  Orin Nano and Jetson AGX Thor have no DLA (BOARDS);
+- TensorRT 11.1 added an accuracy-aware build-route tuner to trtexec (`--loadRefOutputs`, `--accuracyThreshold`,
+  `--accuracyAlgorithm`, a tuning cache; the Global Performance Tuning page of its documentation).
 
 Engines are not portable: an engine runs only on the TensorRT version, GPU model (compute capability) and OS it
 was built with. Each engine gets a manifest (`<engine>.json`) and `check_manifest` refuses a mismatch with a
@@ -27,12 +36,38 @@ from pathlib import Path
 
 from mmcompress.errors import BackendMissing
 
-# JetPack -> the stack it pins (NVIDIA JetPack release notes); engines for a board are built on the board
+# The boards and what they have: Orin Nano has no DLA; Orin NX and AGX Orin have DLA cores (NVIDIA's Jetson
+# Orin module data sheets); Jetson AGX Thor has none (issue 31 of this project, from the JetPack 7 notes).
+BOARDS = {"orin-nano": {"name": "Jetson Orin Nano", "dla": False}, "orin-nx": {"name": "Jetson Orin NX", "dla": True},
+          "agx-orin": {"name": "Jetson AGX Orin", "dla": True}, "thor": {"name": "Jetson AGX Thor", "dla": False}}
+ORIN = ("orin-nano", "orin-nx", "agx-orin")
+
+# JetPack -> the stack it pins, the boards it runs on, and the TensorRT versions those boards can take instead of
+# its own (`tensorrt`: [lowest, first refused) as (major, minor)); engines for a board are built on the board.
+# Each entry names its source; a value that source does not give is None (shown as "not stated").
 JETPACK = {
-    "5.1.2": {"tensorrt": "8.5.2", "cuda": "11.4", "cudnn": "8.6", "l4t": "35.4.1"},
-    "6.0": {"tensorrt": "8.6.2", "cuda": "12.2", "cudnn": "8.9", "l4t": "36.3"},
-    "6.1": {"tensorrt": "10.3.0", "cuda": "12.6", "cudnn": "9.3", "l4t": "36.4"},
-    "6.2": {"tensorrt": "10.3.0", "cuda": "12.6", "cudnn": "9.3", "l4t": "36.4.3"},
+    # NVIDIA JetPack 5.1.2 release notes (Jetson Linux 35.4.1)
+    "5.1.2": {"tensorrt": "8.5.2", "cuda": "11.4", "cudnn": "8.6", "l4t": "35.4.1", "boards": ORIN,
+              "takes": ((8, 5), (8, 6))},
+    # NVIDIA JetPack 6.0 release notes (Jetson Linux 36.3)
+    "6.0": {"tensorrt": "8.6.2", "cuda": "12.2", "cudnn": "8.9", "l4t": "36.3", "boards": ORIN,
+            "takes": ((8, 6), (8, 7))},
+    # NVIDIA JetPack 6.1 and 6.2 release notes (Jetson Linux 36.4, 36.4.3); "Orin on JetPack 6.x stays on
+    # TensorRT 10.x" (issue 31 of this project): TensorRT 11 for Orin comes with JetPack 7.2.2
+    "6.1": {"tensorrt": "10.3.0", "cuda": "12.6", "cudnn": "9.3", "l4t": "36.4", "boards": ORIN,
+            "takes": ((10, 3), (11, 0))},
+    "6.2": {"tensorrt": "10.3.0", "cuda": "12.6", "cudnn": "9.3", "l4t": "36.4.3", "boards": ORIN,
+            "takes": ((10, 3), (11, 0))},
+    # issue 31 of this project (JetPack 7 as of late 2026): JetPack 7.0/7.1 on Jetson AGX Thor pin TensorRT
+    # 10.13, CUDA 13, Jetson Linux 38.x; it states no cuDNN version and no Jetson Linux point release (None, "38.x")
+    "7.0": {"tensorrt": "10.13", "cuda": "13", "cudnn": None, "l4t": "38.x", "boards": ("thor",),
+            "takes": ((10, 13), (11, 0))},
+    "7.1": {"tensorrt": "10.13", "cuda": "13", "cudnn": None, "l4t": "38.x", "boards": ("thor",),
+            "takes": ((10, 13), (11, 0))},
+    # issue 31 of this project: TensorRT 11.4 needs JetPack >= 7.2.2, for AGX Orin and Thor through one SBSA
+    # package; CUDA 13 and Jetson Linux 38.x as JetPack 7.0/7.1 (its JetPack 7 line; no cuDNN version stated)
+    "7.2.2": {"tensorrt": "11.4", "cuda": "13", "cudnn": None, "l4t": "38.x", "boards": ("agx-orin", "thor"),
+              "takes": ((11, 4), (12, 0))},
 }
 PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calibrated")
 
@@ -70,9 +105,33 @@ class Features:
     def layer_info(self) -> bool:  # --exportLayerInfo / --profilingVerbosity=detailed
         return self.version >= (8, 2, 0)
 
+    @property
+    def precision_flags(self) -> bool:  # trtexec --fp16/--int8/--best, BuilderFlag FP16/INT8
+        return self.version < (11, 0, 0)
+
+    @property
+    def strongly_typed_only(self) -> bool:  # every network strongly typed; --stronglyTyped not needed
+        return self.version >= (11, 0, 0)
+
+    @property
+    def accuracy_tuner(self) -> bool:  # --loadRefOutputs --accuracyThreshold --accuracyAlgorithm
+        return self.version >= (11, 1, 0)
+
+    def dla(self, board: str) -> bool:
+        """Whether this TensorRT builds for the DLA of `board` (a BOARDS key)."""
+        if not BOARDS[board]["dla"]:
+            return False
+        if self.version < (11, 0, 0):
+            return True
+        return self.version >= (11, 4, 0) and board == "agx-orin"  # 11.0-11.3: no DLA; 11.4: AGX Orin only
+
 
 def features(version: str) -> Features:
     return Features(parse_version(version))
+
+
+IMPLICIT_INT8 = ("implicit int8 with a calibrator is deprecated from TensorRT 10 (and gone from 11); use the QDQ "
+                 "graph (static int8 with target: tensorrt)")
 
 
 def _checked(version: str, precision: str) -> Features:
@@ -81,9 +140,57 @@ def _checked(version: str, precision: str) -> Features:
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
     if precision == "int8-calibrated" and not f.implicit_int8:
-        raise ValueError(f"TensorRT {version}: implicit int8 with a calibrator is deprecated from 10; use the QDQ "
-                         f"graph (static int8 with target: tensorrt)")
+        raise ValueError(f"TensorRT {version}: {IMPLICIT_INT8}")
     return f
+
+
+def stack(jetpack: str, tensorrt: str | None = None) -> dict:
+    """A JetPack's stack, with `tensorrt` in place of its own when given (JetsonConfig.tensorrt)."""
+    return {**JETPACK[jetpack], **({"tensorrt": tensorrt} if tensorrt else {})}
+
+
+def refusal(jetpack: str, tensorrt: str | None, boards: list | None, dla_core: int | None) -> tuple[str, str] | None:
+    """Why this JetPack / TensorRT / board / DLA combination cannot be built, as (the JetsonConfig key at fault,
+    the message), or None. The recipe's validation names the line of that key."""
+    s = JETPACK[jetpack]
+    if tensorrt is not None:
+        try:
+            v = parse_version(tensorrt)[:2]
+        except ValueError as e:
+            return "tensorrt", str(e)
+        lo, hi = s["takes"]
+        if not lo <= v < hi:
+            why = (" (Orin on JetPack 6.x stays on TensorRT 10.x; TensorRT 11 needs JetPack >= 7.2.2)"
+                   if jetpack.startswith("6") and v >= (11, 0) else "")
+            return "tensorrt", (f"TensorRT {tensorrt} on JetPack {jetpack}: that JetPack takes TensorRT "
+                                f"{lo[0]}.{lo[1]} up to below {hi[0]}.{hi[1]}{why}; remove it or pick a JetPack "
+                                f"that ships it")
+    f = features(tensorrt or s["tensorrt"])
+    on = [b for b in s["boards"] if boards is None or b in boards]
+    if boards is not None and not on:
+        return "boards", (f"JetPack {jetpack} runs on {', '.join(s['boards'])}, none of {', '.join(boards)}; add one "
+                          f"of those boards or drop JetPack {jetpack}")
+    if dla_core is not None and not any(f.dla(b) for b in on):
+        names = ", ".join(BOARDS[b]["name"] for b in on)
+        why = ("Jetson AGX Thor has no DLA" if on == ["thor"] else
+               "TensorRT 11.0-11.3 has no DLA and 11.4 only on AGX Orin" if not f.precision_flags else "no DLA there")
+        return "dla_core", (f"DLA on JetPack {jetpack} (TensorRT {tensorrt or s['tensorrt']}, {names}): {why}; "
+                            f"remove dla_core (build for the GPU) or name boards with a DLA (agx-orin, orin-nx)")
+    return None
+
+
+TUNER_FLAGS = ("--loadRefOutputs", "--accuracyThreshold", "--accuracyAlgorithm")
+
+
+def tuner_args(threshold: float, algorithm: str, inputs: dict, shapes: dict, outputs: dict) -> list[str]:
+    """trtexec's accuracy-aware build-route tuner (TensorRT >= 11.1): the routes it tries are judged on `inputs`
+    (name -> raw file, at `shapes`: name -> shape) against the reference outputs (name -> raw file; the bundle
+    ships the teacher's). `--loadRefOutputs` is assumed to take name:file like `--loadInputs`; build.sh checks
+    that its trtexec lists each flag before it builds."""
+    def spec(d: dict) -> str:
+        return ",".join(f"{k}:{v}" for k, v in d.items())
+    return [f"--loadInputs={spec(inputs)}", f"--shapes={spec({k: 'x'.join(map(str, v)) for k, v in shapes.items()})}",
+            f"--loadRefOutputs={spec(outputs)}", f"--accuracyThreshold={threshold:g}", f"--accuracyAlgorithm={algorithm}"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +216,13 @@ def graph_inputs(path: Path) -> dict[str, list]:
     init = {i.name for i in g.initializer}
     return {i.name: [d.dim_value if d.dim_value > 0 else None for d in i.type.tensor_type.shape.dim]
             for i in g.input if i.name not in init}
+
+
+def graph_output(path: Path) -> str:
+    """The name of an ONNX graph's first output (the tower's embedding or logits)."""
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.output[0].name
 
 
 def precision_of(artifact, tower: str) -> str:
@@ -170,21 +284,29 @@ def profile_for(inputs: dict[str, list], batch: tuple[int, int, int], seq_len: t
 
 def trtexec_args(version: str, precision: str, onnx: str, engine: str, profile: Profile, *, workspace_mb: int,
                  timing_cache: str | None = None, calib_cache: str | None = None, dla_core: int | None = None,
-                 gpu_fallback: bool = True, layer_info: str | None = None) -> list[str]:
+                 gpu_fallback: bool = True, layer_info: str | None = None, tuner: list[str] | None = None) -> list[str]:
     """trtexec's arguments for one engine on one TensorRT version (the flags that version has)."""
     f = _checked(version, precision)
     if precision == "int8-calibrated" and not calib_cache:
         raise ValueError("int8-calibrated needs the calibration cache")
     args = [f"--onnx={onnx}", f"--saveEngine={engine}", *profile.trtexec()]
     args.append(f"--memPoolSize=workspace:{workspace_mb}" if f.mem_pool else f"--workspace={workspace_mb}")
-    if precision == "fp16":
+    if not f.precision_flags:
+        pass  # TensorRT 11: strongly typed always, the precision is the graph's; no flag says it
+    elif precision == "fp16":
         args += ["--stronglyTyped"] if f.strongly_typed else ["--fp16"]
     elif precision == "int8-qdq":
         args += ["--int8", "--fp16"]  # Q/DQ layers in int8, the float rest in fp16 where TensorRT finds it faster
     elif precision == "int8-calibrated":
         args += ["--int8", "--fp16", f"--calib={calib_cache}"]
     if dla_core is not None:
+        if not f.dla("agx-orin"):
+            raise ValueError(f"TensorRT {version} builds for no DLA (11.0-11.3 have none; 11.4 on AGX Orin only)")
         args += [f"--useDLACore={dla_core}"] + (["--allowGPUFallback"] if gpu_fallback else [])
+    if tuner:
+        if not f.accuracy_tuner:
+            raise ValueError(f"TensorRT {version} has no accuracy-aware tuner (11.1 and later)")
+        args += tuner
     if timing_cache:
         args.append(f"--timingCacheFile={timing_cache}")
     if layer_info and f.layer_info:
@@ -226,17 +348,9 @@ def check_manifest(manifest: dict, machine: dict, engine: str, rebuild: str) -> 
     """Refuse an engine built for another TensorRT version, GPU model or OS, naming both sides and `rebuild`
     (what to run to rebuild it here). TensorRT itself would fail with 'Version tag does not match' or, across
     GPU models, load and then fail or run slowly."""
-    problems = []
-    want, have = manifest.get("tensorrt"), machine.get("tensorrt")
-    if want and have and parse_version(want)[:3] != parse_version(have)[:3]:
-        problems.append(f"it was built with TensorRT {want} and this machine has {have}")
-    if manifest.get("compute_capability") != machine.get("compute_capability") or manifest.get("gpu") != machine.get("gpu"):
-        problems.append(f"it was built for {manifest.get('gpu')} (compute capability "
-                        f"{manifest.get('compute_capability')}) and this GPU is {machine.get('gpu')} "
-                        f"({machine.get('compute_capability')})")
-    for key in ("os", "arch"):
-        if manifest.get(key) and machine.get(key) and manifest[key] != machine[key]:
-            problems.append(f"it was built on {key} {manifest[key]} and this machine is {machine[key]}")
+    from mmcompress.checks.board_check import manifest_problems  # the board's check refuses the same way
+
+    problems = manifest_problems(manifest, machine)
     if problems:
         raise EngineMismatch(f"{engine}: cannot run here: {'; '.join(problems)}. Engines are not portable across "
                              f"TensorRT versions, GPU models or OSes; rebuild it on this machine: {rebuild}")
@@ -256,9 +370,9 @@ def builder_settings(version: str, precision: str) -> dict:
     the workspace is set. Pure, so each version's set is tested without TensorRT."""
     f = _checked(version, precision)
     network = (["EXPLICIT_BATCH"] if f.explicit_batch_flag else []) + \
-        (["STRONGLY_TYPED"] if precision == "fp16" and f.strongly_typed else [])
+        (["STRONGLY_TYPED"] if precision == "fp16" and f.strongly_typed and not f.strongly_typed_only else [])
     builder = {"fp32": [], "fp16": [] if f.strongly_typed else ["FP16"], "int8-qdq": ["INT8", "FP16"],
-               "int8-calibrated": ["INT8", "FP16"]}[precision]
+               "int8-calibrated": ["INT8", "FP16"]}[precision] if f.precision_flags else []
     return {"network_flags": network, "builder_flags": builder,
             "workspace": "set_memory_pool_limit" if f.mem_pool else "max_workspace_size",
             "calibrator": precision == "int8-calibrated"}
