@@ -30,8 +30,10 @@ def zero_shot(scores: np.ndarray, labels: np.ndarray) -> dict:
     return {"top1": top1, "top5": top5, "n": int(len(labels))}
 
 
-def recall(image_emb: np.ndarray, caption_emb: np.ndarray, caption_of_image: np.ndarray, ks: list[int]) -> dict:
+def recall(image_emb: np.ndarray, caption_emb: np.ndarray, caption_of_image: np.ndarray, ks: list[int],
+           query: str = "image") -> dict:
     """image_emb (N, D); caption_emb (M, D) for the M distinct captions; caption_of_image (N,) in [0, M).
+    query: what the rows of image_emb are ('image', or 'audio' for audio-text models): it names the keys.
 
     image->text: for each image, is its caption among the k most similar distinct captions?
     text->image: for each image's caption as query, does any of the k most similar images carry that caption?
@@ -41,9 +43,9 @@ def recall(image_emb: np.ndarray, caption_emb: np.ndarray, caption_of_image: np.
     i2t_rank = np.argsort(-sim, axis=1)  # (N, M)
     t2i_rank = np.argsort(-sim.T, axis=1)  # (M, N)
     for k in ks:
-        out[f"image_to_text@{k}"] = float((i2t_rank[:, :k] == caption_of_image[:, None]).any(1).mean() * 100)
+        out[f"{query}_to_text@{k}"] = float((i2t_rank[:, :k] == caption_of_image[:, None]).any(1).mean() * 100)
         hit_per_caption = (caption_of_image[t2i_rank[:, :k]] == np.arange(len(caption_emb))[:, None]).any(1)  # (M,)
-        out[f"text_to_image@{k}"] = float(hit_per_caption[caption_of_image].mean() * 100)
+        out[f"text_to_{query}@{k}"] = float(hit_per_caption[caption_of_image].mean() * 100)
     return out
 
 

@@ -1,8 +1,9 @@
 """Which accuracy checks fit which teacher, and the one primary metric each task is gated on.
 
-dual-encoder   zero-shot top-1 over class prompts (labels) and image<->text recall@k; primary: zero-shot top-1,
-               or image->text recall@1 without labels
+dual-encoder   zero-shot top-1 over class prompts (labels) and image<->text (audio<->text) recall@k; primary:
+               zero-shot top-1, or image->text (audio->text) recall@1 without labels
 image-encoder  leave-one-out k-NN top-1 on the labelled eval split; primary: k-NN top-1
+audio-encoder  the same on the audio tower's embeddings
 text-encoder   nearest-class-prompt top-1 (labels) and text<->pair recall@k (pairs); primary: class-prompt
                top-1, else text->pair recall@1
 vqa            fusion teachers: answer accuracy (argmax of the answer logits against the answer); primary:
@@ -36,12 +37,13 @@ def metrics(task: str, emb: dict[str, np.ndarray], inputs, ensemble: str, ks: li
     primary = None
     has_prompts = "prompts" in inputs.blocks and inputs.labels is not None
     if task == "dual-encoder":
+        q = query(emb)
         if has_prompts:
-            scores = accuracy.zero_shot_scores(emb["image"], _prompts(emb["text"], inputs), ensemble)
+            scores = accuracy.zero_shot_scores(emb[q], _prompts(emb["text"], inputs), ensemble)
             out["zero_shot"] = accuracy.zero_shot(scores, inputs.labels)
             pred, primary = scores.argmax(1), ("zero_shot_top1", out["zero_shot"]["top1"])
-        out["recall"] = accuracy.recall(emb["image"], _rows(emb["text"], inputs, "captions"), inputs.caption_of_image, ks)
-        primary = primary or ("image_to_text@1", out["recall"][f"image_to_text@{ks[0]}"])
+        out["recall"] = accuracy.recall(emb[q], _rows(emb["text"], inputs, "captions"), inputs.caption_of_image, ks, q)
+        primary = primary or (f"{q}_to_text@1", out["recall"][f"{q}_to_text@{ks[0]}"])
     elif task == "vqa":
         pred = emb["fusion"].argmax(1)
         if inputs.labels is not None:
@@ -62,8 +64,8 @@ def metrics(task: str, emb: dict[str, np.ndarray], inputs, ensemble: str, ks: li
             if pred is not None:
                 out["match"]["accuracy"] = round(float((pred == inputs.labels).mean() * 100), 2)
             primary = ("match_auc", out["match"]["auc"])
-    elif task == "image-encoder" and inputs.labels is not None:
-        out["knn"], pred = accuracy.knn(emb["image"], inputs.labels, knn_k)
+    elif task in ("image-encoder", "audio-encoder") and inputs.labels is not None:
+        out["knn"], pred = accuracy.knn(emb[task.split("-")[0]], inputs.labels, knn_k)
         primary = ("knn_top1", out["knn"]["top1"])
     elif task == "text-encoder":
         texts = _rows(emb["text"], inputs, "texts")
@@ -84,10 +86,17 @@ def match_score(logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
 
 
+def query(emb: dict) -> str:
+    """The tower a dual encoder's texts are matched against: 'image' or 'audio'."""
+    return "image" if "image" in emb else "audio"
+
+
 def mixed(teacher_emb: dict, emb: dict, inputs, ensemble: str, ks: list[int]) -> dict:
     """Dual encoders: one converted tower with the teacher's other tower (zero-shot, or recall without labels)."""
+    q = query(emb)
+
     def one(img: np.ndarray, txt: np.ndarray) -> dict:
         if "prompts" in inputs.blocks and inputs.labels is not None:
             return accuracy.zero_shot(accuracy.zero_shot_scores(img, _prompts(txt, inputs), ensemble), inputs.labels)
-        return accuracy.recall(img, _rows(txt, inputs, "captions"), inputs.caption_of_image, ks)
-    return {"image_only": one(emb["image"], teacher_emb["text"]), "text_only": one(teacher_emb["image"], emb["text"])}
+        return accuracy.recall(img, _rows(txt, inputs, "captions"), inputs.caption_of_image, ks, q)
+    return {f"{q}_only": one(emb[q], teacher_emb["text"]), "text_only": one(teacher_emb[q], emb["text"])}
