@@ -183,6 +183,10 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
     if recipe.stages and towers is not None and "fusion" in towers:
         raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of fusion teachers are not built "
                           f"yet (export, int8/fp16 and checks are); remove `stages:` and convert the teacher itself")
+    if recipe.stages and towers is not None and "audio" in towers:
+        raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of audio teachers are not built "
+                          f"yet (export, int8/fp16, the planner and checks are; docs/audio.md); remove `stages:` "
+                          f"and convert the teacher itself")
     for i, entry in enumerate(recipe.stages):
         c, kind = entry.config, entry.kind
         at = lambda *keys, i=i, kind=kind: recipe.where("stages", i, kind, *keys)

@@ -102,7 +102,8 @@ class PromptsConfig(Strict):
     templates: list[str] | None = Field(
         None, description="Zero-shot prompt templates with the source's placeholders (shapes: `{colour}`, `{shape}`; "
                           "digits: `{digit}`; sounds: `{pitch}`, `{sound}`; jsonl, imagefolder, audiofolder: `{label}`). Default: the wording the source's "
-                          "captions use (jsonl, imagefolder: 'a photo of a {label}'; an image folder's captions use "
+                          "captions use (jsonl, imagefolder: 'a photo of a {label}'; audio lines and audiofolder: 'the sound of a "
+                          "{label}'; an image or audio folder's captions use "
                           "the first template). Use the teacher's training wording: prompts that drop words the "
                           "teacher always saw cost tens of points.")
     ensemble: Literal["max", "mean"] = Field(

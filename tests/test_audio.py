@@ -172,3 +172,47 @@ def test_sounds_eval_never_overlaps_the_zoo_teachers_training_clips():
         for split in data.splits.values():
             assert not train & {w.tobytes() for w, _ in split.audio}
     assert data.kind == "audio-text" and len(data.class_names) == 15 and len(data.class_prompts[0]) == 4
+
+
+ENTRYPOINT = '''
+from pathlib import Path
+
+from transformers import ASTModel, AutoFeatureExtractor
+
+from mmcompress import Bundle, TowerSpec
+from mmcompress.models.audio import PooledAudioTower
+from mmcompress.models.audio_preprocess import for_extractor
+
+HERE = Path(__file__).parent / "examples" / "tiny-ast"
+
+
+def build(with_preprocess=True):
+    tower = PooledAudioTower(ASTModel.from_pretrained(HERE), normalize=True)
+    pre = for_extractor(AutoFeatureExtractor.from_pretrained(HERE)) if with_preprocess else None
+    return Bundle(towers={"audio": tower}, specs={"audio": TowerSpec(inputs={"input_values": {0: "batch"}})},
+                  image_preprocess=None, text_preprocess=None, audio_preprocess=pre)
+
+
+def without_preprocess():
+    return build(False)
+'''
+
+
+@pytest.mark.parametrize("function,code,says", [("build", 0, "ok"), ("without_preprocess", 2, "audio_preprocess")])
+def test_python_entrypoint_with_an_audio_tower(audio_dir, function, code, says):
+    (audio_dir / "audio_teacher.py").write_text(ENTRYPOINT)
+    recipe = audio_dir / f"entry-{function}.yaml"
+    recipe.write_text((audio_dir / "hf-ast-audiofolder.yaml").read_text()
+                      .replace("hf: examples/tiny-ast", f"python: audio_teacher:{function}"))
+    result = invoke("validate", str(recipe))
+    assert result.exit_code == code, result.output
+    assert says in result.output.lower()
+
+
+def test_distilling_an_audio_teacher_is_refused_before_anything_runs(audio_dir):
+    recipe = audio_dir / "distill.yaml"
+    recipe.write_text((audio_dir / "hf-ast-audiofolder.yaml").read_text()
+                      .replace("export:", "stages:\n  - distill: {towers: {audio: {layers: 1}}, steps: 50}\nexport:")
+                      .replace("{calibration: 4, eval: 14}", "{train: 4, calibration: 4, eval: 10}"))
+    result = invoke("validate", str(recipe))
+    assert result.exit_code == 2 and "not built yet" in result.output and "distill.yaml:" in result.output

@@ -101,11 +101,12 @@ class Bundle:
     """Towers by name ('image', 'audio', 'text'): torch modules mapping their inputs to (N, D) embeddings.
 
     task: 'dual-encoder' (image or audio, and text embeddings in one space: zero-shot, retrieval),
-    'image-encoder', 'audio-encoder' or 'text-encoder' (one tower); Bundle.task_for(towers) gives it. Fusion models have one tower, 'fusion', taking
-    pixel values and tokens together (FUSION_SPEC) and returning the task head's logits; their task is declared:
-    'vqa' (one answer class per question), 'classification' (one class per image + text, e.g. sentiment) — both
-    with `outputs` naming the head's classes in order — or 'itm' (image-text matching: one score, or 2-way
-    [no match, match] logits).
+    'image-encoder', 'audio-encoder' or 'text-encoder' (one tower); Bundle.task_for(towers) gives it. Fusion
+    models have one tower, 'fusion', taking pixel values and tokens together (FUSION_SPEC) and returning the task
+    head's logits; their task is declared: 'vqa' (one answer class per question), 'classification' (one class
+    per image + text, e.g. sentiment) — both with `outputs` naming the head's classes in order — or 'itm'
+    (image-text matching: one score, or 2-way [no match, match] logits). Audio towers take what
+    `audio_preprocess` (the teacher's feature extractor) computes from the clips.
     """
 
     towers: dict[str, Any]  # name -> torch.nn.Module
