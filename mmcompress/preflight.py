@@ -24,7 +24,7 @@ def needed(recipe: Recipe) -> dict[str, tuple[str, str]]:
 
 
 def available() -> dict[str, bool]:
-    names = {**CORE, "onnxscript": None, "sklearn": None, "tensorrt": None}
+    names = {**CORE, "onnxscript": None, "sklearn": None, "tensorrt": None, "soundfile": None, "soxr": None}
     return {n: importlib.util.find_spec(n) is not None for n in names}
 
 
@@ -146,6 +146,9 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
             "data.source jsonl with texts"
         raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is image data but the teacher has {has}; "
                           f"use {fix}")
+    if recipe.export.jetson is not None and "audio" in (towers or ()):
+        raise _not_for(recipe, ("export", "jetson"), "Jetson bundles carry image and text eval samples; bundles for "
+                                                     "audio towers are not built yet (docs/audio.md)")
     if d.source in ("sounds", "audiofolder") and "audio" not in (towers or ("audio",)):
         raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is audio data but the teacher has no audio "
                           f"tower (it has {', '.join(towers)}); use an audio teacher (zoo: sounds-clap, a CLAP or AST "

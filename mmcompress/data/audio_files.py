@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mmcompress.errors import RecipeError
+from mmcompress.models.audio_preprocess import audio_backend
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif"}
 AUDIO_KEYS = {"audio", "caption", "label"}
@@ -20,7 +21,7 @@ AUDIO_KEYS = {"audio", "caption", "label"}
 
 def check(path: Path, where: str, shown: str) -> None:
     """The file exists, soundfile reads its header, and it holds at least one sample."""
-    import soundfile
+    soundfile = audio_backend("soundfile", "reading audio files")
 
     if not path.is_file():
         raise RecipeError(f"{where}: audio '{shown}' not found (looked for {path}); audio paths are relative to "
@@ -45,7 +46,7 @@ def _first(e: Exception) -> str:
 
 def decode(paths: list[Path], origin: list[str]) -> list[tuple[np.ndarray, int]]:
     """-> [(mono float32 waveform, sample rate)] in the order given; origin: 'file:line' of each, for errors."""
-    import soundfile
+    soundfile = audio_backend("soundfile", "reading audio files")
 
     out = []
     for p, where in zip(paths, origin):

@@ -75,14 +75,6 @@ def parity(candidate: np.ndarray, reference: np.ndarray, *, max_abs: float, min_
     return facts
 
 
-def clip_facts(seconds: np.ndarray, window_s: float | None) -> dict:
-    """The eval clips' lengths against the model's window (what the parity above covered)."""
-    longer = int((seconds > window_s).sum()) if window_s else 0
-    return {"seconds_min": round(float(seconds.min()), 3), "seconds_median": round(float(np.median(seconds)), 3),
-            "seconds_max": round(float(seconds.max()), 3), "window_s": window_s, "longer_than_window": longer,
-            "graph_input": "the window (every clip padded or cut to it)" if window_s else "each clip's own length"}
-
-
 def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path, parity_rows: int = 256) -> tuple[dict, dict]:
     """Export every tower of the bundle into folder/<tower>.onnx and check parity on real eval inputs.
 
@@ -126,7 +118,7 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
                                                 min_cosine=cfg.parity_min_cosine,
                                                 what=f"export-onnx {tower} tower at {long['input_ids'].shape[1]} tokens")
         if tower == "audio" and inputs.clip_seconds is not None:
-            facts["clips"] = clip_facts(inputs.clip_seconds, bundle.audio_preprocess.window_s)
+            facts["clips"] = bundle.audio_preprocess.clips(inputs.clip_seconds)
         if tower == "fusion":  # image and text in one graph: the text settings, with the image's under "image"
             pre_dict = {**bundle.text_preprocess.to_dict(), "image": bundle.image_preprocess.to_dict()}
         else:

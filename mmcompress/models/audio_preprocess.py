@@ -14,6 +14,19 @@ from typing import Any
 import numpy as np
 
 
+def audio_backend(name: str, why: str):
+    """soundfile or soxr (the `audio` extra), or exit 4 saying how to install them."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        from mmcompress.errors import BackendMissing
+
+        raise BackendMissing(f"{name} is not installed (needed for {why}); install the audio extra: "
+                             f"pip install 'mmcompress[audio]'") from None
+
+
 @dataclass
 class AudioPreprocess:
     """extractor: a transformers SequenceFeatureExtractor. input_name: the features the tower takes
@@ -36,8 +49,7 @@ class AudioPreprocess:
     def resample(self, wave: np.ndarray, rate: int) -> np.ndarray:
         if rate == self.sampling_rate:
             return wave
-        import soxr
-
+        soxr = audio_backend("soxr", "resampling audio")
         return soxr.resample(wave, rate, self.sampling_rate, quality="HQ").astype(np.float32)
 
     def __call__(self, clips) -> dict[str, np.ndarray]:
@@ -50,6 +62,16 @@ class AudioPreprocess:
         finally:
             np.random.set_state(state)
         return {self.input_name: np.ascontiguousarray(np.asarray(out[self.input_name], dtype=np.float32))}
+
+    def clips(self, seconds: np.ndarray) -> dict:
+        """The clips' lengths against the window, and what the extractor did with them (report, manifests)."""
+        w = self.window_s
+        longer, shorter = (int((seconds > w).sum()), int((seconds < w).sum())) if w else (0, 0)
+        return {"n": int(len(seconds)), "seconds_min": round(float(seconds.min()), 3),
+                "seconds_median": round(float(np.median(seconds)), 3), "seconds_max": round(float(seconds.max()), 3),
+                "window_s": w, "longer_than_window": longer, "shorter_than_window": shorter,
+                "longer_clips": self.long_clips, "shorter_clips": self.short_clips,
+                "graph_input": "the window (every clip padded or cut to it)" if w else "each clip's own length"}
 
     def to_dict(self) -> dict:
         settings = {k: v for k, v in self.extractor.to_dict().items()

@@ -335,7 +335,6 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
         text_pre = text_preprocess(path, cfg, MAX_TEXT_LENGTH, where) if "text" in towers else None
         if text_pre is not None:
             text_pre.max_length = _max_length(cfg.max_length, st, text_pre.tokenizer, config)
-        source["audio"] = audio_pre.to_dict()
     elif hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
         towers, specs = split_towers(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
