@@ -67,7 +67,7 @@ register(ZooEntry("shapes-vqa-tiny", "The same on shapes-clip-tiny's encoders (1
 
 register(ZooEntry("sounds-clap", "CLAP-style audio-text dual encoder (AST audio tower 3 layers, CLIP text tower 2 "
                                  "layers, hidden 128) trained contrastively on procedural sounds (data.source "
-                                 "sounds); trained on first use",
+                                 "sounds); trained on first use (about 2 min on 2 idle cores: docs/audio.md)",
                   sounds_clap.SoundsClapConfig(), towers=("audio", "text")))
 register(ZooEntry("sounds-clap-tiny", "The same recipe at test size (hidden 32, 1+1 layers, 20 steps on 200 clips); "
                                       "seconds to train; for tests",
