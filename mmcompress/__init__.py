@@ -15,7 +15,7 @@ _API = {"run": "mmcompress.api", "load_recipe": "mmcompress.api", "Report": "mmc
         "ArtifactReport": "mmcompress.api",
         "Bundle": "mmcompress.models.bundle", "TowerSpec": "mmcompress.models.bundle",
         "FUSION_SPEC": "mmcompress.models.bundle", "ImagePreprocess": "mmcompress.models.bundle",
-        "TextPreprocess": "mmcompress.models.bundle",
+        "TextPreprocess": "mmcompress.models.bundle", "AudioPreprocess": "mmcompress.models.audio_preprocess",
         "MMCompressError": "mmcompress.errors", "RecipeError": "mmcompress.errors", "StageError": "mmcompress.errors",
         "BackendMissing": "mmcompress.errors"}
 __all__ = ["__version__", *_API]

@@ -3,7 +3,8 @@
     mmcompress examples recipes/examples      # then: mmcompress run recipes/hf-clip.yaml
 
 Models are randomly initialised, saved with save_pretrained and loaded back through the same code a real
-checkpoint uses; data are procedural shapes written as PNG files. Nothing is downloaded.
+checkpoint uses; data are procedural shapes written as PNG files (and sounds as WAV/FLAC files:
+examples_audio.py). Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -273,5 +274,7 @@ def write_all(root: Path) -> dict[str, Path]:
 
     hf_logging.set_verbosity_error()  # random tiny configs trip config warnings that mean nothing here
     hf_logging.disable_progress_bar()
+    from mmcompress import examples_audio
+
     root = Path(root)
-    return {name: make(root / name) for name, make in MAKERS.items()}
+    return {name: make(root / name) for name, make in {**MAKERS, **examples_audio.MAKERS}.items()}

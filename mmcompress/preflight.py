@@ -24,7 +24,7 @@ def needed(recipe: Recipe) -> dict[str, tuple[str, str]]:
 
 
 def available() -> dict[str, bool]:
-    names = {**CORE, "onnxscript": None, "sklearn": None, "tensorrt": None}
+    names = {**CORE, "onnxscript": None, "sklearn": None, "tensorrt": None, "soundfile": None, "soxr": None}
     return {n: importlib.util.find_spec(n) is not None for n in names}
 
 
@@ -123,7 +123,7 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
             raise _not_for(recipe, ("checks", "text_lengths"), "the teacher has no text tower to time at these lengths")
         if "prompts" in d.model_fields_set:
             raise _not_for(recipe, ("data", "prompts"), "class prompts need a text tower and the teacher has none")
-    if d.source in ("shapes", "shapes-vqa", "digits"):
+    if d.source in ("shapes", "shapes-vqa", "digits", "sounds"):
         for key in ("path", "classes", "classes_file"):
             if getattr(d, key) is not None:
                 raise _not_for(recipe, ("data", key), f"data.source {d.source} is built in: it has no files and "
@@ -140,9 +140,19 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
                 if name not in towers:
                     raise RecipeError(f"{recipe.where(*j, 'max_latency_ms', name)}: the teacher has no {name} tower "
                                       f"(it has {', '.join(towers)}); budget only those")
-    if d.source in ("shapes", "digits") and not {"image", "fusion"} & set(towers or ("image",)):
-        raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is image data but the teacher has only a "
-                          f"text tower; use data.source jsonl with texts")
+    if d.source in ("shapes", "digits", "imagefolder") and not {"image", "fusion"} & set(towers or ("image",)):
+        has = "an audio tower" if "audio" in (towers or ()) else "only a text tower"
+        fix = "data.source sounds, audiofolder or jsonl with audio lines" if "audio" in (towers or ()) else \
+            "data.source jsonl with texts"
+        raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is image data but the teacher has {has}; "
+                          f"use {fix}")
+    if recipe.export.jetson is not None and "audio" in (towers or ()):
+        raise _not_for(recipe, ("export", "jetson"), "Jetson bundles carry image and text eval samples; bundles for "
+                                                     "audio towers are not built yet (docs/audio.md)")
+    if d.source in ("sounds", "audiofolder") and "audio" not in (towers or ("audio",)):
+        raise RecipeError(f"{recipe.where('data', 'source')}: {d.source} is audio data but the teacher has no audio "
+                          f"tower (it has {', '.join(towers)}); use an audio teacher (zoo: sounds-clap, a CLAP or AST "
+                          f"directory) or image/text data")
 
 
 def _teacher_config(recipe: Recipe):
@@ -176,6 +186,10 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
     if recipe.stages and towers is not None and "fusion" in towers:
         raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of fusion teachers are not built "
                           f"yet (export, int8/fp16 and checks are); remove `stages:` and convert the teacher itself")
+    if recipe.stages and towers is not None and "audio" in towers:
+        raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of audio teachers are not built "
+                          f"yet (export, int8/fp16, the planner and checks are; docs/audio.md); remove `stages:` "
+                          f"and convert the teacher itself")
     for i, entry in enumerate(recipe.stages):
         c, kind = entry.config, entry.kind
         at = lambda *keys, i=i, kind=kind: recipe.where("stages", i, kind, *keys)

@@ -17,7 +17,7 @@ from mmcompress import _overrides, _recipe_errors, _yaml
 from mmcompress.errors import RecipeError
 from mmcompress.runtimes import DEFAULT as DEFAULT_RUNTIME
 
-TowerName = Literal["image", "text", "fusion"]
+TowerName = Literal["image", "audio", "text", "fusion"]
 
 
 class Strict(BaseModel):
@@ -39,7 +39,8 @@ class TeacherConfig(Strict):
                                              "already in the local Hugging Face cache; nothing is downloaded. "
                                              "CLIP/SigLIP become an image and a text tower; ViT-family models an "
                                              "image tower; BERT-family models (and sentence-transformers "
-                                             "directories) a text tower.")
+                                             "directories) a text tower; CLAP an audio and a text tower; AST "
+                                             "and wav2vec2 an audio tower (docs/audio.md).")
     python: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
                                description="`package.module:function` returning a `mmcompress.Bundle` (see "
                                            "docs/teachers.md). The recipe's folder is put on `sys.path` first.")
@@ -101,8 +102,9 @@ class SplitsConfig(Strict):
 class PromptsConfig(Strict):
     templates: list[str] | None = Field(
         None, description="Zero-shot prompt templates with the source's placeholders (shapes: `{colour}`, `{shape}`; "
-                          "digits: `{digit}`; jsonl and imagefolder: `{label}`). Default: the wording the source's "
-                          "captions use (jsonl, imagefolder: 'a photo of a {label}'; an image folder's captions use "
+                          "digits: `{digit}`; sounds: `{pitch}`, `{sound}`; jsonl, imagefolder, audiofolder: `{label}`). Default: the wording the source's "
+                          "captions use (jsonl, imagefolder: 'a photo of a {label}'; audio lines and audiofolder: 'the sound of a "
+                          "{label}'; an image or audio folder's captions use "
                           "the first template). Use the teacher's training wording: prompts that drop words the "
                           "teacher always saw cost tens of points.")
     ensemble: Literal["max", "mean"] = Field(
@@ -110,19 +112,23 @@ class PromptsConfig(Strict):
                            "normalised prompt embeddings.")
 
 
-PLACEHOLDERS = {"shapes": {"colour", "shape"}, "shapes-vqa": set(), "digits": {"digit"}, "jsonl": {"label"}, "imagefolder": {"label"}}
+PLACEHOLDERS = {"shapes": {"colour", "shape"}, "shapes-vqa": set(), "digits": {"digit"}, "sounds": {"pitch", "sound"},
+                "jsonl": {"label"}, "imagefolder": {"label"}, "audiofolder": {"label"}}
 DIGITS_IMAGES = 1797  # scikit-learn's load_digits()
 
 
 class DataConfig(Strict):
-    source: Literal["shapes", "shapes-vqa", "digits", "jsonl", "imagefolder"] = Field(
+    source: Literal["shapes", "shapes-vqa", "digits", "sounds", "jsonl", "imagefolder", "audiofolder"] = Field(
         description="`shapes`: procedurally drawn coloured shapes with captions (seeded). `shapes-vqa`: the same "
                     "images, each with a question (what colour / what shape / is it small or large) and its "
                     "one-word answer, for fusion teachers (`zoo: shapes-vqa`). `digits`: scikit-learn's "
                     "bundled handwritten digits, upscaled, captioned 'a handwritten digit seven'. `jsonl`: your "
-                    "lines of {image, caption, label?} or {text, pair?, label?} (docs/data.md). `imagefolder`: "
+                    "lines of {image, caption, label?}, {audio, caption?, label?} or {text, pair?, label?} "
+                    "(docs/data.md, docs/audio.md). `sounds`: procedurally synthesised tones, chirps, noise "
+                    "bursts and click trains with captions, for the audio demo (`zoo: sounds-clap`). "
+                    "`audiofolder`: one folder of audio files per class. `imagefolder`: "
                     "one folder of images per class.")
-    path: str | None = Field(None, description="`jsonl`: the file; `imagefolder`: the root folder. Relative to "
+    path: str | None = Field(None, description="`jsonl`: the file; `imagefolder`, `audiofolder`: the root folder. Relative to "
                                                "the recipe.")
     classes: list[str] | None = Field(None, min_length=1, description="Class names, in order (default: the "
                                                                       "sorted distinct labels of the data).")
@@ -143,9 +149,9 @@ class DataConfig(Strict):
                 raise _CrossFieldError(("data", "prompts", "templates", i),
                                        f"template {t!r} must use {', '.join('{' + a + '}' for a in sorted(allowed))} "
                                        f"and nothing else for data.source {self.source}")
-        if self.source in ("jsonl", "imagefolder") and not self.path:
-            raise _CrossFieldError(("data", "source"), f"data.source {self.source} needs data.path: the "
-                                                       f"{'JSONL file' if self.source == 'jsonl' else 'image folder'}")
+        if self.source in ("jsonl", "imagefolder", "audiofolder") and not self.path:
+            what = {"jsonl": "JSONL file", "imagefolder": "image folder", "audiofolder": "audio folder"}[self.source]
+            raise _CrossFieldError(("data", "source"), f"data.source {self.source} needs data.path: the {what}")
         if self.classes and self.classes_file:
             raise _CrossFieldError(("data", "classes"), "give classes or classes_file, not both")
         total = self.splits.train + self.splits.calibration + self.splits.eval

@@ -73,8 +73,9 @@ def zero_shot(scores, labels) -> dict:
     return {"top1": top1, "top5": top5, "n": int(len(labels))}
 
 
-def recall(image_emb, caption_emb, caption_of_image, ks) -> dict:
+def recall(image_emb, caption_emb, caption_of_image, ks, query: str = "image") -> dict:
     """image_emb (N, D); caption_emb (M, D) for the M distinct captions; caption_of_image (N,) in [0, M).
+    query: what the rows of image_emb are ('image', or 'audio' for audio-text models): it names the keys.
     image->text: is each image's caption among the k most similar distinct captions? text->image: for each
     image's caption as query, does any of the k most similar images carry that caption?"""
     sim = normalize(image_emb) @ normalize(caption_emb).T  # (N, M)
@@ -82,9 +83,9 @@ def recall(image_emb, caption_emb, caption_of_image, ks) -> dict:
     i2t_rank = np.argsort(-sim, axis=1)  # (N, M)
     t2i_rank = np.argsort(-sim.T, axis=1)  # (M, N)
     for k in ks:
-        out[f"image_to_text@{k}"] = float((i2t_rank[:, :k] == caption_of_image[:, None]).any(1).mean() * 100)
+        out[f"{query}_to_text@{k}"] = float((i2t_rank[:, :k] == caption_of_image[:, None]).any(1).mean() * 100)
         hit_per_caption = (caption_of_image[t2i_rank[:, :k]] == np.arange(len(caption_emb))[:, None]).any(1)  # (M,)
-        out[f"text_to_image@{k}"] = float(hit_per_caption[caption_of_image].mean() * 100)
+        out[f"text_to_{query}@{k}"] = float(hit_per_caption[caption_of_image].mean() * 100)
     return out
 
 
@@ -145,6 +146,11 @@ def _prompts(text_emb, inputs):
     return _rows(text_emb, inputs, "prompts").reshape(inputs.n_classes, inputs.n_templates, -1)  # (C, T, D)
 
 
+def query(emb: dict) -> str:
+    """The tower a dual encoder's texts are matched against: 'image' or 'audio'."""
+    return "image" if "image" in emb else "audio"
+
+
 def task_metrics(task: str, emb: dict, inputs, ensemble: str, ks, knn_k: int):
     """-> (accuracy dict with 'primary': {'metric', 'value'}, per-row predictions for agreement or None).
     inputs: anything with blocks, labels, caption_of_image, n_classes, n_templates (checks.evaluate.EvalInputs,
@@ -153,12 +159,13 @@ def task_metrics(task: str, emb: dict, inputs, ensemble: str, ks, knn_k: int):
     pred, primary = None, None
     has_prompts = "prompts" in inputs.blocks and inputs.labels is not None
     if task == "dual-encoder":
+        q = query(emb)
         if has_prompts:
-            scores = zero_shot_scores(emb["image"], _prompts(emb["text"], inputs), ensemble)
+            scores = zero_shot_scores(emb[q], _prompts(emb["text"], inputs), ensemble)
             out["zero_shot"] = zero_shot(scores, inputs.labels)
             pred, primary = scores.argmax(1), ("zero_shot_top1", out["zero_shot"]["top1"])
-        out["recall"] = recall(emb["image"], _rows(emb["text"], inputs, "captions"), inputs.caption_of_image, ks)
-        primary = primary or ("image_to_text@1", out["recall"][f"image_to_text@{ks[0]}"])
+        out["recall"] = recall(emb[q], _rows(emb["text"], inputs, "captions"), inputs.caption_of_image, ks, q)
+        primary = primary or (q + "_to_text@1", out["recall"][q + "_to_text@" + str(ks[0])])
     elif task in ("vqa", "classification"):
         pred = emb["fusion"].argmax(1)
         if inputs.labels is not None:
@@ -175,8 +182,8 @@ def task_metrics(task: str, emb: dict, inputs, ensemble: str, ks, knn_k: int):
             if pred is not None:
                 out["match"]["accuracy"] = round(float((pred == inputs.labels).mean() * 100), 2)
             primary = ("match_auc", out["match"]["auc"])
-    elif task == "image-encoder" and inputs.labels is not None:
-        out["knn"], pred = knn(emb["image"], inputs.labels, knn_k)
+    elif task in ("image-encoder", "audio-encoder") and inputs.labels is not None:
+        out["knn"], pred = knn(emb[task.split("-")[0]], inputs.labels, knn_k)
         primary = ("knn_top1", out["knn"]["top1"])
     elif task == "text-encoder":
         texts = _rows(emb["text"], inputs, "texts")

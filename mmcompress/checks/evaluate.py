@@ -29,6 +29,7 @@ class EvalInputs:
     n_templates: int
     key: str                                  # hash of the raw data and preprocessing: part of cache keys
     trim: dict[str, bool]                     # tower -> batches are cut to their longest row (text, 'longest')
+    clip_seconds: np.ndarray | None = None    # (N,) duration of each eval clip (audio data), before the window
 
     def text_lengths(self) -> np.ndarray:
         """(N,) token count of every eval text row (attention mask sums); empty without a text tower."""
@@ -77,6 +78,10 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
         feeds["image"] = {"pixel_values": bundle.image_preprocess(ev.images)}
         if len(cal):
             calib["image"] = {"pixel_values": bundle.image_preprocess(cal.images)}
+    if "audio" in bundle.towers:  # the teacher's feature extractor, on the host
+        feeds["audio"] = bundle.audio_preprocess(ev.audio)
+        if len(cal):
+            calib["audio"] = bundle.audio_preprocess(cal.audio)
     if "text" in bundle.towers:
         feeds["text"] = bundle.text_preprocess(texts)
         if len(cal):
@@ -91,11 +96,12 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
             for k in sorted(d):
                 h.update(d[k].tobytes())
     text_trims = bool(bundle.text_preprocess and bundle.text_preprocess.trims)
-    trim = {"image": False, "text": text_trims, "fusion": text_trims}
+    trim = {"image": False, "audio": False, "text": text_trims, "fusion": text_trims}
     h.update(repr((texts, blocks, None if labels is None else labels.tolist(), trim)).encode())
+    seconds = None if ev.audio is None else np.array([len(w) / sr for w, sr in ev.audio])
     return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=labels, caption_of_image=caption_of_image,
                       n_classes=len(data.class_prompts), n_templates=len(data.class_prompts[0]) if data.class_prompts else 0,
-                      key=h.hexdigest()[:16], trim={t: trim[t] for t in feeds})
+                      key=h.hexdigest()[:16], trim={t: trim[t] for t in feeds}, clip_seconds=seconds)
 
 
 # fusion task -> (the data kind it needs, what that is in words)
@@ -115,8 +121,11 @@ def check_fits(bundle: Bundle, data: Dataset, parts, at: str | None = None) -> N
     errors ('recipe.yaml:7 data.path'); default 'data' / 'data.source'."""
     from mmcompress.errors import RecipeError
 
-    if ("image" in bundle.towers or bundle.is_fusion) and data.kind == "text":
+    if ("image" in bundle.towers or bundle.is_fusion) and data.kind in ("text", "audio-text"):
         raise RecipeError(f"{at or 'data'}: the teacher has an image tower but data.source {data.name} has no images")
+    if "audio" in bundle.towers and data.kind != "audio-text":
+        raise RecipeError(f"{at or 'data'}: the teacher has an audio tower but data.source {data.name} has no audio "
+                          f"clips; use data.source sounds, audiofolder, or jsonl lines with \"audio\"")
     if bundle.is_fusion:
         want = FUSION_DATA[bundle.task]
         if data.kind != want[0]:
@@ -130,14 +139,15 @@ def check_fits(bundle: Bundle, data: Dataset, parts, at: str | None = None) -> N
         raise RecipeError(f"{at or 'data'}: {data.name} holds {'questions with answers' if data.kind == 'image-question' else 'image-text pairs with match labels'}, "
                           f"for fusion teachers; this teacher is a {bundle.task} (use lines with image and caption, "
                           f"or text)")
-    elif "text" in bundle.towers and data.kind == "image-text":
-        for rows in parts:  # image lines may leave captions out (data.files); a text tower reads them
+    elif "text" in bundle.towers and data.kind in ("image-text", "audio-text"):
+        for rows in parts:  # image and audio lines may leave captions out (data.files); a text tower reads them
             if None in rows.texts:
                 i = rows.texts.index(None)
                 where = rows.origin[i] if rows.origin else f"data: row {i}"
+                what = "audio" if data.kind == "audio-text" else "image"
                 raise RecipeError(f"{where}: missing key 'caption'; the teacher's text tower reads the captions "
-                                  f"(image-text retrieval, the text tower's calibration), so image lines need "
-                                  f"\"image\" and \"caption\" (or keep only the image tower: teacher.towers: [image])")
+                                  f"({what}-text retrieval, the text tower's calibration), so {what} lines need "
+                                  f"\"{what}\" and \"caption\" (or keep only the {what} tower: teacher.towers: [{what}])")
 
 
 def check_lengths(text, rows) -> None:

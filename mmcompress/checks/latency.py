@@ -8,6 +8,8 @@ distribution's quantiles (report.html draws them).
 Text is timed at the lengths the eval data has (median and p90 token counts, rounded up to a multiple of 8)
 and at any fixed lengths the recipe lists (checks.text_lengths); a model that always pads to its maximum
 (teacher.text_padding: max_length) is timed at that maximum. Images have no length: one point per batch size.
+Audio towers with a fixed window (every clip padded or cut to it by the feature extractor: CLAP, AST, Whisper)
+are timed at that window, and the point's key names it ('16@1.015s').
 
 A session may ask for an untimed pause after its calls (`settle_s`): PyTorch's OpenMP threads (libgomp, the
 default wait policy) keep spinning for about 10 ms after each call (measured on the 2-core AVX2 EPYC: 10 ms of
@@ -59,8 +61,12 @@ def text_lengths(token_counts: np.ndarray, max_length: int, fixed: list[int], pa
     return {n: ", ".join(v) for n, v in sorted(out.items())}
 
 
-def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None) -> list[dict]:
-    """The (batch, length) points a tower is timed at, each with its report key ('16', or '16@24' for text)."""
+def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None, window_s: float | None = None) -> list[dict]:
+    """The (batch, length) points a tower is timed at, each with its report key ('16', '16@24' for text,
+    '16@1.015s' for audio at its window)."""
+    if tower == "audio" and window_s:
+        return [{"key": f"{b}@{window_s:g}s", "batch": b, "seq_len": None, "clip_s": window_s,
+                 "seq_len_from": "the model's window: every clip is padded or cut to it"} for b in batch_sizes]
     if tower not in ("text", "fusion") or not lengths:
         return [{"key": str(b), "batch": b, "seq_len": None, "seq_len_from": None} for b in batch_sizes]
     return [{"key": f"{b}@{n}", "batch": b, "seq_len": n, "seq_len_from": src}
@@ -78,7 +84,8 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
     text = bundle.text_preprocess
     lengths = (text_lengths(inputs.text_lengths(), text.max_length, cfg.text_lengths, text.padding)
                if text is not None and ({"text", "fusion"} & set(bundle.towers)) else None)
-    plan = {t: points(t, cfg.batch_sizes, lengths) for t in bundle.towers}
+    window = bundle.audio_preprocess.window_s if bundle.audio_preprocess is not None else None
+    plan = {t: points(t, cfg.batch_sizes, lengths, window) for t in bundle.towers}
     out: dict = {}
     with bar("timing (interleaved with the teacher)", sum(map(len, plan.values())) * cfg.rounds) as update:
         done = 0
@@ -105,7 +112,8 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
             for p in plan[tower]:
                 feeds = feeds_at(inputs.feeds[tower], p["batch"], p["seq_len"], text.pad_id if text else 0)
                 times = measure(sessions, feeds, rounds=cfg.rounds, warmup=cfg.warmup, progress=tick)
-                where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"]}
+                where = {"batch": p["batch"], "seq_len": p["seq_len"], "seq_len_from": p["seq_len_from"],
+                         **({"clip_s": p["clip_s"]} if "clip_s" in p else {})}
                 rows = {name: {**row, **where} for name, row in summarize(times, "teacher").items()}
                 for f in files:  # each graph against every other graph path of the same rounds (pruned vs not)
                     vs = {g: pair(times, f, g) for g in files if g != f}

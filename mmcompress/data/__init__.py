@@ -32,6 +32,16 @@ def _shapes_vqa(cfg, seed: int, base: Path) -> Dataset:
     return Dataset("shapes-vqa", "image-question", splits, list(shapes_vqa.ANSWERS), [], {"templates": None})
 
 
+def _sounds(cfg, seed: int, base: Path) -> Dataset:
+    from mmcompress.data import sounds
+
+    sizes = cfg.splits.model_dump()
+    splits = {name: sounds.generate(sizes[name], seed=seed, stream=sounds.STREAM_SPLITS, part=k)
+              for k, name in enumerate(SPLIT_ORDER)}
+    return Dataset("sounds", "audio-text", splits, sounds.class_names(), sounds.class_prompts(cfg.prompts.templates),
+                   {"templates": cfg.prompts.templates or sounds.TEMPLATES})
+
+
 def _check_sizes(n: int, sizes: dict[str, int], what: str, where: str = "data.splits") -> None:
     need = sum(sizes.values())
     if need > n:
@@ -87,22 +97,36 @@ def _classes(cfg, base: Path, labels: list[str] | None, where: str = "data", ori
     return classes
 
 
+AUDIO_TEMPLATE = "the sound of a {label}"  # audio data's default prompt ('a photo of a ...' for images)
+
+
 def _read_files(cfg, base: Path, where=None):
     """-> (path, templates, rows, classes): every line parsed and every image header read, classes checked.
     where(*key path) -> 'recipe.yaml:12 data.classes' for errors about recipe keys."""
     from mmcompress.data import files
 
     path = base / cfg.path
-    templates = cfg.prompts.templates or ["a photo of a {label}"]
+    templates = cfg.prompts.templates or [AUDIO_TEMPLATE if cfg.source == "audiofolder" else "a photo of a {label}"]
     at = where("data", "path") if where else "data.path"
-    rows = files.read_jsonl(path, at) if cfg.source == "jsonl" else files.read_imagefolder(path, templates[0], at)
+    if cfg.source == "jsonl":
+        rows = files.read_jsonl(path, at)
+        if rows.kind == "audio" and not cfg.prompts.templates:
+            templates = [AUDIO_TEMPLATE]
+    elif cfg.source == "audiofolder":
+        from mmcompress.data import audio_files
+
+        rows = audio_files.read_folder(path, templates[0], at)
+    else:
+        rows = files.read_imagefolder(path, templates[0], at)
     return path, templates, rows, _classes(cfg, base, rows.labels, where("data", "classes") if where else "data",
                                            rows.origin, rows.kind,
                                            where("data", "classes_file") if where else "data.classes_file")
 
 
 # a file's kind of lines -> the Dataset kind the checks see
-KIND_OF_ROWS = {"image": "image-text", "question": "image-question", "match": "image-text-match", "text": "text"}
+KIND_OF_ROWS = {"image": "image-text", "audio": "audio-text", "question": "image-question", "match": "image-text-match",
+                "text": "text"}
+FILE_SOURCES = ("jsonl", "imagefolder", "audiofolder")
 
 
 def _files(cfg, seed: int, base: Path) -> Dataset:
@@ -111,19 +135,28 @@ def _files(cfg, seed: int, base: Path) -> Dataset:
     path, templates, rows, classes = _read_files(cfg, base)
     index = {c: i for i, c in enumerate(classes)}
     labels = None if rows.labels is None else np.array([index[x] for x in rows.labels], dtype=np.int64)
-    full = Split(list(range(len(rows))) if rows.images is not None else None, rows.texts, labels, rows.pairs)
+    full = Split(list(range(len(rows))) if rows.images is not None else None, rows.texts, labels, rows.pairs,
+                 audio=list(range(len(rows))) if rows.audio is not None else None)
     splits = split_rows(full, cfg.splits.model_dump(), seed, str(path))
     if rows.images is not None:  # decode only the rows the splits use
         for s in splits.values():
             idx = s.images
             s.origin = [rows.origin[i] for i in idx]  # file:line of each row, for errors found later
             s.images = files.decode([rows.images[i] for i in idx], s.origin)
-    prompts = [[t.format(label=c) for t in templates] for c in classes] if classes and rows.kind in ("image", "text") else []
+    if rows.audio is not None:  # the same for clips: rows.audio holds their paths until now
+        from mmcompress.data import audio_files
+
+        for s in splits.values():
+            s.origin = [rows.origin[i] for i in s.audio]
+            s.audio = audio_files.decode([rows.audio[i] for i in s.audio], s.origin)
+    prompts = ([[t.format(label=c) for t in templates] for c in classes]
+               if classes and rows.kind in ("image", "text", "audio") else [])
     kind = KIND_OF_ROWS[rows.kind]
     return Dataset(cfg.source, kind, splits, classes, prompts, {"templates": templates, "path": str(path)})
 
 
-SOURCES = {"shapes": _shapes, "shapes-vqa": _shapes_vqa, "digits": _digits, "jsonl": _files, "imagefolder": _files}
+SOURCES = {"shapes": _shapes, "shapes-vqa": _shapes_vqa, "digits": _digits, "sounds": _sounds, "jsonl": _files,
+           "imagefolder": _files, "audiofolder": _files}
 
 
 def load_data(cfg, seed: int, base: Path | str = ".") -> Dataset:
@@ -136,11 +169,11 @@ def check_data(cfg, base: Path | str = ".", where=None) -> tuple[Dataset, Split]
     where(*key path) -> 'recipe.yaml:12 data.splits' (Recipe.where) so errors name the recipe line.
     -> for file sources, the data (no splits) and every row as one Split (images: their paths, not decoded), for
     the checks against the teacher (checks.evaluate.check_fits); None for the built-in sources."""
-    if cfg.source not in ("jsonl", "imagefolder"):
+    if cfg.source not in FILE_SOURCES:
         return None
     path, _, rows, classes = _read_files(cfg, Path(base), where)
     _check_sizes(len(rows), cfg.splits.model_dump(), str(path), where("data", "splits") if where else "data.splits")
     index = {c: i for i, c in enumerate(classes)}
     labels = None if rows.labels is None else np.array([index[x] for x in rows.labels], dtype=np.int64)
-    every = Split(rows.images, rows.texts, labels, rows.pairs, rows.origin)
+    every = Split(rows.images, rows.texts, labels, rows.pairs, rows.origin, rows.audio)
     return Dataset(cfg.source, KIND_OF_ROWS[rows.kind], {}, classes, [], {"path": str(path)}), every

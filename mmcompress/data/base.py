@@ -1,4 +1,4 @@
-"""What every data source returns: splits of images / texts / pairs / labels, plus the classes and their prompts."""
+"""What every data source returns: splits of images / audio / texts / pairs / labels, plus the classes and their prompts."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ class Split:
     labels: np.ndarray | None
     pairs: list[str] | None = None
     origin: list[str] | None = None  # 'file:line' per row (file sources), for errors found after loading
+    audio: list | None = None  # N (waveform (S,) float32 mono, sample rate) pairs (audio data), or their paths
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -28,14 +29,14 @@ class Split:
     def select(self, idx) -> "Split":
         pick = lambda seq: None if seq is None else (seq[idx] if isinstance(seq, np.ndarray) else [seq[i] for i in idx])
         return Split(pick(self.images), [self.texts[i] for i in idx], pick(self.labels), pick(self.pairs),
-                     pick(self.origin))
+                     pick(self.origin), pick(self.audio))
 
 
 @dataclass
 class Dataset:
     """Splits by name ('train', 'calibration', 'eval') and the classes.
 
-    kind: 'image-text' (images with captions), 'text' (texts, maybe pairs), 'image-question' (images with a
+    kind: 'image-text' (images with captions), 'audio-text' (clips with captions), 'text' (texts, maybe pairs), 'image-question' (images with a
     question each; labels index class_names, the answers).
     class_prompts[c] holds one prompt per template for class c (empty when the data has no labels); the
     zero-shot check scores a class by reducing its prompts' similarities ('max' or 'mean'), so templates

@@ -9,7 +9,8 @@ JSONL, one object per line, all lines of one kind:
   match lines    {"image": "imgs/0001.png", "text": "a small red circle", "match": true}
                (image-text matching teachers: `caption` may stand for `text`; match: true/false, 1/0, yes/no)
                (for fusion teachers; `text` may stand for `question`, `label` for `answer`)
-Image paths are relative to the JSONL file. An image folder is root/<class name>/<image files>.
+  audio lines  {"audio": "clips/0001.wav", "caption": "a dog barking", "label": "dog"} (data/audio_files.py)
+Image and audio paths are relative to the JSONL file. An image folder is root/<class name>/<image files>.
 """
 from __future__ import annotations
 
@@ -33,12 +34,13 @@ _TRUE, _FALSE = {True, 1, "1", "true", "yes", "match"}, {False, 0, "0", "false",
 class Rows:
     """What a file source holds before splitting. images: paths (decoded later); labels: class names or None."""
 
-    kind: str                      # 'image', 'text', 'question' or 'match'
+    kind: str                      # 'image', 'audio', 'text', 'question' or 'match'
     images: list[Path] | None
     texts: list[str | None]        # image lines without captions: None (checks.evaluate.check_fits says who needs them)
     pairs: list[str] | None
     labels: list[str] | None
     origin: list[str]              # 'file:line' per row, for errors found later (decoding)
+    audio: list[Path] | None = None  # audio lines: the clips' paths (decoded later)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -68,8 +70,10 @@ def read_jsonl(path: Path, where: str = "data.path") -> Rows:
     """where: how errors name the recipe key ('recipe.yaml:7 data.path')."""
     if not path.is_file():
         raise _missing(path, where, "a JSONL file with one JSON object per line")
+    from mmcompress.data import audio_files
+
     kind = None
-    images, texts, pairs, labels, origin = [], [], [], [], []
+    images, texts, pairs, labels, origin, clips = [], [], [], [], [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -89,14 +93,16 @@ def read_jsonl(path: Path, where: str = "data.path") -> Rows:
                 obj = {"question" if k == "text" else "answer" if k == "label" else k: v for k, v in obj.items()}
                 this = "question"
             else:
-                this = "image" if "image" in obj else "text" if "text" in obj else None
+                this = "image" if "image" in obj else "audio" if "audio" in obj else "text" if "text" in obj else None
             if this is None:
-                raise RecipeError(f"{where}: missing key 'image' or 'text'; image lines need \"image\" (and "
-                                  f"\"caption\" for a teacher with a text tower), text lines need \"text\"")
+                raise RecipeError(f"{where}: missing key 'image', 'audio' or 'text'; image lines need \"image\" "
+                                  f"(and \"caption\" for a teacher with a text tower), audio lines \"audio\", text "
+                                  f"lines \"text\"")
             kind = kind or this
             if this != kind:
                 raise RecipeError(f"{where}: a {this} line in a file of {kind} lines; keep one kind per file")
-            allowed = {"image": IMAGE_KEYS, "text": TEXT_KEYS, "question": QUESTION_KEYS, "match": MATCH_KEYS}[kind]
+            allowed = {"image": IMAGE_KEYS, "text": TEXT_KEYS, "question": QUESTION_KEYS, "match": MATCH_KEYS,
+                       "audio": audio_files.AUDIO_KEYS}[kind]
             unknown = set(obj) - allowed
             if unknown:
                 raise RecipeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; {kind} lines take "
@@ -128,10 +134,14 @@ def read_jsonl(path: Path, where: str = "data.path") -> Rows:
                 labels.append(str(obj["answer"]))
                 origin.append(where)
                 continue
-            if kind == "image":
-                p = (path.parent / str(obj["image"])).resolve()
-                _check_image(p, where, str(obj["image"]))
-                images.append(p)
+            if kind in ("image", "audio"):
+                p = (path.parent / str(obj[kind])).resolve()
+                if kind == "image":
+                    _check_image(p, where, str(obj["image"]))
+                    images.append(p)
+                else:
+                    audio_files.check(p, where, str(obj["audio"]))
+                    clips.append(p)
                 # only a text tower reads captions (retrieval, its calibration): optional here, and refused
                 # missing where that teacher reads them (checks.evaluate.check_fits)
                 texts.append(str(obj["caption"]) if "caption" in obj else None)
@@ -144,14 +154,14 @@ def read_jsonl(path: Path, where: str = "data.path") -> Rows:
     if kind is None:
         raise RecipeError(f"{path}: the file has no lines; add one JSON object per line")
     _all_or_none(labels, origin, "label")
-    if kind == "image" and None in texts and any(t is not None for t in texts):
+    if kind in ("image", "audio") and None in texts and any(t is not None for t in texts):
         i, j = texts.index(None), next(k for k, t in enumerate(texts) if t is not None)
         raise RecipeError(f"{origin[i]}: missing key 'caption' (line {origin[j].rsplit(':', 1)[-1]} has one); "
-                          f"give every image line a caption, or none (a teacher without a text tower reads none)")
+                          f"give every {kind} line a caption, or none (a teacher without a text tower reads none)")
     if pairs and len(pairs) != len(texts):
         raise RecipeError(f"{path}: some text lines have \"pair\" and some do not; give every line a pair or none")
     return Rows(kind, images if kind in ("image", "question", "match") else None, texts, pairs or None,
-                labels if labels[0] is not None else None, origin)
+                labels if labels[0] is not None else None, origin, clips if kind == "audio" else None)
 
 
 def _all_or_none(values: list, origin: list[str], key: str) -> None:

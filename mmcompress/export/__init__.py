@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from mmcompress.artifact import Artifact, owns
 
-TOWER_FILES = {"image": "image.onnx", "text": "text.onnx", "fusion": "fusion.onnx"}
+TOWER_FILES = {"image": "image.onnx", "audio": "audio.onnx", "text": "text.onnx", "fusion": "fusion.onnx"}
 
 
 @dataclass

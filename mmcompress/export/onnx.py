@@ -1,4 +1,8 @@
-"""One ONNX graph per tower, dynamic batch (and sequence for text), parity-checked against PyTorch."""
+"""One ONNX graph per tower, dynamic batch (and sequence for text), parity-checked against PyTorch.
+
+Audio towers take the feature extractor's output: for a fixed-window model every eval clip, whatever its length,
+arrives padded or cut to the window, so parity on the eval inputs is parity at the window; the manifest records
+the clips' lengths and how many were longer than the window."""
 from __future__ import annotations
 
 import io
@@ -113,6 +117,8 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
                 facts["padded_to_max"] = parity(sess.run(long), ref, max_abs=cfg.parity_max_abs,
                                                 min_cosine=cfg.parity_min_cosine,
                                                 what=f"export-onnx {tower} tower at {long['input_ids'].shape[1]} tokens")
+        if tower == "audio" and inputs.clip_seconds is not None:
+            facts["clips"] = bundle.audio_preprocess.clips(inputs.clip_seconds)
         if tower == "fusion":  # image and text in one graph: the text settings, with the image's under "image"
             pre_dict = {**bundle.text_preprocess.to_dict(), "image": bundle.image_preprocess.to_dict()}
         else:

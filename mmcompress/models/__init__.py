@@ -10,7 +10,7 @@ from mmcompress.models.bundle import FUSION_SPEC, Bundle, ImagePreprocess, TextP
 
 
 def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
-    from mmcompress.models import clip, shapes_clip, shapes_vqa, zoo
+    from mmcompress.models import clip, shapes_clip, shapes_vqa, sounds_clap, zoo
 
     entry = zoo.REGISTRY[cfg.zoo]
     trained_now = not zoo.is_built(entry) and not zoo.shipped_matches(entry)
@@ -25,6 +25,17 @@ def _load_zoo(cfg, base: Path, progress: Callable | None) -> Bundle:
                       text_preprocess=TextPreprocess(tokenizer, cfg.max_length or base_cfg.max_length,
                                                      cfg.text_padding or "longest"),
                       task="vqa", outputs=list(answers), source=source)
+    if entry.code is sounds_clap:  # audio and text towers; the feature extractor saved beside the weights
+        from mmcompress.models.audio_preprocess import for_extractor
+
+        model, tokenizer, extractor, mcfg = sounds_clap.load(path)
+        towers, specs = sounds_clap.towers(model)
+        if cfg.towers:
+            towers = {t: m for t, m in towers.items() if t in cfg.towers}
+        return Bundle(towers=towers, specs=specs, image_preprocess=None, audio_preprocess=for_extractor(extractor),
+                      text_preprocess=TextPreprocess(tokenizer, cfg.max_length or mcfg.max_length,
+                                                     cfg.text_padding or "longest"),
+                      task=Bundle.task_for(towers), source=source)
     model, tokenizer, mcfg = shapes_clip.load(path)
     towers, specs = clip.split_towers(model)
     if cfg.towers:

@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mmcompress.models.audio_preprocess import AudioPreprocess
+
 
 @dataclass
 class ImagePreprocess:
@@ -96,14 +98,15 @@ class TowerSpec:
 
 @dataclass
 class Bundle:
-    """Towers by name ('image', 'text'): torch modules mapping their inputs to (N, D) embeddings.
+    """Towers by name ('image', 'audio', 'text'): torch modules mapping their inputs to (N, D) embeddings.
 
-    task: 'dual-encoder' (image and text embeddings in one space: zero-shot, retrieval), 'image-encoder' or
-    'text-encoder' (one tower); Bundle.task_for(towers) gives it. Fusion models have one tower, 'fusion', taking
-    pixel values and tokens together (FUSION_SPEC) and returning the task head's logits; their task is declared:
-    'vqa' (one answer class per question), 'classification' (one class per image + text, e.g. sentiment) — both
-    with `outputs` naming the head's classes in order — or 'itm' (image-text matching: one score, or 2-way
-    [no match, match] logits).
+    task: 'dual-encoder' (image or audio, and text embeddings in one space: zero-shot, retrieval),
+    'image-encoder', 'audio-encoder' or 'text-encoder' (one tower); Bundle.task_for(towers) gives it. Fusion
+    models have one tower, 'fusion', taking pixel values and tokens together (FUSION_SPEC) and returning the task
+    head's logits; their task is declared: 'vqa' (one answer class per question), 'classification' (one class
+    per image + text, e.g. sentiment) — both with `outputs` naming the head's classes in order — or 'itm'
+    (image-text matching: one score, or 2-way [no match, match] logits). Audio towers take what
+    `audio_preprocess` (the teacher's feature extractor) computes from the clips.
     """
 
     towers: dict[str, Any]  # name -> torch.nn.Module
@@ -113,11 +116,12 @@ class Bundle:
     task: str = "dual-encoder"
     source: dict = field(default_factory=dict)  # where it came from: zoo name + cache key, hf dir, ...
     outputs: list[str] | None = None  # fusion teachers: the head's classes (answers), in logit order
+    audio_preprocess: AudioPreprocess | None = None
 
     FUSION_TASKS = ("vqa", "classification", "itm")
 
     def preprocess(self, tower: str) -> Callable:
-        return self.image_preprocess if tower == "image" else self.text_preprocess
+        return {"image": self.image_preprocess, "audio": self.audio_preprocess}.get(tower, self.text_preprocess)
 
     @property
     def is_fusion(self) -> bool:
@@ -126,8 +130,14 @@ class Bundle:
     @staticmethod
     def task_for(towers) -> str:
         names = set(towers)
-        return {frozenset({"image", "text"}): "dual-encoder", frozenset({"image"}): "image-encoder",
+        return {frozenset({"image", "text"}): "dual-encoder", frozenset({"audio", "text"}): "dual-encoder",
+                frozenset({"image"}): "image-encoder", frozenset({"audio"}): "audio-encoder",
                 frozenset({"text"}): "text-encoder"}.get(frozenset(names), "unknown")
+
+    @property
+    def query_tower(self) -> str | None:
+        """The tower a dual encoder's text is matched against ('image' or 'audio'), or None."""
+        return next((t for t in ("image", "audio") if t in self.towers), None)
 
 
 # the fusion tower's inputs: an image and a question in one call

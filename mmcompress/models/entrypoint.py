@@ -1,12 +1,14 @@
 """`teacher: {python: package.module:function}`: the user's own code builds the Bundle.
 
 The contract (docs/teachers.md): function() -> mmcompress.models.bundle.Bundle with
-  towers   {'image': nn.Module, 'text': nn.Module} (one or both), each mapping its inputs to an (N, D) embedding;
+  towers   {'image': nn.Module, 'text': nn.Module} (one or both), or {'audio': ..., 'text': ...} / {'audio': ...},
+           each mapping its inputs to an (N, D) embedding;
            or {'fusion': nn.Module} taking pixel_values, input_ids, attention_mask and returning the task head's
            logits, with task='vqa' or 'classification' and outputs=[the classes in logit order] declared, or
            task='itm' (a match score) (docs/fusion.md)
   specs    {tower: TowerSpec(inputs={name: {axis: axis name}})}: input names in forward() order, dynamic axes
-  image_preprocess / text_preprocess for the towers present.
+  image_preprocess / audio_preprocess (AudioPreprocess around a transformers feature extractor) / text_preprocess
+  for the towers present.
 The module is imported only because the recipe names it; the report records it. `validate` and `run` both call
 the function before anything runs (preflight), so the data is checked against the Bundle it returns; the run
 reuses that Bundle.
@@ -21,7 +23,7 @@ from torch import nn
 
 from mmcompress.artifact import sha256_file
 from mmcompress.errors import MMCompressError, RecipeError, StageError
-from mmcompress.models.bundle import Bundle, ImagePreprocess, TextPreprocess, TowerSpec
+from mmcompress.models.bundle import AudioPreprocess, Bundle, ImagePreprocess, TextPreprocess, TowerSpec
 
 
 def _import(ref: str, base: Path, where: str = "teacher.python"):
@@ -65,9 +67,11 @@ def load(cfg, base: Path, where: str = "teacher.python") -> Bundle:
         raise RecipeError(f"{where} returned {type(bundle).__name__}; it must return mmcompress.models.bundle.Bundle "
                           f"(see docs/teachers.md)")
     fusion = set(bundle.towers) == {"fusion"}
-    if not bundle.towers or (set(bundle.towers) - {"image", "text"} and not fusion):
-        raise RecipeError(f"{where}: towers must be 'image' and/or 'text' (encoders), or 'fusion' alone (one module "
-                          f"taking pixel_values, input_ids, attention_mask), got {sorted(bundle.towers)}")
+    if not bundle.towers or (set(bundle.towers) - {"image", "text", "audio"} and not fusion) or \
+            {"image", "audio"} <= set(bundle.towers):
+        raise RecipeError(f"{where}: towers must be 'image' and/or 'text', or 'audio' and/or 'text' (encoders), or "
+                          f"'fusion' alone (one module taking pixel_values, input_ids, attention_mask), got "
+                          f"{sorted(bundle.towers)}")
     if fusion:
         if bundle.task not in Bundle.FUSION_TASKS:
             raise RecipeError(f"{where}: a fusion tower needs its task declared: Bundle(..., task='vqa') "
@@ -85,6 +89,9 @@ def load(cfg, base: Path, where: str = "teacher.python") -> Bundle:
             raise RecipeError(f"{where}: specs['{tower}'] must be a TowerSpec naming the inputs and dynamic axes")
     if ("image" in bundle.towers or fusion) and not isinstance(bundle.image_preprocess, ImagePreprocess):
         raise RecipeError(f"{where}: an image tower needs image_preprocess=ImagePreprocess(size, mean, std)")
+    if "audio" in bundle.towers and not isinstance(bundle.audio_preprocess, AudioPreprocess):
+        raise RecipeError(f"{where}: an audio tower needs audio_preprocess=mmcompress.models.audio_preprocess."
+                          f"for_extractor(<its transformers feature extractor>)")
     if ("text" in bundle.towers or fusion) and not isinstance(bundle.text_preprocess, TextPreprocess):
         raise RecipeError(f"{where}: a text tower needs text_preprocess=TextPreprocess(tokenizer, max_length)")
     if cfg.text_padding and bundle.text_preprocess is not None:

@@ -1,7 +1,7 @@
 """Hugging Face model directories -> Bundle, offline.
 
 CLIP-like models (anything with get_image_features and get_text_features: CLIP, SigLIP, ...) become an image
-and a text tower; ViT-family models an image tower; BERT-family models a text tower, pooled as the
+and a text tower; CLAP an audio and a text tower, AST an audio tower (models/audio.py); ViT-family models an image tower; BERT-family models a text tower, pooled as the
 sentence-transformers config says when the directory has one (modules.json, 1_Pooling/config.json).
 Preprocessing comes from the directory's preprocessor_config.json and tokenizer files.
 """
@@ -142,9 +142,9 @@ def read_config(ref: str, base: Path, where: str = "teacher.hf"):
 
 def refusal(config) -> str | None:
     """Why a model with this config cannot be a teacher although towers_of would give it towers, or None."""
-    from mmcompress.models import blip
+    from mmcompress.models import audio, blip
 
-    return blip.refusal(config)
+    return blip.refusal(config) or audio.refusal(config)
 
 
 def _safetensors_problem(path: Path) -> str | None:
@@ -260,8 +260,10 @@ def towers_of(config) -> tuple[str, ...] | None:
     None when the config does not say (then the load decides)."""
     if getattr(config, "model_type", None) == "vilt":
         return ("fusion",)
-    from mmcompress.models import blip
+    from mmcompress.models import audio, blip
 
+    if audio.towers_of(config):
+        return audio.towers_of(config)
     if blip.is_itm(config):
         return ("fusion",)
     if hasattr(config, "vision_config") and hasattr(config, "text_config"):
@@ -318,9 +320,22 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
         towers, specs, image_pre, text_pre, task, outputs = blip.load(path, config, cfg, source)
         return Bundle(towers=towers, specs=specs, image_preprocess=image_pre, text_preprocess=text_pre, task=task,
                       outputs=outputs, source=source)
-    model = AutoModel.from_pretrained(model_dir, config=config).eval()
+    from mmcompress.models import audio
+
+    audio_pre = None
+    if audio.towers_of(config):
+        audio.check_safetensors(model_dir, where)
+        if config.model_type in audio.EAGER:  # transformers has no SDPA path for these
+            config._attn_implementation = "eager"
+    model = AutoModel.from_pretrained(model_dir, config=config, use_safetensors=audio.towers_of(config) is not None or None).eval()
     source["architecture"] = type(model).__name__
-    if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
+    if audio.towers_of(config):  # CLAP: audio + text towers; AST: an audio tower
+        towers, specs, audio_pre = audio.split(model, config, path, where)
+        image_pre = None
+        text_pre = text_preprocess(path, cfg, MAX_TEXT_LENGTH, where) if "text" in towers else None
+        if text_pre is not None:
+            text_pre.max_length = _max_length(cfg.max_length, st, text_pre.tokenizer, config)
+    elif hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
         towers, specs = split_towers(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_pre = image_preprocess(path)
@@ -347,4 +362,5 @@ def load(cfg, base: Path, where: str = "teacher.hf") -> Bundle:
         towers = {t: m for t, m in towers.items() if t in cfg.towers}
         specs = {t: s for t, s in specs.items() if t in cfg.towers}
     return Bundle(towers=towers, specs=specs, image_preprocess=image_pre if "image" in towers else None,
-                  text_preprocess=text_pre if "text" in towers else None, task=Bundle.task_for(towers), source=source)
+                  text_preprocess=text_pre if "text" in towers else None, task=Bundle.task_for(towers), source=source,
+                  audio_preprocess=audio_pre if "audio" in towers else None)

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmcompress.artifact import stable_hash
-from mmcompress.models import shapes_clip, shapes_vqa
+from mmcompress.models import shapes_clip, shapes_vqa, sounds_clap
 
 
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
     description: str
-    config: Any  # shapes_clip.ShapesClipConfig | shapes_vqa.ShapesVqaConfig
+    config: Any  # shapes_clip.ShapesClipConfig | shapes_vqa.ShapesVqaConfig | sounds_clap.SoundsClapConfig
     towers: tuple[str, ...] = ("image", "text")  # known before training: recipes are checked against it
 
     @property
@@ -33,7 +33,8 @@ class ZooEntry:
     @property
     def code(self):
         """The module that trains, saves and loads this teacher."""
-        return shapes_vqa if isinstance(self.config, shapes_vqa.ShapesVqaConfig) else shapes_clip
+        return {shapes_vqa.ShapesVqaConfig: shapes_vqa, sounds_clap.SoundsClapConfig: sounds_clap}.get(
+            type(self.config), shapes_clip)
 
 
 REGISTRY: dict[str, ZooEntry] = {}
@@ -62,6 +63,17 @@ register(ZooEntry("shapes-vqa-tiny", "The same on shapes-clip-tiny's encoders (1
                   shapes_vqa.ShapesVqaConfig(fusion_layers=1, fusion_heads=2, fusion_intermediate=128, steps=40,
                                              batch=32, train_images=1000, base="shapes-clip-tiny"),
                   towers=("fusion",)))
+
+
+register(ZooEntry("sounds-clap", "CLAP-style audio-text dual encoder (AST audio tower 3 layers, CLIP text tower 2 "
+                                 "layers, hidden 128) trained contrastively on procedural sounds (data.source "
+                                 "sounds); trained on first use (about 2 min on 2 idle cores: docs/audio.md)",
+                  sounds_clap.SoundsClapConfig(), towers=("audio", "text")))
+register(ZooEntry("sounds-clap-tiny", "The same recipe at test size (hidden 32, 1+1 layers, 20 steps on 200 clips); "
+                                      "seconds to train; for tests",
+                  sounds_clap.SoundsClapConfig(hidden=32, audio_layers=1, text_layers=1, heads=2, intermediate=64,
+                                               projection=16, steps=20, batch=16, train_clips=200),
+                  towers=("audio", "text")))
 
 
 def cache_root() -> Path:
@@ -150,8 +162,8 @@ def build(name: str, progress: Callable[[int, int, float], None] | None = None, 
         save = lambda tmp, extra: shapes_vqa.save(model, tokenizer, entry.config, shapes_vqa.base_config(base), tmp, extra)
     else:
         t0 = time.perf_counter()
-        model, tokenizer, log = shapes_clip.train(entry.config, progress)
-        save = lambda tmp, extra: shapes_clip.save(model, tokenizer, entry.config, tmp, extra)
+        model, tokenizer, log = entry.code.train(entry.config, progress)
+        save = lambda tmp, extra: entry.code.save(model, tokenizer, entry.config, tmp, extra)
     seconds = round(time.perf_counter() - t0, 1)
     _install(out, lambda tmp: save(tmp, {"cache_key": cache_key(entry), "origin": "trained", "train_seconds": seconds,
                                          "threads": threads, "log": log}), force=force)

@@ -90,7 +90,10 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, eval
         "teacher": {**bundle.source, "task": task, "towers": list(bundle.towers)},
         "data": {"source": dataset.name, "kind": dataset.kind, "splits": {k: len(s) for k, s in dataset.splits.items()},
                  "eval_key": inputs.key, "classes": len(dataset.class_names),
-                 "prompts": {"templates": dataset.info.get("templates"), "ensemble": ensemble}},
+                 "prompts": {"templates": dataset.info.get("templates"), "ensemble": ensemble},
+                 **({"audio": {**bundle.audio_preprocess.clips(inputs.clip_seconds),
+                               "preprocess": bundle.audio_preprocess.to_dict()}}
+                    if inputs.clip_seconds is not None and bundle.audio_preprocess is not None else {})},
         "checks": {"runtime": recipe.checks.runtime, "batch_sizes": recipe.checks.batch_sizes,
                    "text_lengths": _lengths(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
                    "ort_spinning": False, "pause_after_pytorch_ms": round(CPU_SETTLE_S * 1e3)},

@@ -1,0 +1,91 @@
+"""Hugging Face audio models -> towers, offline from save_pretrained directories (safetensors only, no remote code).
+
+ClapModel (CLAP: an audio and a text tower in one space; zero-shot audio classification by prompts, audio<->text
+recall) and ASTModel (one audio tower; k-NN on labels, as image towers). The audio tower takes what the
+directory's own feature extractor (preprocessor_config.json) computes; that extractor runs on the host
+(models/audio_preprocess.py) and is recorded in the manifests.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmcompress.errors import RecipeError
+from mmcompress.models.bundle import TowerSpec
+from mmcompress.models.clip import TEXT_SPEC, TextTower, embedding
+
+# model_type -> the towers it gives
+TOWERS = {"clap": ("audio", "text"), "audio-spectrogram-transformer": ("audio",)}
+INPUT = {"clap": "input_features", "audio-spectrogram-transformer": "input_values"}
+EAGER = {"clap"}  # ClapModel refuses attn_implementation sdpa (transformers 5)
+
+
+def towers_of(config) -> tuple[str, ...] | None:
+    return TOWERS.get(getattr(config, "model_type", None))
+
+
+def refusal(config) -> str | None:
+    if getattr(config, "model_type", None) == "clap" and getattr(config.audio_config, "enable_fusion", False):
+        return ("is a fused CLAP (audio_config.enable_fusion: true), whose audio tower takes four stacked mel views "
+                "and an is_longer flag; mmcompress runs unfused CLAP models (e.g. the clap-htsat-unfused layout)")
+    return None
+
+
+class ClapAudioTower(nn.Module):
+    """input_features (N, 1, frames, mel bins) log-mel -> (N, D) projected audio embedding."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
+        return embedding(self.model.get_audio_features(input_features=input_features))
+
+
+class PooledAudioTower(nn.Module):
+    """input_values (N, frames, mel bins) fbank -> (N, D): AST's pooler output (mean of the class and
+    distillation tokens), optionally L2-normalised."""
+
+    def __init__(self, model: nn.Module, normalize: bool):
+        super().__init__()
+        self.model, self.normalize = model, normalize
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        e = self.model(input_values=input_values).pooler_output
+        return nn.functional.normalize(e, dim=-1) if self.normalize else e
+
+
+def feature_extractor(path: Path, where: str):
+    from transformers import AutoFeatureExtractor
+
+    from mmcompress.models.audio_preprocess import for_extractor
+
+    if not (path / "preprocessor_config.json").is_file():
+        raise RecipeError(f"{where}: {path} has no preprocessor_config.json; save the model's feature extractor "
+                          f"beside it (feature_extractor.save_pretrained(DIR))")
+    try:
+        return for_extractor(AutoFeatureExtractor.from_pretrained(path))
+    except ValueError as e:  # a feature extractor that is not one of the audio ones
+        raise RecipeError(f"{where}: {path}/preprocessor_config.json: {e}") from None
+
+
+def check_safetensors(model_dir: Path, where: str) -> None:
+    if not any(model_dir.glob("model*.safetensors")):
+        raise RecipeError(f"{where}: {model_dir} has no model.safetensors; audio teachers load from safetensors "
+                          f"only (no pickled weights): save with model.save_pretrained(DIR)")
+
+
+def split(model: nn.Module, config, path: Path, where: str):
+    """-> (towers, specs, AudioPreprocess). A CLAP's text tower is clip.TextTower (get_text_features)."""
+    audio_pre = feature_extractor(path, where)
+    name = INPUT[config.model_type]
+    if audio_pre.input_name != name:
+        raise RecipeError(f"{where}: {path}/preprocessor_config.json holds a {type(audio_pre.extractor).__name__}, "
+                          f"which computes {audio_pre.input_name}; a {config.model_type} model takes {name}")
+    spec = TowerSpec(inputs={name: {0: "batch"}})  # fixed window: batch is the only dynamic axis
+    if config.model_type == "clap":
+        return {"audio": ClapAudioTower(model).eval(), "text": TextTower(model).eval()}, \
+            {"audio": spec, "text": TEXT_SPEC}, audio_pre
+    return {"audio": PooledAudioTower(model, False).eval()}, {"audio": spec}, audio_pre

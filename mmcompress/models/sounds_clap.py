@@ -1,0 +1,188 @@
+"""The audio demo teacher: a small CLAP-style audio-text dual encoder trained from scratch on procedural sounds.
+
+Audio tower: transformers' ASTModel (Kaldi fbank frames from ASTFeatureExtractor, 8x8 patches: 4 x 12 = 48 tokens) + a linear
+projection; text tower: CLIPTextModel over a word-level tokenizer + a linear projection; trained
+contrastively like models/shapes_clip.py. Training is seeded with a fixed number of steps. Saved as
+model.safetensors, config in mmcompress_zoo.json, tokenizer files and the feature extractor's
+preprocessor_config.json (loaded back through AutoFeatureExtractor, as an HF directory's would be).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmcompress.data import sounds
+from mmcompress.models.bundle import TowerSpec
+from mmcompress.models.clip import TEXT_SPEC, embedding
+
+
+@dataclass(frozen=True)
+class SoundsClapConfig:
+    """Model and training settings; the zoo cache key is a hash of these plus CODE_VERSION."""
+
+    hidden: int = 128
+    audio_layers: int = 3
+    text_layers: int = 2
+    heads: int = 4
+    intermediate: int = 256
+    projection: int = 64
+    mel_bins: int = 32
+    frames: int = 100           # 100 fbank frames at 10 ms = a 1.015 s window (every demo clip fits)
+    max_length: int = 8         # '[BOS] a short loud high rising chirp [EOS]' is 8 tokens
+    steps: int = 800
+    batch: int = 64
+    lr: float = 2e-3
+    warmup: int = 40
+    weight_decay: float = 0.05
+    train_clips: int = 5000
+    seed: int = 0
+
+
+CODE_VERSION = 1  # bump when a change here changes the trained weights
+
+
+def feature_extractor(cfg: SoundsClapConfig):
+    from transformers import ASTFeatureExtractor
+
+    # mean/std: the raw fbank mean and std of 3000 training clips (measured once; AST divides by 2 std)
+    return ASTFeatureExtractor(num_mel_bins=cfg.mel_bins, max_length=cfg.frames, sampling_rate=sounds.SAMPLE_RATE,
+                               mean=-3.15, std=4.27, do_normalize=True)
+
+
+class SoundsClap(nn.Module):
+    def __init__(self, cfg: SoundsClapConfig, vocab_size: int):
+        super().__init__()
+        from transformers import ASTConfig, ASTModel, CLIPTextConfig, CLIPTextModel
+
+        common = dict(hidden_size=cfg.hidden, num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate)
+        audio = ASTConfig(num_hidden_layers=cfg.audio_layers, patch_size=8, frequency_stride=8, time_stride=8,
+                          max_length=cfg.frames, num_mel_bins=cfg.mel_bins, hidden_dropout_prob=0.0,
+                          attention_probs_dropout_prob=0.0, **common)
+        text = CLIPTextConfig(vocab_size=vocab_size, num_hidden_layers=cfg.text_layers,
+                              max_position_embeddings=cfg.max_length, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+                              **common)
+        audio._attn_implementation = text._attn_implementation = "sdpa"
+        self.audio_model, self.text_model = ASTModel(audio), CLIPTextModel(text)
+        self.audio_projection = nn.Linear(cfg.hidden, cfg.projection, bias=False)
+        self.text_projection = nn.Linear(cfg.hidden, cfg.projection, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+
+class AudioTower(nn.Module):
+    """input_values (N, frames, mel bins) fbank -> (N, D): AST's pooled tokens (class + distillation), projected."""
+
+    def __init__(self, model: SoundsClap):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.model.audio_projection(self.model.audio_model(input_values=input_values).pooler_output)
+
+
+class TextTower(nn.Module):
+    """input_ids, attention_mask (N, L) -> (N, D): the EOS token's state, projected."""
+
+    def __init__(self, model: SoundsClap):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        return self.model.text_projection(embedding(out))
+
+
+AUDIO_SPEC = TowerSpec(inputs={"input_values": {0: "batch"}})
+
+
+def towers(model: SoundsClap) -> tuple[dict, dict]:
+    model.eval()
+    return {"audio": AudioTower(model), "text": TextTower(model)}, {"audio": AUDIO_SPEC, "text": TEXT_SPEC}
+
+
+def make_tokenizer(max_length: int):
+    from mmcompress.models.shapes_clip import make_tokenizer as words_tokenizer
+
+    return words_tokenizer(max_length, sounds.WORDS)
+
+
+def train(cfg: SoundsClapConfig, progress: Callable[[int, int, float], None] | None = None):
+    """Contrastive training over all 60 captions every step (as shapes_clip.train). -> (model, tokenizer, log)."""
+    from mmcompress.models.shapes_clip import _param_groups
+
+    torch.manual_seed(cfg.seed)
+    tokenizer = make_tokenizer(cfg.max_length)
+    model = SoundsClap(cfg, len(tokenizer))
+    model.train()
+    data = sounds.generate(cfg.train_clips, seed=cfg.seed, stream=sounds.STREAM_TEACHER)
+    from mmcompress.models.audio_preprocess import for_extractor
+
+    feats = torch.from_numpy(for_extractor(feature_extractor(cfg))(data.audio)["input_values"])  # (N, frames, mels)
+    caps = sounds.captions()
+    index = {c: i for i, c in enumerate(caps)}
+    targets = torch.tensor([index[t] for t in data.texts])
+    enc = tokenizer(caps, padding="max_length", max_length=cfg.max_length, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]  # (60, L)
+    audio, text = towers(model)[0].values()
+    model.train()
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log, t0 = [], time.perf_counter()
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(feats), (cfg.batch,), generator=gen)
+        a = nn.functional.normalize(audio(feats[idx]), dim=-1)  # (B, D)
+        t = nn.functional.normalize(text(ids, mask), dim=-1)  # (60, D)
+        logits = model.logit_scale.exp().clamp(max=100) * a @ t.T  # (B, 60)
+        y = targets[idx]
+        loss_a = nn.functional.cross_entropy(logits, y)
+        onehot = nn.functional.one_hot(y, len(caps)).float().T  # (60, B)
+        present = onehot.sum(1) > 0
+        soft = onehot[present] / onehot[present].sum(1, keepdim=True)
+        loss_t = -(soft * logits.T[present].log_softmax(-1)).sum(1).mean()
+        loss = (loss_a + loss_t) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - t0, 1)})
+        if progress:
+            progress(step + 1, cfg.steps, loss.item())
+    model.eval()
+    return model, tokenizer, log
+
+
+def save(model: SoundsClap, tokenizer, cfg: SoundsClapConfig, out: Path, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors",
+              metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+    feature_extractor(cfg).save_pretrained(out)
+    (out / "mmcompress_zoo.json").write_text(json.dumps({"zoo": "sounds-clap", "config": asdict(cfg),
+                                                         "code_version": CODE_VERSION, **extra}, indent=2))
+
+
+def load(path: Path):
+    """-> (model, tokenizer, feature extractor, cfg) from a saved zoo directory."""
+    from safetensors.torch import load_file
+    from transformers import AutoFeatureExtractor, AutoTokenizer
+
+    meta = json.loads((path / "mmcompress_zoo.json").read_text())
+    cfg = SoundsClapConfig(**meta["config"])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = SoundsClap(cfg, len(tokenizer))
+    missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval(), tokenizer, AutoFeatureExtractor.from_pretrained(path), cfg

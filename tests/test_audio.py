@@ -1,0 +1,227 @@
+"""Audio towers end to end through the CLI: a tiny ClapModel (audio + text) on JSONL clips and a tiny ASTModel
+(audio alone) on an audio folder, both from save_pretrained directories; the host preprocessing against the
+transformers feature extractor; bad audio files named by file and line; the sounds zoo teacher."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import ROOT, invoke
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """recipes/hf-clap.yaml and hf-ast-audiofolder.yaml beside the examples they read (examples_audio)."""
+    from mmcompress import examples_audio
+
+    root = tmp_path_factory.mktemp("audio")
+    for name in ("hf-clap.yaml", "hf-ast-audiofolder.yaml"):
+        shutil.copy(ROOT / "recipes" / name, root / name)
+    for name, make in examples_audio.MAKERS.items():
+        make(root / "examples" / name)
+    return root
+
+
+def _run(path, run_dir, *extra):
+    result = invoke("run", str(path), "--run-dir", str(run_dir), *extra)
+    report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").exists() else None
+    return result, report
+
+
+@pytest.fixture(scope="module")
+def clap_run(audio_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("clap-run")
+    # torchscript here (3 s for the HTSAT tower against 27 s with dynamo on 2 busy cores); the AST test below and
+    # the demo export with dynamo, the default
+    result, report = _run(audio_dir / "hf-clap.yaml", run_dir, "--set", "export.onnx.exporter=torchscript")
+    assert result.exit_code == 0, result.output
+    return run_dir, report
+
+
+def test_clap_directory_runs_end_to_end(clap_run):
+    run_dir, report = clap_run
+    assert report["teacher"]["architecture"] == "ClapModel" and report["teacher"]["towers"] == ["audio", "text"]
+    assert report["teacher"]["task"] == "dual-encoder" and report["data"]["kind"] == "audio-text"
+    for name in ("int8-dynamic", "int8-static", "fp16"):
+        a = report["artifacts"][name]
+        assert {"zero_shot", "recall", "mixed"} <= set(a["accuracy"])
+        assert "audio_to_text@1" in a["accuracy"]["recall"] and "audio_only" in a["accuracy"]["mixed"]
+        assert a["fidelity"]["audio"]["min"] > 0.95 and a["fidelity"]["text"]["min"] > 0.95
+        assert a["towers"]["audio"]["path"] == f"variants/{name}/audio.onnx"
+    # latency rows name the clip length the model sees: its 1 s window
+    assert set(report["artifacts"]["teacher"]["latency"]["audio"]) == {"1@1s", "4@1s"}
+
+
+def test_clap_export_parity_and_the_preprocessing_in_the_manifest(clap_run):
+    run_dir, report = clap_run
+    m = json.loads((run_dir / "export-onnx" / "manifest.json").read_text())
+    audio = m["files"]["audio.onnx"]
+    assert audio["parity"]["max_abs_diff"] < 1e-4 and m["files"]["text.onnx"]["parity"]["max_abs_diff"] < 1e-4
+    shape = audio["io"]["input_features"]["shape"]  # (batch, 1, frames, mel bins): batch named, the window fixed
+    assert shape == ["batch", 1, 101, 32]
+    pre = audio["preprocess"]
+    assert pre["extractor"] == "ClapFeatureExtractor" and pre["sampling_rate"] == 16000 and pre["window_s"] == 1.0
+    assert "random offset" in pre["long_clips"] and pre["resampler"] == "soxr HQ"
+    # sounds_jsonl writes every 8th clip 1.6 s long: those are the ones cut to the window
+    clips = audio["parity"]["clips"]
+    assert clips["seconds_max"] == pytest.approx(1.6, abs=0.01) and clips["longer_than_window"] >= 1
+    # and the report says it: how many eval clips were longer than the window, and what the extractor did
+    said = report["data"]["audio"]
+    assert said["longer_than_window"] == clips["longer_than_window"] and "random offset" in said["longer_clips"]
+
+
+@pytest.fixture(scope="module")
+def ast_run(audio_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ast-run")
+    result, report = _run(audio_dir / "hf-ast-audiofolder.yaml", run_dir)
+    assert result.exit_code == 0, result.output
+    return run_dir, report
+
+
+def test_ast_directory_is_one_audio_tower_checked_by_knn(ast_run):
+    run_dir, report = ast_run
+    assert report["teacher"]["architecture"] == "ASTModel" and report["teacher"]["task"] == "audio-encoder"
+    a = report["artifacts"]["int8-dynamic"]
+    assert a["accuracy"]["primary"]["metric"] == "knn_top1" and a["fidelity"]["audio"]["min"] > 0.95
+    audio = json.loads((run_dir / "export-onnx" / "manifest.json").read_text())["files"]["audio.onnx"]
+    assert audio["parity"]["max_abs_diff"] < 1e-4 and audio["preprocess"]["extractor"] == "ASTFeatureExtractor"
+    assert isinstance(audio["io"]["input_values"]["shape"][0], str)  # dynamo: a symbolic batch axis
+    assert audio["parity"]["clips"]["longer_than_window"] == 0
+    planned = report["artifacts"]["planned"]  # the precision planner searched the audio tower's plans
+    assert planned["plan"]["audio"]["plans"] and planned["plan"]["audio"]["chosen"]["cosine"]["min"] >= 0.95
+    assert planned["fidelity"]["audio"]["min"] > 0.95
+
+
+def test_host_preprocessing_is_the_extractor_after_soxr_resampling(audio_dir):
+    """A clip written at 22.05 kHz reaches the extractor resampled to its 16 kHz: the features equal the
+    extractor's own on the same clip resampled by soxr, and a 16 kHz clip is passed through untouched."""
+    import soxr
+    from transformers import AutoFeatureExtractor
+
+    from mmcompress.models.audio_preprocess import for_extractor
+
+    fe = AutoFeatureExtractor.from_pretrained(audio_dir / "examples" / "tiny-ast")
+    pre = for_extractor(fe)
+    t = np.arange(int(0.5 * 22050)) / 22050
+    wave = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    got = pre([(wave, 22050)])["input_values"]
+    want = fe([soxr.resample(wave, 22050, 16000, quality="HQ")], sampling_rate=16000, return_tensors="np")["input_values"]
+    np.testing.assert_array_equal(got, want)
+    w16 = wave[:8000]
+    np.testing.assert_array_equal(pre([(w16, 16000)])["input_values"],
+                                  fe([w16], sampling_rate=16000, return_tensors="np")["input_values"])
+    # CLAP's random crop of a long clip is seeded: every call sees the same crop
+    clap = for_extractor(AutoFeatureExtractor.from_pretrained(audio_dir / "examples" / "tiny-clap"))
+    long = (np.random.default_rng(0).standard_normal(48000) * 0.1).astype(np.float32)
+    a, b = clap([(long, 16000)]), clap([(long, 16000)])
+    np.testing.assert_array_equal(a["input_features"], b["input_features"])
+
+
+def _jsonl_with(audio_dir, tmp_path, line: int, write) -> tuple:
+    """The CLAP recipe on a copy of the sounds JSONL whose clip on `line` was replaced by write(path)."""
+    src = audio_dir / "examples" / "sounds-jsonl"
+    data = tmp_path / "data"
+    shutil.copytree(src, data)
+    lines = (data / "sounds.jsonl").read_text().splitlines()
+    clip = data / json.loads(lines[line - 1])["audio"]
+    write(clip)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((audio_dir / "hf-clap.yaml").read_text()
+                      .replace("examples/tiny-clap", str(audio_dir / "examples" / "tiny-clap"))
+                      .replace("examples/sounds-jsonl/sounds.jsonl", str(data / "sounds.jsonl")))
+    return _run(recipe, tmp_path / "run") + (data / "sounds.jsonl",)
+
+
+@pytest.mark.parametrize("line,write,says", [
+    (3, lambda p: p.write_bytes(bytes(range(256)) * 4), "cannot be decoded"),             # unreadable bytes
+    (5, lambda p: p.write_text("this is a text file, not a sound\n"), "cannot be decoded"),  # text named .wav
+    (7, lambda p: soundfile.write(p, np.zeros(0, np.float32), 16000), "has no samples"),    # zero samples
+])
+def test_bad_audio_exits_2_naming_file_and_line(audio_dir, tmp_path, line, write, says):
+    result, report, jsonl = _jsonl_with(audio_dir, tmp_path, line, write)
+    assert result.exit_code == 2, result.output
+    assert f"{jsonl}:{line}:" in result.output and says in result.output
+    assert report is None  # refused before any stage ran
+
+
+def test_sounds_zoo_teacher_trains_once_and_loads_as_audio_and_text_towers():
+    from mmcompress.models import load_teacher, zoo
+    from mmcompress.recipe import TeacherConfig
+
+    entry = zoo.REGISTRY["sounds-clap-tiny"]
+    assert entry.towers == ("audio", "text") and zoo.REGISTRY["sounds-clap"].towers == ("audio", "text")
+    bundle = load_teacher(TeacherConfig(zoo="sounds-clap-tiny"))
+    assert bundle.source["trained_now"] and bundle.task == "dual-encoder"
+    meta = json.loads((zoo.cache_dir(entry) / "mmcompress_zoo.json").read_text())
+    assert meta["origin"] == "trained" and meta["train_seconds"] > 0
+    again = load_teacher(TeacherConfig(zoo="sounds-clap-tiny"))  # cached: not trained again
+    assert not again.source["trained_now"] and again.source["weights_sha256"] == bundle.source["weights_sha256"]
+    from mmcompress.data import sounds
+
+    clips = sounds.generate(3, seed=0).audio
+    feats = bundle.audio_preprocess(clips)["input_values"]  # (3, 100 frames, 32 mel bins)
+    assert feats.shape == (3, 100, 32) and bundle.audio_preprocess.to_dict()["extractor"] == "ASTFeatureExtractor"
+
+
+def test_sounds_eval_never_overlaps_the_zoo_teachers_training_clips():
+    from mmcompress.data import load_data, sounds
+    from mmcompress.models.zoo import REGISTRY
+    from mmcompress.recipe import DataConfig
+
+    train = set()
+    for entry in REGISTRY.values():
+        if "audio" in entry.towers:
+            train |= {w.tobytes() for w, _ in sounds.generate(200, entry.config.seed, stream=sounds.STREAM_TEACHER).audio}
+    for seed in [0, 1, 10]:
+        data = load_data(DataConfig(source="sounds", splits={"calibration": 20, "eval": 100, "train": 20}), seed)
+        for split in data.splits.values():
+            assert not train & {w.tobytes() for w, _ in split.audio}
+    assert data.kind == "audio-text" and len(data.class_names) == 15 and len(data.class_prompts[0]) == 4
+
+
+ENTRYPOINT = '''
+from pathlib import Path
+
+from transformers import ASTModel, AutoFeatureExtractor
+
+from mmcompress import Bundle, TowerSpec
+from mmcompress.models.audio import PooledAudioTower
+from mmcompress.models.audio_preprocess import for_extractor
+
+HERE = Path(__file__).parent / "examples" / "tiny-ast"
+
+
+def build(with_preprocess=True):
+    tower = PooledAudioTower(ASTModel.from_pretrained(HERE), normalize=True)
+    pre = for_extractor(AutoFeatureExtractor.from_pretrained(HERE)) if with_preprocess else None
+    return Bundle(towers={"audio": tower}, specs={"audio": TowerSpec(inputs={"input_values": {0: "batch"}})},
+                  image_preprocess=None, text_preprocess=None, audio_preprocess=pre)
+
+
+def without_preprocess():
+    return build(False)
+'''
+
+
+@pytest.mark.parametrize("function,code,says", [("build", 0, "ok"), ("without_preprocess", 2, "audio_preprocess")])
+def test_python_entrypoint_with_an_audio_tower(audio_dir, function, code, says):
+    (audio_dir / "audio_teacher.py").write_text(ENTRYPOINT)
+    recipe = audio_dir / f"entry-{function}.yaml"
+    recipe.write_text((audio_dir / "hf-ast-audiofolder.yaml").read_text()
+                      .replace("hf: examples/tiny-ast", f"python: audio_teacher:{function}"))
+    result = invoke("validate", str(recipe))
+    assert result.exit_code == code, result.output
+    assert says in result.output.lower()
+
+
+def test_distilling_an_audio_teacher_is_refused_before_anything_runs(audio_dir):
+    recipe = audio_dir / "distill.yaml"
+    recipe.write_text((audio_dir / "hf-ast-audiofolder.yaml").read_text()
+                      .replace("export:", "stages:\n  - distill: {towers: {audio: {layers: 1}}, steps: 50}\nexport:")
+                      .replace("{calibration: 4, eval: 14}", "{train: 4, calibration: 4, eval: 10}"))
+    result = invoke("validate", str(recipe))
+    assert result.exit_code == 2 and "not built yet" in result.output and "distill.yaml:" in result.output
