@@ -145,13 +145,7 @@ def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | N
         img = nn.functional.normalize(embedding(model.get_image_features(pixel_values=x)), dim=-1)  # (B, D)
         txt = nn.functional.normalize(embedding(model.get_text_features(**enc)), dim=-1)  # (60, D)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # (B, 60)
-        y = targets[idx]
-        loss_i = nn.functional.cross_entropy(logits, y)
-        onehot = nn.functional.one_hot(y, len(caps)).float().T  # (60, B)
-        present = onehot.sum(1) > 0
-        soft = onehot[present] / onehot[present].sum(1, keepdim=True)
-        loss_t = -(soft * logits.T[present].log_softmax(-1)).sum(1).mean()
-        loss = (loss_i + loss_t) / 2
+        loss = caption_loss(logits, targets[idx], len(caps))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -163,6 +157,18 @@ def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | N
             progress(step + 1, cfg.steps, loss.item())
     model.eval()
     return model, tokenizer, log
+
+
+def caption_loss(logits: torch.Tensor, y: torch.Tensor, n_captions: int) -> torch.Tensor:
+    """The zoo teachers' contrastive loss over a fixed caption set: logits (B, C) of each row against every
+    caption, y (B,) each row's caption; the mean of row->caption cross-entropy and caption->rows (soft targets
+    over the rows carrying that caption, for the captions present in the batch)."""
+    loss_rows = nn.functional.cross_entropy(logits, y)
+    onehot = nn.functional.one_hot(y, n_captions).float().T  # (C, B)
+    present = onehot.sum(1) > 0
+    soft = onehot[present] / onehot[present].sum(1, keepdim=True)
+    loss_caps = -(soft * logits.T[present].log_softmax(-1)).sum(1).mean()
+    return (loss_rows + loss_caps) / 2
 
 
 def save(model: nn.Module, tokenizer, cfg: ShapesClipConfig, out: Path, extra: dict) -> None:

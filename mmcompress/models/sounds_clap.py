@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mmcompress.data import sounds
+from mmcompress.models import shapes_clip
 from mmcompress.models.bundle import TowerSpec
 from mmcompress.models.clip import TEXT_SPEC, embedding
 
@@ -141,13 +142,7 @@ def train(cfg: SoundsClapConfig, progress: Callable[[int, int, float], None] | N
         a = nn.functional.normalize(audio(feats[idx]), dim=-1)  # (B, D)
         t = nn.functional.normalize(text(ids, mask), dim=-1)  # (60, D)
         logits = model.logit_scale.exp().clamp(max=100) * a @ t.T  # (B, 60)
-        y = targets[idx]
-        loss_a = nn.functional.cross_entropy(logits, y)
-        onehot = nn.functional.one_hot(y, len(caps)).float().T  # (60, B)
-        present = onehot.sum(1) > 0
-        soft = onehot[present] / onehot[present].sum(1, keepdim=True)
-        loss_t = -(soft * logits.T[present].log_softmax(-1)).sum(1).mean()
-        loss = (loss_a + loss_t) / 2
+        loss = shapes_clip.caption_loss(logits, targets[idx], len(caps))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
