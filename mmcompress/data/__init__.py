@@ -12,13 +12,17 @@ from mmcompress.errors import RecipeError
 SPLIT_ORDER = ["eval", "calibration", "train"]  # eval first: its content does not change when others grow
 
 
+def _generated(generate, stream: int, cfg, seed: int) -> dict[str, Split]:
+    """The splits of a synthesised source: one generator seed per split (distinct streams), so a split's content
+    depends only on (seed, its size)."""
+    sizes = cfg.splits.model_dump()
+    return {name: generate(sizes[name], seed=seed, stream=stream, part=k) for k, name in enumerate(SPLIT_ORDER)}
+
+
 def _shapes(cfg, seed: int, base: Path) -> Dataset:
     from mmcompress.data import shapes
 
-    sizes = cfg.splits.model_dump()
-    # one generator seed per split: distinct streams, and a split's content depends only on (seed, its size)
-    splits = {name: shapes.generate(sizes[name], seed=seed, stream=shapes.STREAM_SPLITS, part=k)
-              for k, name in enumerate(SPLIT_ORDER)}
+    splits = _generated(shapes.generate, shapes.STREAM_SPLITS, cfg, seed)
     return Dataset("shapes", "image-text", splits, shapes.class_names(), shapes.class_prompts(cfg.prompts.templates),
                    {"templates": cfg.prompts.templates or shapes.TEMPLATES})
 
@@ -26,18 +30,14 @@ def _shapes(cfg, seed: int, base: Path) -> Dataset:
 def _shapes_vqa(cfg, seed: int, base: Path) -> Dataset:
     from mmcompress.data import shapes, shapes_vqa
 
-    sizes = cfg.splits.model_dump()
-    splits = {name: shapes_vqa.generate(sizes[name], seed=seed, stream=shapes.STREAM_SPLITS, part=k)
-              for k, name in enumerate(SPLIT_ORDER)}
+    splits = _generated(shapes_vqa.generate, shapes.STREAM_SPLITS, cfg, seed)
     return Dataset("shapes-vqa", "image-question", splits, list(shapes_vqa.ANSWERS), [], {"templates": None})
 
 
 def _sounds(cfg, seed: int, base: Path) -> Dataset:
     from mmcompress.data import sounds
 
-    sizes = cfg.splits.model_dump()
-    splits = {name: sounds.generate(sizes[name], seed=seed, stream=sounds.STREAM_SPLITS, part=k)
-              for k, name in enumerate(SPLIT_ORDER)}
+    splits = _generated(sounds.generate, sounds.STREAM_SPLITS, cfg, seed)
     return Dataset("sounds", "audio-text", splits, sounds.class_names(), sounds.class_prompts(cfg.prompts.templates),
                    {"templates": cfg.prompts.templates or sounds.TEMPLATES})
 

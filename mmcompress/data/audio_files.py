@@ -64,22 +64,8 @@ def decode(paths: list[Path], origin: list[str]) -> list[tuple[np.ndarray, int]]
 
 def read_folder(root: Path, template: str, where: str = "data.path"):
     """root/<class>/<clips> -> files.Rows of kind 'audio' (captions from the first prompt template)."""
-    from mmcompress.data.files import Rows, _missing
+    from mmcompress.data.files import Rows, class_folders
 
-    if not root.is_dir():
-        raise _missing(root, where, "a folder with one sub-folder of audio files per class (audiofolder)")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise RecipeError(f"{root}: no class folders; put the clips of each class in root/<class name>/")
-    clips, labels = [], []
-    for c in classes:
-        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        if not files:
-            raise RecipeError(f"{root / c}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}); remove the folder "
-                              f"or add clips")
-        for p in files:
-            check(p, str(p), p.name)
-            clips.append(p)
-            labels.append(c)
+    clips, labels = class_folders(root, "audiofolder", AUDIO_SUFFIXES, "audio files", check, where)
     return Rows("audio", None, [template.format(label=c) for c in labels], None, labels, [str(p) for p in clips],
                 audio=clips)

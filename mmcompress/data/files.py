@@ -171,22 +171,30 @@ def _all_or_none(values: list, origin: list[str], key: str) -> None:
         raise RecipeError(f"{first}: '{key}' is given on some lines and not on others; give it on every line or none")
 
 
-def read_imagefolder(root: Path, template: str, where: str = "data.path") -> Rows:
+def class_folders(root: Path, source: str, suffixes, what: str, check, where: str) -> tuple[list[Path], list[str]]:
+    """root/<class>/<files> -> (files, class of each), every file passed through check(path, origin, name);
+    RecipeError naming the folder when root, its class folders or one's files are missing. source: the
+    data.source (imagefolder); what: the files (images)."""
     if not root.is_dir():
-        raise _missing(root, where, "a folder with one sub-folder of images per class (imagefolder)")
+        raise _missing(root, where, f"a folder with one sub-folder of {what} per class ({source})")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise RecipeError(f"{root}: no class folders; put the images of each class in root/<class name>/")
-    images, labels = [], []
+        raise RecipeError(f"{root}: no class folders; put the {what} of each class in root/<class name>/")
+    paths, labels = [], []
     for c in classes:
-        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in suffixes)
         if not files:
-            raise RecipeError(f"{root / c}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}); remove the folder or "
-                              f"add images")
+            raise RecipeError(f"{root / c}: no {what} ({', '.join(sorted(suffixes))}); remove the folder or "
+                              f"add {what}")
         for p in files:
-            _check_image(p, str(p), p.name)
-            images.append(p)
+            check(p, str(p), p.name)
+            paths.append(p)
             labels.append(c)
+    return paths, labels
+
+
+def read_imagefolder(root: Path, template: str, where: str = "data.path") -> Rows:
+    images, labels = class_folders(root, "imagefolder", IMAGE_SUFFIXES, "images", _check_image, where)
     return Rows("image", images, [template.format(label=c) for c in labels], None, labels, [str(p) for p in images])
 
 

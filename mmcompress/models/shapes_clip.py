@@ -6,10 +6,7 @@ tokenizer files) plus mmcompress_zoo.json, which says how to rebuild the conv st
 """
 from __future__ import annotations
 
-import json
-import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +14,7 @@ import torch
 from torch import nn
 
 from mmcompress.data import shapes
+from mmcompress.models import zoo_training
 from mmcompress.models.clip import embedding
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3; eos must not be 2 (HF CLIP's legacy argmax pooling)
@@ -108,12 +106,6 @@ def from_config(config) -> nn.Module:
     return model
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-
-
 def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | None = None):
     """Contrastive training. Returns (model, tokenizer, log).
 
@@ -134,62 +126,25 @@ def train(cfg: ShapesClipConfig, progress: Callable[[int, int, float], None] | N
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     pixels = torch.from_numpy(data.images)  # (N, H, W, 3) uint8; normalised per batch to save memory
 
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    log = []
-    t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        idx = torch.randint(0, len(pixels), (cfg.batch,), generator=gen)
-        x = (pixels[idx].permute(0, 3, 1, 2).float() / 255.0 - mean) / std  # (B, 3, H, W)
-        img = nn.functional.normalize(embedding(model.get_image_features(pixel_values=x)), dim=-1)  # (B, D)
-        txt = nn.functional.normalize(embedding(model.get_text_features(**enc)), dim=-1)  # (60, D)
-        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # (B, 60)
-        loss = caption_loss(logits, targets[idx], len(caps))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - t0, 1)})
-        if progress:
-            progress(step + 1, cfg.steps, loss.item())
+    log = zoo_training.fit_captions(
+        model, cfg, len(pixels),
+        lambda idx: embedding(model.get_image_features(
+            pixel_values=(pixels[idx].permute(0, 3, 1, 2).float() / 255.0 - mean) / std)),  # (B, 3, H, W) in
+        lambda: embedding(model.get_text_features(**enc)), targets, progress)  # all 60 captions every step
     model.eval()
     return model, tokenizer, log
-
-
-def caption_loss(logits: torch.Tensor, y: torch.Tensor, n_captions: int) -> torch.Tensor:
-    """The zoo teachers' contrastive loss over a fixed caption set: logits (B, C) of each row against every
-    caption, y (B,) each row's caption; the mean of row->caption cross-entropy and caption->rows (soft targets
-    over the rows carrying that caption, for the captions present in the batch)."""
-    loss_rows = nn.functional.cross_entropy(logits, y)
-    onehot = nn.functional.one_hot(y, n_captions).float().T  # (C, B)
-    present = onehot.sum(1) > 0
-    soft = onehot[present] / onehot[present].sum(1, keepdim=True)
-    loss_caps = -(soft * logits.T[present].log_softmax(-1)).sum(1).mean()
-    return (loss_rows + loss_caps) / 2
 
 
 def save(model: nn.Module, tokenizer, cfg: ShapesClipConfig, out: Path, extra: dict) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "mmcompress_zoo.json").write_text(json.dumps({"zoo": "shapes-clip", "config": asdict(cfg),
-                                                         "code_version": CODE_VERSION, **extra}, indent=2))
+    zoo_training.write_meta(out, "shapes-clip", cfg, CODE_VERSION, extra)
 
 
 def load(path: Path):
     """Rebuild the model from a saved zoo directory: CLIPModel + conv stem, then the saved weights."""
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
-    meta = json.loads((path / "mmcompress_zoo.json").read_text())
-    cfg = ShapesClipConfig(**meta["config"])
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    _, cfg, tokenizer = zoo_training.read(path, ShapesClipConfig)
     model = build_model(cfg, len(tokenizer))
-    missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise RuntimeError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    zoo_training.load_weights(model, zoo_training.weights(path), path)
     model.eval()
     return model, tokenizer, cfg

@@ -13,8 +13,6 @@ answer logits. Saved as model.safetensors + tokenizer files + mmcompress_zoo.jso
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,7 +22,7 @@ import torch
 from torch import nn
 
 from mmcompress.data import shapes, shapes_vqa
-from mmcompress.models import shapes_clip
+from mmcompress.models import shapes_clip, zoo_training
 
 CODE_VERSION = 1  # bump when a change here changes the trained weights
 
@@ -152,12 +150,12 @@ def train(cfg: ShapesVqaConfig, base_path: Path, progress: Callable[[int, int, f
     pixels = torch.from_numpy(data.images)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = zoo_training.warmup_cosine(opt, cfg.warmup, cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
-    log, t0 = [], time.perf_counter()
     model.train()
     model.vision_model.eval()
-    for step in range(cfg.steps):
+
+    def loss_at(step: int):
         idx = torch.randint(0, len(pixels), (cfg.batch // cfg.questions_per_image,), generator=gen)
         x = (pixels[idx].permute(0, 3, 1, 2).float() / 255.0 - mean) / std
         with torch.no_grad():
@@ -166,47 +164,27 @@ def train(cfg: ShapesVqaConfig, base_path: Path, progress: Callable[[int, int, f
         enc = tokenizer([q for q, _ in qa], padding="longest", return_tensors="pt")
         y = torch.tensor([shapes_vqa.ANSWERS.index(a) for _, a in qa])
         logits = model.fuse(img, enc["input_ids"], enc["attention_mask"])
-        loss = nn.functional.cross_entropy(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == cfg.steps - 1:
-            acc = float((logits.argmax(1) == y).float().mean())
-            log.append({"step": step, "loss": round(loss.item(), 4), "batch_accuracy": round(acc, 3),
-                        "seconds": round(time.perf_counter() - t0, 1)})
-        if progress:
-            progress(step + 1, cfg.steps, loss.item())
+        return (nn.functional.cross_entropy(logits, y),
+                lambda: {"batch_accuracy": round(float((logits.argmax(1) == y).float().mean()), 3)})
+
+    log = zoo_training.run_steps(cfg.steps, opt, sched, params, loss_at, progress)
     model.eval()
     return model, tokenizer, log
 
 
 def save(model: ShapesVqa, tokenizer, cfg: ShapesVqaConfig, base_cfg: shapes_clip.ShapesClipConfig, out: Path,
          extra: dict) -> None:
-    from safetensors.torch import save_file
-
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors",
-              metadata={"format": "pt"})
+    zoo_training.save_weights(model, out)
     tokenizer.save_pretrained(out)
-    (out / "mmcompress_zoo.json").write_text(json.dumps({"zoo": "shapes-vqa", "config": asdict(cfg),
-                                                         "base_config": asdict(base_cfg), "answers": shapes_vqa.ANSWERS,
-                                                         "code_version": CODE_VERSION, **extra}, indent=2))
+    zoo_training.write_meta(out, "shapes-vqa", cfg, CODE_VERSION, extra, base_config=asdict(base_cfg),
+                            answers=shapes_vqa.ANSWERS)
 
 
 def load(path: Path):
     """-> (model, tokenizer, base_cfg, answers) rebuilt from a saved directory."""
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
-    meta = json.loads((path / "mmcompress_zoo.json").read_text())
-    cfg, base_cfg = ShapesVqaConfig(**meta["config"]), shapes_clip.ShapesClipConfig(**meta["base_config"])
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    meta, cfg, tokenizer = zoo_training.read(path, ShapesVqaConfig)
+    base_cfg = shapes_clip.ShapesClipConfig(**meta["base_config"])
     model = build_model(base_cfg, cfg, len(tokenizer))
-    weights = {k: v.float() for k, v in load_file(path / "model.safetensors").items()}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise RuntimeError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    zoo_training.load_weights(model, {k: v.float() for k, v in zoo_training.weights(path).items()}, path)
     return model.eval(), tokenizer, base_cfg, meta["answers"]

@@ -8,19 +8,16 @@ preprocessor_config.json (loaded back through AutoFeatureExtractor, as an HF dir
 """
 from __future__ import annotations
 
-import json
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from mmcompress.data import sounds
-from mmcompress.models import shapes_clip
+from mmcompress.models import zoo_training
 from mmcompress.models.bundle import TowerSpec
 from mmcompress.models.clip import TEXT_SPEC, embedding
 
@@ -116,8 +113,6 @@ def make_tokenizer(max_length: int):
 
 def train(cfg: SoundsClapConfig, progress: Callable[[int, int, float], None] | None = None):
     """Contrastive training over all 60 captions every step (as shapes_clip.train). -> (model, tokenizer, log)."""
-    from mmcompress.models.shapes_clip import _param_groups
-
     torch.manual_seed(cfg.seed)
     tokenizer = make_tokenizer(cfg.max_length)
     model = SoundsClap(cfg, len(tokenizer))
@@ -133,51 +128,24 @@ def train(cfg: SoundsClapConfig, progress: Callable[[int, int, float], None] | N
     ids, mask = enc["input_ids"], enc["attention_mask"]  # (60, L)
     audio, text = towers(model)[0].values()
     model.train()
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    log, t0 = [], time.perf_counter()
-    for step in range(cfg.steps):
-        idx = torch.randint(0, len(feats), (cfg.batch,), generator=gen)
-        a = nn.functional.normalize(audio(feats[idx]), dim=-1)  # (B, D)
-        t = nn.functional.normalize(text(ids, mask), dim=-1)  # (60, D)
-        logits = model.logit_scale.exp().clamp(max=100) * a @ t.T  # (B, 60)
-        loss = shapes_clip.caption_loss(logits, targets[idx], len(caps))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - t0, 1)})
-        if progress:
-            progress(step + 1, cfg.steps, loss.item())
+    log = zoo_training.fit_captions(model, cfg, len(feats), lambda idx: audio(feats[idx]), lambda: text(ids, mask),
+                                    targets, progress)  # (B, D) clips against all 60 captions every step
     model.eval()
     return model, tokenizer, log
 
 
 def save(model: SoundsClap, tokenizer, cfg: SoundsClapConfig, out: Path, extra: dict) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors",
-              metadata={"format": "pt"})
+    zoo_training.save_weights(model, out)
     tokenizer.save_pretrained(out)
     feature_extractor(cfg).save_pretrained(out)
-    (out / "mmcompress_zoo.json").write_text(json.dumps({"zoo": "sounds-clap", "config": asdict(cfg),
-                                                         "code_version": CODE_VERSION, **extra}, indent=2))
+    zoo_training.write_meta(out, "sounds-clap", cfg, CODE_VERSION, extra)
 
 
 def load(path: Path):
     """-> (model, tokenizer, feature extractor, cfg) from a saved zoo directory."""
-    from safetensors.torch import load_file
-    from transformers import AutoFeatureExtractor, AutoTokenizer
+    from transformers import AutoFeatureExtractor
 
-    meta = json.loads((path / "mmcompress_zoo.json").read_text())
-    cfg = SoundsClapConfig(**meta["config"])
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    _, cfg, tokenizer = zoo_training.read(path, SoundsClapConfig)
     model = SoundsClap(cfg, len(tokenizer))
-    missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise RuntimeError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    zoo_training.load_weights(model, zoo_training.weights(path), path)
     return model.eval(), tokenizer, AutoFeatureExtractor.from_pretrained(path), cfg
