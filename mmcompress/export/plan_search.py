@@ -221,7 +221,9 @@ class Search:
 
     def time(self, batch: int, calib: dict[str, np.ndarray], first) -> str:
         """Every candidate worth it (and every runtime's fp32 graph) timed interleaved with the fp32 graph on the
-        first runtime, at `batch` calibration rows; fills ms / speedup / speedup_ci95. -> why timing stopped."""
+        first runtime, at `batch` calibration rows; fills ms / speedup / speedup_ci95. -> why timing stopped.
+        Sessions are opened again here rather than kept from judging: judging opens every candidate, and keeping
+        them all would hold a copy of the tower's weights per candidate for the whole search."""
         from mmcompress.checks.latency import feeds_at, measure_adaptive, summarize
         from mmcompress.runtimes import get
         from mmcompress.runtimes.base import trim_padding
