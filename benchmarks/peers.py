@@ -433,8 +433,8 @@ def mmcompress_rows(model: dict, work: Path, args, bundle) -> tuple[dict, list[d
                                "runtime": planned_rt, "precision": planned_prec,
                                "plans_tried": len(plan.get("plans") or [])}
                 runtime = planned_rt or runtime
-                precision = planned_prec or (f"auto -> {chosen.get('label') or chosen.get('method')}, "
-                                             f"{row['plan']['float_nodes']} node(s) float")
+                precision = (f"auto -> {chosen.get('label') or chosen.get('method')}, "
+                             f"{row['plan']['float_nodes']} node(s) float, {planned_prec or 'fp32'} elsewhere")
         try:
             if runtime == "onnxruntime":
                 s = OrtSession(a.files[tower], args.threads, row["name"])
@@ -533,6 +533,8 @@ def summary(rows: list[dict], all_times: dict[int, dict], min_cosine: float) -> 
             got["mmcompress_best_vs_openvino_nncf_int8"] = pair(times, mm["name"], "openvino-nncf-int8")
         if "mmcompress-planned" in times and peer:  # the artifact mmcompress chose by itself, whatever its cosine
             got["planned_vs_peer_best"] = pair(times, "mmcompress-planned", peer["name"])
+        if "mmcompress-planned" in times and "openvino-nncf-int8" in times:
+            got["planned_vs_openvino_nncf_int8"] = pair(times, "mmcompress-planned", "openvino-nncf-int8")
         out["batches"][key] = got
         line = f"  b{b}: mmcompress's fastest {got['mmcompress_best'] or '(none within the budget)'}"
         if mm:
@@ -540,7 +542,8 @@ def summary(rows: list[dict], all_times: dict[int, dict], min_cosine: float) -> 
         line += f"; fastest peer {got['peer_best'] or '(none within the budget)'}"
         for k, label in (("mmcompress_best_vs_peer_best", "vs that peer"),
                          ("mmcompress_best_vs_openvino_nncf_int8", "vs OpenVINO + NNCF int8"),
-                         ("planned_vs_peer_best", "planned vs the fastest peer")):
+                         ("planned_vs_peer_best", "planned vs the fastest peer"),
+                         ("planned_vs_openvino_nncf_int8", "planned vs OpenVINO + NNCF int8")):
             if k in got:
                 lo, hi = got[k]["speedup_ci95"]
                 line += f"; {label} {got[k]['speedup']:.2f}x [{lo:.2f}, {hi:.2f}]"
