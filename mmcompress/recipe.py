@@ -411,8 +411,10 @@ class AutoVariant(_Variant):
 class Bf16Variant(_Variant):
     quantize: Literal["bf16"] = Field(description="bfloat16: the float32 exponent range, so no fp16 overflow. With "
                                                   "runtime torch-cuda or torch-cpu the PyTorch model cast to bf16; "
-                                                  "with runtime openvino the fp32 graphs compiled at bf16 precision "
-                                                  "(CPUs with AVX-512 BF16 or AMX only).")
+                                                  "with runtime openvino the fp32 graphs compiled at bf16 precision. "
+                                                  "On the CPU (torch-cpu, openvino) only where it has AVX-512 BF16 "
+                                                  "or AMX; refused elsewhere, where bf16 is emulated and slower "
+                                                  "than fp32.")
 
 
 Variant = Annotated[Union[Fp32Variant, DynamicVariant, StaticVariant, Fp16Variant, Bf16Variant, AutoVariant],

@@ -27,30 +27,46 @@ def _cuda() -> bool:
 
 
 def test_torch_cpu_runtime_checks_the_model_cast_to_bf16_and_fp16(tmp_path):
+    from mmcompress.runtimes import torch as torch_runtime
+
+    bf16 = torch_runtime.bf16_here()  # bf16 runs where the CPU computes it; elsewhere it is refused (next test)
     path = _recipe(tmp_path, [{"name": "fp32", "quantize": "none"},
                               {"name": "pt-fp32", "quantize": "none", "runtime": "torch-cpu"},
-                              {"name": "pt-bf16", "quantize": "bf16", "runtime": "torch-cpu"},
+                              *([{"name": "pt-bf16", "quantize": "bf16", "runtime": "torch-cpu"}] if bf16 else []),
                               {"name": "pt-fp16-image", "quantize": "fp16", "runtime": "torch-cpu",
                                "towers": ["image"]}])
     result = invoke("run", str(path), "--run-dir", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     rep = json.loads((tmp_path / "run" / "report.json").read_text())
     arts = rep["artifacts"]
-    assert arts["pt-bf16"]["kind"] == "torch-cpu-bf16" and arts["pt-fp32"]["kind"] == "torch-cpu-fp32"
+    assert arts["pt-fp32"]["kind"] == "torch-cpu-fp32" and arts["pt-fp16-image"]["kind"] == "torch-cpu-fp16"
+    assert arts["pt-fp16-image"]["towers"]["text"]["gated"] is False
+    assert arts["pt-fp16-image"]["fidelity"]["text"]["min"] > 0.99999  # the unlisted tower stays fp32
+    assert arts["pt-fp32"]["size_mb"] == pytest.approx(arts["teacher"]["size_mb"], abs=0.1)  # + pickle's keys
+    assert arts["pt-fp32"]["fidelity"]["image"]["min"] > 0.99999  # fp32 eager is the teacher itself
+    # every artifact is its own row in the timing, also when two share a file's bytes on different runtimes
+    lat = arts["pt-fp32"]["latency"]["image"]["4"]
+    assert lat["median_ms"] != arts["fp32"]["latency"]["image"]["4"]["median_ms"] and "fp32" in lat["vs"]
+    if not bf16:
+        return
+    assert arts["pt-bf16"]["kind"] == "torch-cpu-bf16"
     assert arts["pt-bf16"]["runtime"]["device"] == "cpu" and arts["fp32"]["runtime"]["runtime"] == "onnxruntime"
     # no ONNX for torch variants: their weights at the precision, one file shared by the towers
     assert sorted(p.name for p in (tmp_path / "run" / "variants" / "pt-bf16").iterdir()) == ["manifest.json", "weights.pt"]
-    assert arts["pt-fp32"]["size_mb"] == pytest.approx(arts["teacher"]["size_mb"], abs=0.1)  # + pickle's keys
     assert arts["pt-bf16"]["size_mb"] < 0.65 * arts["pt-fp32"]["size_mb"]
-    # fp32 eager is the teacher itself: identical embeddings; bf16 is close, not identical
-    assert arts["pt-fp32"]["fidelity"]["image"]["min"] > 0.99999
-    assert 0.99 < arts["pt-bf16"]["fidelity"]["image"]["min"] < 0.999999
-    assert arts["pt-fp16-image"]["towers"]["text"]["gated"] is False
-    assert arts["pt-fp16-image"]["fidelity"]["text"]["min"] > 0.99999  # the unlisted tower stays fp32
-    # every artifact is its own row in the timing, also when two share a file's bytes on different runtimes
-    lat = arts["pt-fp32"]["latency"]["image"]["4"]
-    assert lat["median_ms"] != arts["fp32"]["latency"]["image"]["4"]["median_ms"]
-    assert {"fp32", "pt-bf16"} <= set(lat["vs"])
+    assert 0.99 < arts["pt-bf16"]["fidelity"]["image"]["min"] < 0.999999  # bf16: close, not identical
+    assert "pt-bf16" in lat["vs"]
+
+
+def test_torch_cpu_bf16_is_refused_on_a_cpu_without_bf16_naming_why(tmp_path, monkeypatch):
+    from mmcompress.runtimes import torch as torch_runtime
+
+    monkeypatch.setattr(torch_runtime, "bf16_here", lambda: False)  # this CPU as one without AVX-512 BF16 / AMX
+    path = _recipe(tmp_path, [{"name": "fp32", "quantize": "none"},
+                              {"name": "pt-bf16", "quantize": "bf16", "runtime": "torch-cpu"}])
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2, result.output
+    assert "export.variants[1]" in result.output and "AVX-512 BF16 or AMX" in result.output
 
 
 @pytest.mark.skipif(_cuda(), reason="this machine has CUDA: the refusal is for machines without it")

@@ -82,6 +82,10 @@ class TorchRuntime(Runtime):
         if variant.quantize not in self.quantize:
             return (f"runtime {self.name} runs the PyTorch model cast to a precision: quantize none, fp16 or bf16 "
                     f"(int8 is for the ONNX runtimes), not {variant.quantize}")
+        if self.on_cpu and variant.quantize == "bf16" and not bf16_here():
+            return (f"runtime {self.name} runs quantize bf16 on CPUs with AVX-512 BF16 or AMX, and this one has "
+                    f"neither (mmcompress list shows its instruction sets): PyTorch would emulate bf16, slower than "
+                    f"fp32; use quantize none or an int8 variant on onnxruntime here, or torch-cuda for a GPU target")
         return None
 
     def unavailable(self) -> str | None:
@@ -101,6 +105,12 @@ class TorchRuntime(Runtime):
         bundle = artifact.bundle
         return cast(bundle.towers[tower], list(bundle.specs[tower].inputs), self.where, precision_of(artifact, tower),
                     name or f"{artifact.name}-{tower}")
+
+
+def bf16_here() -> bool:  # where the CPU computes bf16 itself (tests stand in here)
+    from mmcompress.machine import cpu_bf16
+
+    return cpu_bf16()
 
 
 register(TorchRuntime("torch-cpu", "cpu"))
