@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_planned(recipe: Path, run_dir: Path, tower: str) -> dict:
-    done = subprocess.run([str(ROOT / ".venv" / "bin" / "mmcompress"), "run", str(recipe), "--run-dir", str(run_dir)],
+    # the CLI of the Python running this script (its venv, or the checkout on PYTHONPATH)
+    done = subprocess.run([sys.executable, "-m", "mmcompress", "run", str(recipe), "--run-dir", str(run_dir)],
                           stdout=subprocess.PIPE, text=True)
     print(done.stdout)
     report = json.loads((run_dir / "report.json").read_text())
