@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 
-
 def run_planned(recipe: Path, run_dir: Path, tower: str) -> dict:
     # the CLI of the Python running this script (its venv, or the checkout on PYTHONPATH)
     done = subprocess.run([sys.executable, "-m", "mmcompress", "run", str(recipe), "--run-dir", str(run_dir)],
