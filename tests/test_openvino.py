@@ -3,6 +3,7 @@ names, checked like every artifact; bf16 only where the CPU has AVX-512 BF16 or 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import pytest
@@ -66,7 +67,7 @@ def test_runtime_auto_plans_on_every_runtime_here_and_the_artifact_runs_on_the_o
     CPU has it; NNCF's quantizer among the methods), the variant run and reported on the runtime its plan chose;
     the plan reused with `plan:` keeps that runtime."""
     pytest.importorskip("nncf", reason="nncf is in the openvino extra and the test extra")
-    fast = "calibration: [minmax], top_blocks: 0, top_nodes: 2, max_float_nodes: 2, max_seconds: 60"
+    fast = "calibration: [minmax], top_blocks: 0, top_nodes: 2, max_float_nodes: 2, max_seconds: 20"
     path = _recipe(tmp_path, f"    - {{name: planned, quantize: auto, runtime: auto, methods: [dynamic, nncf], {fast}}}\n")
     result = invoke("run", str(path), "--run-dir", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
@@ -85,7 +86,8 @@ def test_runtime_auto_plans_on_every_runtime_here_and_the_artifact_runs_on_the_o
     if row["runtime"]["runtime"] == "openvino":  # what OpenVINO was asked for is what the plan chose
         asked = {t: ("bf16" if plan[t]["chosen"]["precision"] == "bf16" else "f32") for t in plan}
         assert {t: v["inference_precision"] for t, v in row["runtime"]["towers"].items()} == asked
-    # reused: no search, the same runtime and graphs
+    # reused: no search, the same runtime and graphs (in a copy of the run: teacher outputs and export reused)
+    shutil.copytree(tmp_path / "run", tmp_path / "run2")
     reuse = _recipe(tmp_path, f"    - {{name: planned, quantize: auto, runtime: auto, plan: run/variants/planned/plan.json}}\n")
     again = invoke("run", str(reuse), "--run-dir", str(tmp_path / "run2"))
     assert again.exit_code == 0, again.output

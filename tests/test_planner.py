@@ -112,6 +112,8 @@ def test_a_plan_is_reused_by_a_later_run_and_a_wrong_one_is_refused(outlier_reci
     first, report = _run(recipes_dir, tmp_path / "a", "checks.budgets={min_cosine: 0.99}",
                          "export.variants=[{name: planned, quantize: auto, methods: [dynamic], max_seconds: 60}]")
     plan_file = tmp_path / "a" / "variants" / "planned" / "plan.json"
+    for d in ("b", "c"):  # later runs in copies of the first: teacher outputs and export reused, as a rerun does
+        shutil.copytree(tmp_path / "a", tmp_path / d)
     again, reused = _run(recipes_dir, tmp_path / "b", "checks.budgets={min_cosine: 0.99}",
                          f"export.variants=[{{name: planned, quantize: auto, plan: {plan_file}}}]")
     a, b = report["artifacts"]["planned"], reused["artifacts"]["planned"]
