@@ -164,6 +164,10 @@ def _teacher_config(recipe: Recipe):
         from mmcompress.models.zoo import REGISTRY
 
         c = REGISTRY[t.zoo].config
+        if hasattr(c, "audio_layers"):  # sounds-clap: an AST audio tower and a text tower
+            sub = lambda n: SimpleNamespace(num_hidden_layers=n, num_attention_heads=c.heads)
+            return SimpleNamespace(model_type="sounds-clap", audio_config=sub(c.audio_layers),
+                                   text_config=sub(c.text_layers))
         if not hasattr(c, "layers"):  # a fusion teacher: no distillation students yet
             return None
         sub = lambda: SimpleNamespace(num_hidden_layers=c.layers, num_attention_heads=c.heads)
@@ -186,13 +190,12 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
     if recipe.stages and towers is not None and "fusion" in towers:
         raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of fusion teachers are not built "
                           f"yet (export, int8/fp16 and checks are); remove `stages:` and convert the teacher itself")
-    if recipe.stages and towers is not None and "audio" in towers:
-        raise RecipeError(f"{recipe.where('stages', 0)}: distillation and pruning of audio teachers are not built "
-                          f"yet (export, int8/fp16, the planner and checks are; docs/audio.md); remove `stages:` "
-                          f"and convert the teacher itself")
     for i, entry in enumerate(recipe.stages):
         c, kind = entry.config, entry.kind
         at = lambda *keys, i=i, kind=kind: recipe.where("stages", i, kind, *keys)
+        if kind == "prune" and towers is not None and "audio" in towers:
+            raise RecipeError(f"{at()}: pruning of audio teachers is not built yet (distillation is: fewer audio "
+                              f"layers, docs/audio.md); use a distill stage, or remove this one")
         for t, s in c.towers.items():
             if towers is not None and t not in towers:
                 raise RecipeError(f"{at('towers', t)}: the teacher has no {t} tower (it has {', '.join(towers)}); "
@@ -211,11 +214,11 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
                     students.check(config, t, s.layers, s.width)
                 except ValueError as e:
                     raise RecipeError(f"{at('towers', t)}: {e}") from None
-        if towers is not None and not {"image", "text"} <= set(towers):
+        if towers is not None and not ({"image", "text"} <= set(towers) or {"audio", "text"} <= set(towers)):
             for key in ("contrastive", "contrastive_kd"):
                 if getattr(c.losses, key):
-                    raise RecipeError(f"{at('losses', key)}: {key} compares images with texts and the teacher "
-                                      f"has only a {towers[0]} tower; use cosine or mse")
+                    raise RecipeError(f"{at('losses', key)}: {key} compares images (or clips) with texts and the "
+                                      f"teacher has only a {towers[0]} tower; use cosine or mse")
 
 
 def check(recipe: Recipe, recipe_path: str = "recipe") -> None:

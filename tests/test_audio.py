@@ -218,10 +218,94 @@ def test_python_entrypoint_with_an_audio_tower(audio_dir, function, code, says):
     assert says in result.output.lower()
 
 
-def test_distilling_an_audio_teacher_is_refused_before_anything_runs(audio_dir):
-    recipe = audio_dir / "distill.yaml"
+def _with_stage(audio_dir, name: str, stage: str) -> "Path":
+    recipe = audio_dir / f"{name}.yaml"
     recipe.write_text((audio_dir / "hf-ast-audiofolder.yaml").read_text()
-                      .replace("export:", "stages:\n  - distill: {towers: {audio: {layers: 1}}, steps: 50}\nexport:")
-                      .replace("{calibration: 4, eval: 14}", "{train: 4, calibration: 4, eval: 10}"))
+                      .replace("export:", f"stages:\n  - {stage}\nexport:")
+                      .replace("{calibration: 4, eval: 14}", "{train: 6, calibration: 4, eval: 8}"))
+    return recipe
+
+
+def test_an_ast_audio_tower_distils_to_fewer_layers_and_is_checked(audio_dir, tmp_path):
+    """ASTModel (a single audio tower, 2 layers) -> a 1-layer student of its class, initialised from the
+    teacher's last layer; saved with save_pretrained (transformers loads it), exported and checked."""
+    from transformers import ASTModel
+
+    recipe = _with_stage(audio_dir, "distill", "distill: {towers: {audio: {layers: 1}}, steps: 6, batch: 2, warmup: 1, "
+                                               "checkpoint_every: 3, eval_every: 3}")
+    result, report = _run(recipe, tmp_path / "run", "--set", "export.variants=[{name: student, quantize: none}]",
+                          "--set", "checks.budgets={}")
+    assert result.exit_code == 0, result.output
+    d = report["models"]["distill"]
+    assert d["student"]["towers"]["audio"] == {"kind": "hf", "class": "ASTModel", "layers": 1, "width": 1.0,
+                                                "init": "teacher"}
+    assert d["student"]["parameters"]["audio"] < d["student"]["teacher_parameters"]["audio"]
+    assert [h["step"] for h in d["history"]] == [3, 6]
+    student = ASTModel.from_pretrained(tmp_path / "run" / "stages" / "distill" / "student")
+    assert student.config.num_hidden_layers == 1
+    assert report["artifacts"]["student"]["fidelity"]["audio"]["n"] == 8  # the student's graph, on the eval clips
+
+
+def test_a_zoo_audio_text_teacher_distils_its_audio_tower_with_contrastive_losses(tmp_path):
+    """sounds-clap-tiny: the audio tower narrowed to half its width (1 of 2 heads) learns the teacher's clip
+    embeddings and their similarities to the captions (contrastive_kd); the text tower stays the teacher's."""
+    import yaml
+
+    r = yaml.safe_load((ROOT / "recipes" / "audio-shapes-distill.yaml").read_text())  # the demo, at test size
+    r["teacher"]["zoo"] = "sounds-clap-tiny"
+    r["data"]["splits"] = {"train": 64, "calibration": 16, "eval": 48}
+    r["stages"][0]["distill"].update(towers={"audio": {"layers": 1, "width": 0.5}}, steps=8, batch=16, warmup=2,
+                                     eval_every=4, checkpoint_every=4)
+    r["checks"].update(rounds=5, batch_sizes=[1], budgets={})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(r, sort_keys=False))
+    fast = ("--set", "export.onnx.exporter=torchscript")  # seconds, where dynamo takes tens of them on 2 cores
+    result, report = _run(recipe, tmp_path / "run", *fast)
+    assert result.exit_code == 0, result.output
+    d = report["models"]["distill"]
+    assert d["student"]["parameters"]["audio"] < 0.5 * d["student"]["teacher_parameters"]["audio"]
+    assert d["history"][-1]["eval"]["audio cos"] > 0  # the evaluator ran on the audio tower
+    arts = report["artifacts"]
+    assert set(arts) >= {"teacher-int8", "student-fp32", "student-int8"}
+    assert arts["student-fp32"]["accuracy"]["primary"]["metric"] == "zero_shot_top1"
+    assert arts["student-fp32"]["towers"]["text"]["converted"] is False  # the teacher's text tower, as it was
+    again, _ = _run(recipe, tmp_path / "run", *fast)  # the saved student reloads: nothing is trained again
+    assert again.exit_code == 0 and "distilling audio" not in again.output
+
+
+def test_the_contrastive_losses_match_audio_with_the_captions_as_they_match_images():
+    """total_loss on an audio-text teacher's targets: the audio tower gets contrastive_kd (its similarities to
+    the anchor captions, against the teacher's) and the caption cross-entropy; a distilled text tower is
+    contrasted with the teacher's clips."""
+    import torch
+
+    from mmcompress.compress.training import total_loss
+    from mmcompress.recipe import DistillConfig
+
+    cfg = DistillConfig(towers={"audio": {"layers": 1}}, losses={"cosine": 1, "contrastive_kd": 1, "contrastive": 1})
+    rng = np.random.default_rng(0)
+    targets = {"audio": rng.normal(size=(8, 4)).astype(np.float32), "text": rng.normal(size=(8, 4)).astype(np.float32),
+               "anchors": rng.normal(size=(3, 4)).astype(np.float32), "caption_anchor": np.arange(8) % 3}
+    rows = np.arange(8)
+    out = {"audio": torch.from_numpy(targets["audio"]) + 0.1, "text": torch.from_numpy(targets["text"]) + 0.1}
+    total, parts = total_loss(cfg, out, targets, rows, 10.0, "cpu")
+    assert {"audio.cosine", "audio.contrastive_kd", "audio.contrastive", "text.contrastive_kd", "text.contrastive"} <= set(parts)
+    assert torch.isfinite(total) and total > 0
+
+
+@pytest.mark.parametrize("stage,says", [
+    ("prune: {towers: {audio: {heads: 0.5}}, steps: 30}", "pruning of audio teachers is not built yet"),
+    ("distill: {towers: {image: {layers: 1}}, steps: 30}", "the teacher has no image tower"),
+])
+def test_audio_stages_that_cannot_run_are_refused_before_anything_runs(audio_dir, stage, says):
+    result = invoke("validate", str(_with_stage(audio_dir, "bad-stage", stage)))
+    assert result.exit_code == 2 and says in result.output and "bad-stage.yaml:" in result.output, result.output
+
+
+def test_distilling_clap_htsat_audio_layers_is_refused_naming_why(audio_dir):
+    recipe = audio_dir / "clap-distill.yaml"
+    recipe.write_text((audio_dir / "hf-clap.yaml").read_text()
+                      .replace("export:", "stages:\n  - distill: {towers: {audio: {layers: 1}}, steps: 30}\nexport:")
+                      .replace("{calibration: 8, eval: 40}", "{train: 8, calibration: 8, eval: 32}"))
     result = invoke("validate", str(recipe))
-    assert result.exit_code == 2 and "not built yet" in result.output and "distill.yaml:" in result.output
+    assert result.exit_code == 2 and "HTSAT" in result.output and "clap-distill.yaml:" in result.output, result.output

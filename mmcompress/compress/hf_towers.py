@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -26,6 +27,8 @@ def rewrap(tower: nn.Module, model: nn.Module) -> nn.Module:
     """The same tower wrapper around another model (pooling and normalisation kept)."""
     if hasattr(tower, "pooling"):
         return type(tower)(model, tower.pooling, tower.normalize)
+    if hasattr(tower, "normalize"):  # models/audio.PooledAudioTower
+        return type(tower)(model, tower.normalize)
     return type(tower)(model)
 
 
@@ -39,28 +42,29 @@ def rewrapped(bundle: Bundle, old: nn.Module, new: nn.Module) -> Bundle:
             towers[t] = new
         else:
             towers[t] = m
-    return Bundle(towers=towers, specs=bundle.specs, image_preprocess=bundle.image_preprocess,
-                  text_preprocess=bundle.text_preprocess, task=bundle.task, source=bundle.source)
+    return replace(bundle, towers=towers)
 
 
 def student_bundle(bundle: Bundle, student, name: str, folder: Path, saved: str) -> Bundle:
     """The teacher's bundle with the distilled (or pruned) towers swapped for the student's; `saved`: the
     stage folder's sub-folder holding the model."""
     towers = {t: (student.towers[t] if t in student.towers else m).eval() for t, m in bundle.towers.items()}
-    return Bundle(towers=towers, specs=bundle.specs, image_preprocess=bundle.image_preprocess,
-                  text_preprocess=bundle.text_preprocess, task=bundle.task,
-                  source={"kind": "stage", "stage": name, "path": str(folder / saved),
-                          "parent": bundle.source.get("stage", "teacher"),
-                          "hf_dir": str(hf_dir(bundle)) if hf_dir(bundle) else None,
-                          "built_as": bundle.source.get("built_as", bundle.source.get("kind"))})
+    return replace(bundle, towers=towers,
+                   source={"kind": "stage", "stage": name, "path": str(folder / saved),
+                           "parent": bundle.source.get("stage", "teacher"),
+                           "hf_dir": str(hf_dir(bundle)) if hf_dir(bundle) else None,
+                           "built_as": bundle.source.get("built_as", bundle.source.get("kind"))})
 
 
 def builder(bundle: Bundle):
     """How to build an untrained model of the bundle's class (the zoo teacher's adds its conv stem; a stage's
     model was built like the model it came from); None: transformers' own classes."""
     if bundle.source.get("built_as", bundle.source.get("kind")) == "zoo":
-        from mmcompress.models import shapes_clip
+        from mmcompress.models import shapes_clip, sounds_clap
 
+        models = [m for m in map(hf_model, bundle.towers.values()) if m is not None]
+        if models and isinstance(models[0], sounds_clap.SoundsClap):
+            return sounds_clap.SoundsClap.from_config
         return shapes_clip.from_config
     return None
 

@@ -19,14 +19,17 @@ from torch import nn
 
 # tower -> (sub-config attribute, sub-model attribute, projection attribute) of a CLIP-layout model
 TOWERS = {"image": ("vision_config", "vision_model", "visual_projection"),
+          "audio": ("audio_config", "audio_model", "audio_projection"),
           "text": ("text_config", "text_model", "text_projection")}
+STAGED_AUDIO = {"clap"}  # audio towers built of stages of different widths (CLAP's HTSAT, a Swin transformer)
 PACKED_QKV_HEAD = {"siglip", "siglip2"}  # vision towers pooled by nn.MultiheadAttention (in_proj_weight)
 _LAYERS = re.compile(r"^((?:\w+\.)*?layers?)\.(\d+)\.")  # 'vision_model.encoder.layers.3.', 'encoder.layer.3.', 'layers.3.'
 
 
 def dual(config) -> bool:
-    """A CLIP-layout dual encoder (one sub-config per tower) rather than a single-tower model (ViT, BERT)."""
-    return hasattr(config, "vision_config") and hasattr(config, "text_config")
+    """A dual encoder in CLIP's layout (one sub-config per tower: vision or audio, and text) rather than a
+    single-tower model (ViT, BERT, AST)."""
+    return hasattr(config, "text_config") and any(hasattr(config, TOWERS[t][0]) for t in ("image", "audio"))
 
 
 def _sub_config(config, tower: str):
@@ -67,6 +70,10 @@ def kept_layers(n_teacher: int, n_student: int) -> list[int]:
 
 def check(config, tower: str, layers: int | None, width: float) -> None:
     """ValueError with the fix when this teacher config cannot give that student (before any work)."""
+    if tower == "audio" and getattr(config, "model_type", "") in STAGED_AUDIO:
+        raise ValueError(f"the {config.model_type} audio tower (HTSAT) is a Swin transformer in stages of "
+                         f"different widths, so dropping layers is not built for it; distil its text tower, or "
+                         f"an AST audio tower (ASTModel, the sounds-clap zoo teacher)")
     sub = _sub_config(config, tower)
     n = sub.num_hidden_layers
     if layers is not None and not 1 <= layers <= n:

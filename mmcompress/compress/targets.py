@@ -22,6 +22,10 @@ def train_key(bundle: Bundle, split) -> str:
     if split.images is not None:
         for im in (split.images if isinstance(split.images, list) else [split.images]):
             h.update(np.ascontiguousarray(im).tobytes())
+    for clip in split.audio or []:  # (waveform, sample rate) pairs, or files (data.source audiofolder/jsonl)
+        wave, rate = clip if isinstance(clip, tuple) else (None, str(clip))
+        h.update(np.ascontiguousarray(wave).tobytes() if wave is not None else b"")
+        h.update(str(rate).encode())
     h.update(json.dumps([list(split.texts), {t: p.to_dict() for t in bundle.towers
                                               if (p := bundle.preprocess(t)) is not None}], sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -29,7 +33,7 @@ def train_key(bundle: Bundle, split) -> str:
 
 def teacher_targets(bundle: Bundle, split, seed: int, folder: Path) -> tuple[dict, dict]:
     """Teacher embeddings of every train row for every tower, plus the anchor texts (distinct captions, at most
-    ANCHORS) the contrastive losses use: targets.npz with image (N, D), text (N, D), anchors (T, D),
+    ANCHORS) the contrastive losses use: targets.npz with image or audio (N, D), text (N, D), anchors (T, D),
     caption_anchor (N,) (the anchor of each row's caption, -1 when it is not one)."""
     from mmcompress.artifact import save_npz
     from mmcompress.progress import bar
@@ -46,7 +50,7 @@ def teacher_targets(bundle: Bundle, split, seed: int, folder: Path) -> tuple[dic
                 done += sl.stop - sl.start
                 update(done)
             out[t] = np.concatenate(parts)
-        if "text" in bundle.towers and "image" in bundle.towers:
+        if "text" in bundle.towers and bundle.query_tower is not None:  # image or audio: the texts it is matched to
             distinct = list(dict.fromkeys(split.texts))
             if len(distinct) > ANCHORS:
                 keep = np.sort(np.random.default_rng(seed).choice(len(distinct), ANCHORS, replace=False))

@@ -92,11 +92,14 @@ def batches(n: int, size: int):
 
 
 def batch_feeds(bundle: Bundle, split, rows, towers) -> dict[str, dict[str, np.ndarray]]:
-    """Preprocessed inputs of `rows` of the split for each tower (text padded to the batch's longest row)."""
+    """Preprocessed inputs of `rows` of the split for each tower (text padded to the batch's longest row; audio
+    through the teacher's feature extractor)."""
     out = {}
     if "image" in towers:
         images = split.images[rows] if isinstance(split.images, np.ndarray) else [split.images[i] for i in rows]
         out["image"] = {"pixel_values": bundle.image_preprocess(images)}
+    if "audio" in towers:
+        out["audio"] = bundle.audio_preprocess([split.audio[i] for i in rows])
     if "text" in towers:
         out["text"] = bundle.text_preprocess([split.texts[i] for i in rows])
     return out
@@ -158,19 +161,20 @@ def total_loss(cfg, student_out: dict, targets: dict, rows: np.ndarray, scale: f
     for t, value in (hidden or {}).items():
         parts[f"{t}.hidden"] = value.detach()
         total = total + w.hidden * value
-    teacher = {t: torch.from_numpy(targets[t][rows]).to(device) for t in ("image", "text") if t in targets}
+    teacher = {t: torch.from_numpy(targets[t][rows]).to(device) for t in ("image", "audio", "text") if t in targets}
     anchors = torch.from_numpy(targets["anchors"]).to(device) if "anchors" in targets else None
+    query = next((t for t in ("image", "audio") if t in teacher), None)  # what a dual encoder's text is matched to
     for t, s in student_out.items():
         s = s.float()
         terms = {"cosine": (w.cosine, lambda: losses.cosine(s, teacher[t])),
                  "mse": (w.mse, lambda: losses.mse(s, teacher[t]))}
-        if t == "image" and anchors is not None:
+        if t == query and anchors is not None:
             cap = torch.from_numpy(targets["caption_anchor"][rows]).to(device)
             terms["contrastive_kd"] = (w.contrastive_kd, lambda: losses.contrastive_kd(s, teacher[t], anchors, scale))
             terms["contrastive"] = (w.contrastive, lambda: losses.caption_ce(s, anchors, cap, scale))
-        elif t == "text" and "image" in teacher:
-            terms["contrastive_kd"] = (w.contrastive_kd, lambda: losses.contrastive_kd(s, teacher[t], teacher["image"], scale))
-            terms["contrastive"] = (w.contrastive, lambda: losses.contrastive(teacher["image"], s, scale))
+        elif t == "text" and query is not None:
+            terms["contrastive_kd"] = (w.contrastive_kd, lambda: losses.contrastive_kd(s, teacher[t], teacher[query], scale))
+            terms["contrastive"] = (w.contrastive, lambda: losses.contrastive(teacher[query], s, scale))
         for name, (weight, fn) in terms.items():
             if weight:
                 value = fn()

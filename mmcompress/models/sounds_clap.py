@@ -55,10 +55,24 @@ def feature_extractor(cfg: SoundsClapConfig):
                                mean=-3.15, std=4.27, do_normalize=True)
 
 
+class TowersConfig:
+    """The model's config as compress/students.py reads a dual encoder's: one transformers config per tower
+    (audio_config: ASTConfig, text_config: CLIPTextConfig) and the projection size."""
+
+    model_type = "sounds-clap"
+
+    def __init__(self, audio_config, text_config, projection: int):
+        self.audio_config, self.text_config, self.projection = audio_config, text_config, projection
+
+    def to_dict(self) -> dict:
+        return {"model_type": self.model_type, "audio_config": self.audio_config.to_dict(),
+                "text_config": self.text_config.to_dict(), "projection": self.projection}
+
+
 class SoundsClap(nn.Module):
     def __init__(self, cfg: SoundsClapConfig, vocab_size: int):
         super().__init__()
-        from transformers import ASTConfig, ASTModel, CLIPTextConfig, CLIPTextModel
+        from transformers import ASTConfig, CLIPTextConfig
 
         common = dict(hidden_size=cfg.hidden, num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate)
         audio = ASTConfig(num_hidden_layers=cfg.audio_layers, patch_size=8, frequency_stride=8, time_stride=8,
@@ -67,11 +81,33 @@ class SoundsClap(nn.Module):
         text = CLIPTextConfig(vocab_size=vocab_size, num_hidden_layers=cfg.text_layers,
                               max_position_embeddings=cfg.max_length, pad_token_id=0, bos_token_id=2, eos_token_id=3,
                               **common)
-        audio._attn_implementation = text._attn_implementation = "sdpa"
-        self.audio_model, self.text_model = ASTModel(audio), CLIPTextModel(text)
-        self.audio_projection = nn.Linear(cfg.hidden, cfg.projection, bias=False)
-        self.text_projection = nn.Linear(cfg.hidden, cfg.projection, bias=False)
+        self._build(TowersConfig(audio, text, cfg.projection))
+
+    def _build(self, config: TowersConfig) -> None:
+        from transformers import ASTModel, CLIPTextModel
+
+        config.audio_config._attn_implementation = config.text_config._attn_implementation = "sdpa"
+        self.config = config
+        self.audio_model, self.text_model = ASTModel(config.audio_config), CLIPTextModel(config.text_config)
+        self.audio_projection = nn.Linear(config.audio_config.hidden_size, config.projection, bias=False)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    @classmethod
+    def from_config(cls, config: TowersConfig) -> "SoundsClap":
+        """An untrained model of this shape (a distillation student's: fewer audio layers)."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model._build(config)
+        return model
+
+    def save_pretrained(self, out: Path) -> None:
+        """model.safetensors (module names as keys) and config.json (each tower's config)."""
+        import json
+
+        out.mkdir(parents=True, exist_ok=True)
+        zoo_training.save_weights(self, out)
+        (out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
 
 
 class AudioTower(nn.Module):
