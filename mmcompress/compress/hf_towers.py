@@ -64,7 +64,7 @@ def builder(bundle: Bundle):
 
         models = [m for m in map(hf_model, bundle.towers.values()) if m is not None]
         if models and isinstance(models[0], sounds_clap.SoundsClap):
-            return sounds_clap.SoundsClap.from_config
+            return sounds_clap.SoundsClap
         return shapes_clip.from_config
     return None
 

@@ -22,9 +22,8 @@ def train_key(bundle: Bundle, split) -> str:
     if split.images is not None:
         for im in (split.images if isinstance(split.images, list) else [split.images]):
             h.update(np.ascontiguousarray(im).tobytes())
-    for clip in split.audio or []:  # (waveform, sample rate) pairs, or files (data.source audiofolder/jsonl)
-        wave, rate = clip if isinstance(clip, tuple) else (None, str(clip))
-        h.update(np.ascontiguousarray(wave).tobytes() if wave is not None else b"")
+    for wave, rate in split.audio or []:  # (waveform, sample rate) pairs: every source's splits hold them decoded
+        h.update(np.ascontiguousarray(wave).tobytes())
         h.update(str(rate).encode())
     h.update(json.dumps([list(split.texts), {t: p.to_dict() for t in bundle.towers
                                               if (p := bundle.preprocess(t)) is not None}], sort_keys=True).encode())

@@ -69,21 +69,25 @@ class TowersConfig:
                 "text_config": self.text_config.to_dict(), "projection": self.projection}
 
 
+def towers_config(cfg: SoundsClapConfig, vocab_size: int) -> TowersConfig:
+    from transformers import ASTConfig, CLIPTextConfig
+
+    common = dict(hidden_size=cfg.hidden, num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate)
+    audio = ASTConfig(num_hidden_layers=cfg.audio_layers, patch_size=8, frequency_stride=8, time_stride=8,
+                      max_length=cfg.frames, num_mel_bins=cfg.mel_bins, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0, **common)
+    text = CLIPTextConfig(vocab_size=vocab_size, num_hidden_layers=cfg.text_layers,
+                          max_position_embeddings=cfg.max_length, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+                          **common)
+    return TowersConfig(audio, text, cfg.projection)
+
+
 class SoundsClap(nn.Module):
-    def __init__(self, cfg: SoundsClapConfig, vocab_size: int):
+    """Built from a TowersConfig (towers_config(cfg, vocab) for the teacher; a distillation student's has fewer
+    audio layers): compress/hf_towers.builder passes the class itself."""
+
+    def __init__(self, config: TowersConfig):
         super().__init__()
-        from transformers import ASTConfig, CLIPTextConfig
-
-        common = dict(hidden_size=cfg.hidden, num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate)
-        audio = ASTConfig(num_hidden_layers=cfg.audio_layers, patch_size=8, frequency_stride=8, time_stride=8,
-                          max_length=cfg.frames, num_mel_bins=cfg.mel_bins, hidden_dropout_prob=0.0,
-                          attention_probs_dropout_prob=0.0, **common)
-        text = CLIPTextConfig(vocab_size=vocab_size, num_hidden_layers=cfg.text_layers,
-                              max_position_embeddings=cfg.max_length, pad_token_id=0, bos_token_id=2, eos_token_id=3,
-                              **common)
-        self._build(TowersConfig(audio, text, cfg.projection))
-
-    def _build(self, config: TowersConfig) -> None:
         from transformers import ASTModel, CLIPTextModel
 
         config.audio_config._attn_implementation = config.text_config._attn_implementation = "sdpa"
@@ -92,14 +96,6 @@ class SoundsClap(nn.Module):
         self.audio_projection = nn.Linear(config.audio_config.hidden_size, config.projection, bias=False)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-
-    @classmethod
-    def from_config(cls, config: TowersConfig) -> "SoundsClap":
-        """An untrained model of this shape (a distillation student's: fewer audio layers)."""
-        model = cls.__new__(cls)
-        nn.Module.__init__(model)
-        model._build(config)
-        return model
 
     def save_pretrained(self, out: Path) -> None:
         """model.safetensors (module names as keys) and config.json (each tower's config)."""
@@ -151,7 +147,7 @@ def train(cfg: SoundsClapConfig, progress: Callable[[int, int, float], None] | N
     """Contrastive training over all 60 captions every step (as shapes_clip.train). -> (model, tokenizer, log)."""
     torch.manual_seed(cfg.seed)
     tokenizer = make_tokenizer(cfg.max_length)
-    model = SoundsClap(cfg, len(tokenizer))
+    model = SoundsClap(towers_config(cfg, len(tokenizer)))
     model.train()
     data = sounds.generate(cfg.train_clips, seed=cfg.seed, stream=sounds.STREAM_TEACHER)
     from mmcompress.models.audio_preprocess import for_extractor
@@ -182,6 +178,6 @@ def load(path: Path):
     from transformers import AutoFeatureExtractor
 
     _, cfg, tokenizer = zoo_training.read(path, SoundsClapConfig)
-    model = SoundsClap(cfg, len(tokenizer))
+    model = SoundsClap(towers_config(cfg, len(tokenizer)))
     zoo_training.load_weights(model, zoo_training.weights(path), path)
     return model.eval(), tokenizer, AutoFeatureExtractor.from_pretrained(path), cfg
