@@ -28,19 +28,26 @@ def graphs(path: Path) -> list[Path]:
     return found
 
 
-def feeds_for(session, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Synthetic inputs for an OrtSession's graph: pixel values, or token ids with a full attention mask."""
+def feeds_for(session, batch: int, seq_len: int, seed: int = 0, samples: int | None = None) -> dict[str, np.ndarray]:
+    """Synthetic inputs for an OrtSession's graph: pixel values (or fixed-window audio features), token ids with a
+    full attention mask, or raw audio (batch, samples) with its full mask for graphs that take any clip length
+    (wav2vec2): `samples` long, 16000 (1 s at 16 kHz) if not given."""
     rng = np.random.default_rng(seed)
+    inputs = session._sess.get_inputs()
+    raw_audio = any(i.type == "tensor(float)" and len(i.shape) == 2 and not isinstance(i.shape[1], int) for i in inputs)
+    width = (samples or 16000) if raw_audio else seq_len
     out = {}
-    for i in session._sess.get_inputs():
+    for i in inputs:
         shape = [d if isinstance(d, int) else None for d in i.shape]
-        if i.type == "tensor(float)":
+        if i.type == "tensor(float)" and raw_audio and len(shape) == 2:
+            out[i.name] = (0.1 * rng.standard_normal((batch, width))).astype(np.float32)
+        elif i.type == "tensor(float)":
             if any(d is None for d in shape[1:]):
                 raise RecipeError(f"{session.path}: input {i.name} has a dynamic size {i.shape} other than the batch; "
                                   f"bench needs the image size fixed in the graph")
             out[i.name] = rng.standard_normal([batch, *shape[1:]]).astype(np.float32)
         elif i.name == "attention_mask":
-            out[i.name] = np.ones((batch, seq_len), np.int64)
+            out[i.name] = np.ones((batch, width), np.int64)
         else:  # token ids: small ids that every vocabulary has
             out[i.name] = rng.integers(4, 16, (batch, seq_len)).astype(np.int64)
     return out

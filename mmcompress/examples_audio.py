@@ -1,6 +1,6 @@
-"""Tiny audio teachers and audio data written to disk (part of `mmcompress examples`): a ClapModel and an ASTModel
-directory from save_pretrained (safetensors) with their feature extractors, and synthesised clips as WAV files
-(data/sounds.py) in a JSONL file and an audio folder. Models are randomly initialised; nothing is downloaded."""
+"""Tiny audio teachers and audio data written to disk (part of `mmcompress examples`): a ClapModel, an ASTModel
+and a Wav2Vec2Model directory from save_pretrained (safetensors) with their feature extractors, and synthesised
+clips as WAV files (data/sounds.py) in a JSONL file and an audio folder. Models are randomly initialised; nothing is downloaded."""
 from __future__ import annotations
 
 import json
@@ -51,6 +51,23 @@ def tiny_ast(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def tiny_wav2vec2(out: Path, seed: int = 0) -> Path:
+    """A Wav2Vec2Model (3 conv layers striding 80 samples, 2 transformer layers, hidden 32, stable layer norm)
+    over raw 16 kHz samples of any length, with a Wav2Vec2FeatureExtractor that returns the attention mask
+    (the layer-norm kind, as wav2vec2-large-lv60)."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                 conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                                 feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(out)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(out)
+    return out
+
+
 def _clips(n: int, seed: int):
     from mmcompress.data import sounds
 
@@ -95,4 +112,4 @@ def audiofolder(out: Path, per_class: int = 6, seed: int = 0) -> Path:
     return out
 
 
-MAKERS = {"tiny-clap": tiny_clap, "tiny-ast": tiny_ast, "sounds-jsonl": sounds_jsonl, "sounds-folder": audiofolder}
+MAKERS = {"tiny-clap": tiny_clap, "tiny-ast": tiny_ast, "tiny-wav2vec2": tiny_wav2vec2, "sounds-jsonl": sounds_jsonl, "sounds-folder": audiofolder}

@@ -123,6 +123,16 @@ def check_applicable(recipe: Recipe, model_towers: tuple[str, ...] | None) -> No
             raise _not_for(recipe, ("checks", "text_lengths"), "the teacher has no text tower to time at these lengths")
         if "prompts" in d.model_fields_set:
             raise _not_for(recipe, ("data", "prompts"), "class prompts need a text tower and the teacher has none")
+    if recipe.checks.audio_seconds and towers is not None and "audio" not in towers:
+        raise _not_for(recipe, ("checks", "audio_seconds"), "the teacher has no audio tower to time at these lengths")
+    if recipe.checks.audio_seconds and towers is not None:
+        from mmcompress.models.audio import FIXED_WINDOW
+
+        kind = getattr(_teacher_config(recipe), "model_type", None)
+        if kind in FIXED_WINDOW:
+            raise _not_for(recipe, ("checks", "audio_seconds"), f"a {kind} audio tower sees a fixed window (its "
+                                                                f"feature extractor pads or cuts every clip to it), "
+                                                                f"so it is timed at that window only")
     if d.source in ("shapes", "shapes-vqa", "digits", "sounds"):
         for key in ("path", "classes", "classes_file"):
             if getattr(d, key) is not None:

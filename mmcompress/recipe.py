@@ -719,6 +719,10 @@ class ChecksConfig(Strict):
         [], description="Fixed text lengths (tokens) to time the text tower at, besides the eval data's own median "
                         "and p90 lengths (rounded up to a multiple of 8), e.g. `[64, 128]`. Capped at the "
                         "teacher's max_length.")
+    audio_seconds: list[Annotated[float, Field(gt=0, le=600)]] = Field(
+        [], description="Clip lengths (seconds) to time an audio tower that takes any length (wav2vec2) at, "
+                        "besides the eval clips' own median and p90 durations (rounded up to 0.1 s), e.g. "
+                        "`[5, 10]`. Towers with a fixed window (CLAP, AST) are timed at their window only.")
     threads: int | None = Field(None, ge=1, description="Threads for PyTorch and ONNX Runtime alike; default: "
                                                         "the cores this process may use (CPU affinity and cgroup "
                                                         "quota, not the host's core count).")

@@ -177,7 +177,8 @@ def slowed_copy(src: Path, dst: Path, matmuls: int, width: int = 256) -> None:
 
 
 def _latency_here(name: str, cand: dict, base: dict, cand_dir: Path, base_dir: Path, threshold: float,
-                  threads: int, max_seconds: float, seq_len: int) -> list[Check]:
+                  threads: int, max_seconds: float, seq_len: int, rate: int = 16000) -> list[Check]:
+    """rate: the audio's sample rate, for points timed at a clip length ('16@0.8s')."""
     from mmcompress.bench import feeds_for
     from mmcompress.runtimes.onnxruntime import open_file
 
@@ -188,8 +189,11 @@ def _latency_here(name: str, cand: dict, base: dict, cand_dir: Path, base_dir: P
             continue
         sessions = {"baseline": open_file(base_dir / bt["path"], threads), "candidate": open_file(cand_dir / tower["path"], threads)}
         for key in cand["latency"].get(t, {}):
-            batch = int(key.split("@")[0])
-            row, why, regressed = decide(sessions, feeds_for(sessions["baseline"], batch, seq_len), threshold, max_seconds)
+            batch, _, at = key.partition("@")
+            batch = int(batch)
+            samples = round(float(at[:-1]) * rate) if at.endswith("s") else None  # audio timed at a clip length
+            feeds = feeds_for(sessions["baseline"], batch, seq_len, samples=samples)
+            row, why, regressed = decide(sessions, feeds, threshold, max_seconds)
             lo, hi = row["speedup_ci95"]
             limit = 1 / (1 + threshold)
             out.append(Check(f"{name}.latency.{t}.b{batch}", not regressed,
@@ -242,6 +246,7 @@ def compare(run_dir: Path, baseline: Path, *, threshold: float = 0.10, force: bo
         mode += f"; forced across TensorRT versions for {', '.join(trt_differ)}"
     checks: list[Check] = []
     seq = (cand["checks"].get("text_lengths") or [{"seq_len": 16}])[-1]["seq_len"]
+    rate = (((cand.get("data") or {}).get("audio") or {}).get("preprocess") or {}).get("sampling_rate") or 16000
     for name, b in base["artifacts"].items():
         if name == "teacher":
             continue
@@ -258,7 +263,7 @@ def compare(run_dir: Path, baseline: Path, *, threshold: float = 0.10, force: bo
             checks += _latency_ratios(name, c, b, threshold)
         else:
             checks += _latency_here(name, c, b, cand_dir, base_dir, threshold, threads or usable_cores(),
-                                    max_seconds, seq)
+                                    max_seconds, seq, rate)
     return {"checks": checks, "passed": all(ch.passed for ch in checks), "mode": mode,
             "fingerprints": {"run": fp_c, "baseline": fp_b, "here": fp_here}, "threshold": threshold}
 

@@ -1,5 +1,6 @@
-"""Audio towers end to end through the CLI: a tiny ClapModel (audio + text) on JSONL clips and a tiny ASTModel
-(audio alone) on an audio folder, both from save_pretrained directories; the host preprocessing against the
+"""Audio towers end to end through the CLI: a tiny ClapModel (audio + text) on JSONL clips, a tiny ASTModel
+(audio alone) on an audio folder and a tiny Wav2Vec2Model (raw samples of any length) on JSONL clips, all from
+save_pretrained directories; the host preprocessing against the
 transformers feature extractor; bad audio files named by file and line; the sounds zoo teacher."""
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def audio_dir(tmp_path_factory):
     from mmcompress import examples_audio
 
     root = tmp_path_factory.mktemp("audio")
-    for name in ("hf-clap.yaml", "hf-ast-audiofolder.yaml"):
+    for name in ("hf-clap.yaml", "hf-ast-audiofolder.yaml", "hf-wav2vec2.yaml"):
         shutil.copy(ROOT / "recipes" / name, root / name)
     for name, make in examples_audio.MAKERS.items():
         make(root / "examples" / name)
@@ -94,6 +95,101 @@ def test_ast_directory_is_one_audio_tower_checked_by_knn(ast_run):
     planned = report["artifacts"]["planned"]  # the precision planner searched the audio tower's plans
     assert planned["plan"]["audio"]["plans"] and planned["plan"]["audio"]["chosen"]["cosine"]["min"] >= 0.95
     assert planned["fidelity"]["audio"]["min"] > 0.95
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_run(audio_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("wav2vec2-run")
+    result, report = _run(audio_dir / "hf-wav2vec2.yaml", run_dir, "--set", "export.onnx.exporter=torchscript")
+    assert result.exit_code == 0, result.output
+    return run_dir, report
+
+
+def test_wav2vec2_takes_clips_of_any_length_and_is_timed_at_their_lengths(wav2vec2_run):
+    """Raw samples with dynamic batch and length axes and an attention mask; parity batched (each batch cut to
+    its longest clip) and each clip alone at its own length; latency at the eval median and p90 durations and
+    at checks.audio_seconds, the rows keyed and captioned by the length."""
+    run_dir, report = wav2vec2_run
+    assert report["teacher"]["architecture"] == "Wav2Vec2Model" and report["teacher"]["task"] == "audio-encoder"
+    audio = json.loads((run_dir / "export-onnx" / "manifest.json").read_text())["files"]["audio.onnx"]
+    for name in ("input_values", "attention_mask"):  # (batch, samples), both dynamic
+        shape = audio["io"][name]["shape"]
+        assert len(shape) == 2 and all(isinstance(d, str) for d in shape), shape
+    parity = audio["parity"]
+    assert parity["max_abs_diff"] < 1e-4 and parity["lengths"] == [25600]  # the 1.6 s clips at 16 kHz
+    alone = parity["each_at_own_length"]
+    assert alone["max_abs_diff"] < 1e-4 and alone["samples_range"][0] < alone["samples_range"][1]
+    assert audio["preprocess"]["window_s"] is None and "any length" in audio["preprocess"]["long_clips"]
+    said = report["data"]["audio"]
+    assert said["window_s"] is None and said["seconds_min"] < said["seconds_median"] < said["seconds_max"]
+    timed = report["checks"]["audio_seconds"]
+    assert [t["from"] for t in timed][-1] == "recipe" and timed[-1]["seconds"] == 2.0
+    assert any("eval median" in t["from"] for t in timed) and any("eval p90" in t["from"] for t in timed)
+    median = next(t["seconds"] for t in timed if "eval median" in t["from"])
+    assert said["seconds_median"] <= median < said["seconds_median"] + 0.1 + 1e-9  # rounded up to 0.1 s
+    keys = {f"{b}@{t['seconds']:g}s" for t in timed for b in (1, 4)}
+    for name in ("teacher", "int8-dynamic", "int8-static", "fp16"):
+        assert set(report["artifacts"][name]["latency"]["audio"]) == keys
+    row = report["artifacts"]["int8-dynamic"]["latency"]["audio"]["4@2s"]
+    assert row["seq_len"] == 32000 and row["clip_s"] == 2.0 and row["speedup"] > 0
+    for name in ("int8-dynamic", "int8-static", "fp16"):
+        assert report["artifacts"][name]["fidelity"]["audio"]["min"] > 0.95
+    assert report["artifacts"]["int8-dynamic"]["accuracy"]["primary"]["metric"] == "knn_top1"
+
+
+def test_synthetic_feeds_for_a_raw_audio_graph(wav2vec2_run):
+    """bench and the regression gate time a graph that takes any clip length at a length in samples."""
+    from mmcompress.bench import feeds_for
+    from mmcompress.runtimes.onnxruntime import open_file
+
+    run_dir, _ = wav2vec2_run
+    sess = open_file(run_dir / "variants" / "int8-dynamic" / "audio.onnx", 1)
+    feeds = feeds_for(sess, 2, 16, samples=8000)
+    assert feeds["input_values"].shape == (2, 8000) and feeds["attention_mask"].shape == (2, 8000)
+    assert sess.run(feeds).shape == (2, 32)
+
+
+@pytest.mark.parametrize("kind", ["Wav2Vec2", "Hubert"])
+def test_wav2vec2_without_a_mask_in_its_extractor_pools_over_real_frames_only(tmp_path, kind):
+    """Group-norm wav2vec2 (the base kind) and HuBERT (its layout): the extractor returns no attention mask, so
+    the model is run on the zero-padded batch without one, as its model card says; the pooling still leaves
+    padding frames out."""
+    import torch
+    import transformers
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from mmcompress.models import audio
+
+    Config, Model = getattr(transformers, f"{kind}Config"), getattr(transformers, f"{kind}Model")
+    cfg = Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=8,
+                         num_conv_pos_embedding_groups=2, feat_extract_norm="group")
+    Model(cfg).save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor(return_attention_mask=False, do_normalize=False).save_pretrained(tmp_path)
+    model = Model.from_pretrained(tmp_path).eval()
+    towers, specs, pre = audio.split(model, model.config, tmp_path, "teacher.hf")
+    tower = towers["audio"]
+    assert not tower.model_takes_mask and list(specs["audio"].inputs) == ["input_values", "attention_mask"]
+    feeds = pre([(np.ones(4000, np.float32) * 0.1, 16000), (np.ones(8000, np.float32) * 0.1, 16000)])
+    assert feeds["input_values"].shape == (2, 8000) and feeds["attention_mask"][0].sum() == 4000
+    with torch.no_grad():
+        h = model(torch.from_numpy(feeds["input_values"][:1])).last_hidden_state  # frames of the padded row
+        frames = model._get_feature_vector_attention_mask(h.shape[1], torch.from_numpy(feeds["attention_mask"][:1]))
+        want = h[0, frames[0]].mean(0)
+        got = tower(torch.from_numpy(feeds["input_values"][:1]), torch.from_numpy(feeds["attention_mask"][:1]))[0]
+    assert 0 < int(frames.sum()) < h.shape[1]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("recipe,says", [("hf-clap.yaml", "fixed window"), ("hf-ast-audiofolder.yaml", "fixed window")])
+def test_audio_seconds_is_refused_where_the_model_sees_a_fixed_window(audio_dir, recipe, says):
+    result = invoke("validate", str(audio_dir / recipe), "--set", "checks.audio_seconds=[2]")
+    assert result.exit_code == 2 and "checks.audio_seconds" in result.output and says in result.output, result.output
+
+
+def test_audio_seconds_is_refused_without_an_audio_tower():
+    result = invoke("validate", str(ROOT / "recipes" / "clip-shapes-tiny.yaml"), "--set", "checks.audio_seconds=[2]")
+    assert result.exit_code == 2 and "checks.audio_seconds" in result.output and "no audio tower" in result.output
 
 
 def test_host_preprocessing_is_the_extractor_after_soxr_resampling(audio_dir):
@@ -246,6 +342,24 @@ def test_an_ast_audio_tower_distils_to_fewer_layers_and_is_checked(audio_dir, tm
     assert report["artifacts"]["student"]["fidelity"]["audio"]["n"] == 8  # the student's graph, on the eval clips
 
 
+def test_a_wav2vec2_tower_distils_to_fewer_layers(audio_dir, tmp_path):
+    """Wav2Vec2Model (raw samples of any length, 2 layers) -> 1 layer, trained on clips of their own lengths
+    (the mask through the student as through the teacher), saved with save_pretrained and checked."""
+    from transformers import Wav2Vec2Model
+
+    recipe = audio_dir / "distill-wav2vec2.yaml"
+    recipe.write_text((audio_dir / "hf-wav2vec2.yaml").read_text()
+                      .replace("export:", "stages:\n  - distill: {towers: {audio: {layers: 1}}, steps: 4, batch: 2, "
+                                          "warmup: 1, checkpoint_every: 2, eval_every: 2}\nexport:")
+                      .replace("{calibration: 8, eval: 32}", "{train: 6, calibration: 4, eval: 8}"))
+    result, report = _run(recipe, tmp_path / "run", "--set", "export.variants=[{name: student, quantize: none}]",
+                          "--set", "checks.budgets={}", "--set", "export.onnx.exporter=torchscript")
+    assert result.exit_code == 0, result.output
+    assert report["models"]["distill"]["student"]["towers"]["audio"]["class"] == "Wav2Vec2Model"
+    assert Wav2Vec2Model.from_pretrained(tmp_path / "run" / "stages" / "distill" / "student").config.num_hidden_layers == 1
+    assert report["artifacts"]["student"]["fidelity"]["audio"]["n"] == 8
+
+
 def test_a_zoo_audio_text_teacher_distils_its_audio_tower_with_contrastive_losses(tmp_path):
     """sounds-clap-tiny: the audio tower narrowed to half its width (1 of 2 heads) learns the teacher's clip
     embeddings and their similarities to the captions (contrastive_kd); the text tower stays the teacher's."""
@@ -309,3 +423,13 @@ def test_distilling_clap_htsat_audio_layers_is_refused_naming_why(audio_dir):
                       .replace("{calibration: 8, eval: 40}", "{train: 8, calibration: 8, eval: 32}"))
     result = invoke("validate", str(recipe))
     assert result.exit_code == 2 and "HTSAT" in result.output and "clap-distill.yaml:" in result.output, result.output
+
+
+def test_an_audio_model_it_does_not_load_is_refused_at_validate(audio_dir, tmp_path):
+    """A WavLM directory (wav2vec2's inputs, relative position buckets) is named as not loaded, not mistaken for a
+    text encoder because its config has a vocab_size."""
+    from transformers import WavLMConfig
+
+    WavLMConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "wavlm")
+    result = invoke("validate", str(audio_dir / "hf-wav2vec2.yaml"), "--set", f"teacher.hf={tmp_path / 'wavlm'}")
+    assert result.exit_code == 2 and "wavlm audio model" in result.output and "Wav2Vec2Model" in result.output, result.output

@@ -348,6 +348,11 @@ def judged(value: float, interval, limit: float, higher_is_better: bool):
     return True, UNDECIDED.format(lo=lo, hi=hi)
 
 
+def _length(lat: dict):
+    """What a budget row names its point's length by: tokens for text, '0.8 s' for audio clips."""
+    return f"{lat['clip_s']:g} s" if lat.get("clip_s") else lat.get("seq_len")
+
+
 def _row(budget, value, limit, ok, tower=None, batch=None, seq_len=None, note=None, interval=None,
          undecided=False) -> dict:
     row = {"budget": budget, "tower": tower, "batch": batch, "seq_len": seq_len, "value": value, "limit": limit,
@@ -394,7 +399,7 @@ def evaluate(entry: dict, budgets: dict) -> list:
             for lat in points:
                 ok, why = judged(lat["speedup"], lat.get("speedup_ci95"), b["min_speedup"], higher_is_better=True)
                 rows.append(_row("min_speedup", lat["speedup"], b["min_speedup"], ok if gated else None, tower,
-                                 lat.get("batch"), lat.get("seq_len"), note or why, interval=lat.get("speedup_ci95"),
+                                 lat.get("batch"), _length(lat), note or why, interval=lat.get("speedup_ci95"),
                                  undecided=bool(gated and why)))
     for tower, per_batch in (b.get("max_latency_ms") or {}).items():
         lat = entry["latency"].get(tower)
@@ -407,7 +412,7 @@ def evaluate(entry: dict, budgets: dict) -> list:
                 continue
             v, interval = lat[key]["median_ms"], lat[key].get("median_ci95_ms")
             ok, why = judged(v, interval, limit, higher_is_better=False)
-            rows.append(_row("max_latency_ms", v, limit, ok, tower, int(batch), lat[key].get("seq_len"), why,
+            rows.append(_row("max_latency_ms", v, limit, ok, tower, int(batch), _length(lat[key]), why,
                              interval=interval, undecided=bool(why)))
     if "max_size_mb" in b:
         v = entry.get("size_mb")
@@ -426,7 +431,8 @@ def verdict(rows: list) -> str:
 
 def describe(name: str, row: dict) -> str:
     where = "".join([f" {row['tower']} tower" if row["tower"] else "", f" at batch {row['batch']}" if row["batch"] else "",
-                     f", {row['seq_len']} tokens" if row.get("seq_len") else ""])
+                     (f", {row['seq_len']} clips" if isinstance(row["seq_len"], str) else f", {row['seq_len']} tokens")
+                     if row.get("seq_len") else ""])
     op = "<=" if row["budget"].startswith("max") else ">="
     if row.get("ci95"):  # a latency budget: it failed because the whole interval missed
         lo, hi = row["ci95"]

@@ -28,7 +28,8 @@ class EvalInputs:
     n_classes: int
     n_templates: int
     key: str                                  # hash of the raw data and preprocessing: part of cache keys
-    trim: dict[str, bool]                     # tower -> batches are cut to their longest row (text, 'longest')
+    trim: dict[str, bool]                     # tower -> batches are cut to their longest row (text, 'longest';
+                                              # audio of any length)
     clip_seconds: np.ndarray | None = None    # (N,) duration of each eval clip (audio data), before the window
 
     def text_lengths(self) -> np.ndarray:
@@ -96,7 +97,9 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
             for k in sorted(d):
                 h.update(d[k].tobytes())
     text_trims = bool(bundle.text_preprocess and bundle.text_preprocess.trims)
-    trim = {"image": False, "audio": False, "text": text_trims, "fusion": text_trims}
+    # audio without a window (wav2vec2: any length) is cut per batch to its longest clip, as text to its longest row
+    audio_trims = bool(bundle.audio_preprocess and not bundle.audio_preprocess.window_s)
+    trim = {"image": False, "audio": audio_trims, "text": text_trims, "fusion": text_trims}
     h.update(repr((texts, blocks, None if labels is None else labels.tolist(), trim)).encode())
     seconds = None if ev.audio is None else np.array([len(w) / sr for w, sr in ev.audio])
     return EvalInputs(feeds=feeds, calib=calib, blocks=blocks, labels=labels, caption_of_image=caption_of_image,

@@ -9,7 +9,9 @@ Text is timed at the lengths the eval data has (median and p90 token counts, rou
 and at any fixed lengths the recipe lists (checks.text_lengths); a model that always pads to its maximum
 (teacher.text_padding: max_length) is timed at that maximum. Images have no length: one point per batch size.
 Audio towers with a fixed window (every clip padded or cut to it by the feature extractor: CLAP, AST, Whisper)
-are timed at that window, and the point's key names it ('16@1.015s').
+are timed at that window, and the point's key names it ('16@1.015s'); audio towers that take any length
+(wav2vec2) at the eval clips' median and p90 durations (rounded up to 0.1 s) and at any the recipe lists
+(checks.audio_seconds): '16@0.8s'.
 
 A session may ask for an untimed pause after its calls (`settle_s`): PyTorch's OpenMP threads (libgomp, the
 default wait policy) keep spinning for about 10 ms after each call (measured on the 2-core AVX2 EPYC: 10 ms of
@@ -61,12 +63,30 @@ def text_lengths(token_counts: np.ndarray, max_length: int, fixed: list[int], pa
     return {n: ", ".join(v) for n, v in sorted(out.items())}
 
 
-def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None, window_s: float | None = None) -> list[dict]:
+def audio_seconds(clip_seconds: np.ndarray | None, fixed: list[float]) -> dict[float, str]:
+    """{seconds: where it comes from} for timing an audio tower that takes any length: the eval clips' median and
+    p90 durations rounded up to 0.1 s, and the recipe's checks.audio_seconds."""
+    out: dict[float, list[str]] = {}
+    if clip_seconds is not None and len(clip_seconds):
+        for label, q in (("eval median", 50), ("eval p90", 90)):
+            s = max(0.1, float(np.ceil(np.percentile(clip_seconds, q) * 10 - 1e-9) / 10))
+            out.setdefault(round(s, 1), []).append(label)
+    for s in fixed:
+        out.setdefault(float(s), []).append("recipe")
+    return {s: ", ".join(v) for s, v in sorted(out.items())}
+
+
+def points(tower: str, batch_sizes: list[int], lengths: dict[int, str] | None, window_s: float | None = None,
+           seconds: dict[float, str] | None = None, sampling_rate: int | None = None) -> list[dict]:
     """The (batch, length) points a tower is timed at, each with its report key ('16', '16@24' for text,
-    '16@1.015s' for audio at its window)."""
+    '16@1.015s' for audio at its window, '16@0.8s' for audio of any length at `seconds`; seq_len is then in
+    samples at sampling_rate)."""
     if tower == "audio" and window_s:
         return [{"key": f"{b}@{window_s:g}s", "batch": b, "seq_len": None, "clip_s": window_s,
                  "seq_len_from": "the model's window: every clip is padded or cut to it"} for b in batch_sizes]
+    if tower == "audio" and seconds:
+        return [{"key": f"{b}@{s:g}s", "batch": b, "seq_len": int(round(s * sampling_rate)), "clip_s": s,
+                 "seq_len_from": src} for s, src in seconds.items() for b in batch_sizes]
     if tower not in ("text", "fusion") or not lengths:
         return [{"key": str(b), "batch": b, "seq_len": None, "seq_len_from": None} for b in batch_sizes]
     return [{"key": f"{b}@{n}", "batch": b, "seq_len": n, "seq_len_from": src}
@@ -84,8 +104,11 @@ def measure_artifacts(bundle, artifacts: dict, inputs, cfg, threads: int) -> dic
     text = bundle.text_preprocess
     lengths = (text_lengths(inputs.text_lengths(), text.max_length, cfg.text_lengths, text.padding)
                if text is not None and ({"text", "fusion"} & set(bundle.towers)) else None)
-    window = bundle.audio_preprocess.window_s if bundle.audio_preprocess is not None else None
-    plan = {t: points(t, cfg.batch_sizes, lengths, window) for t in bundle.towers}
+    audio = bundle.audio_preprocess
+    window = audio.window_s if audio is not None else None
+    seconds = audio_seconds(inputs.clip_seconds, cfg.audio_seconds) if audio is not None and not window else None
+    rate = audio.sampling_rate if audio is not None else None
+    plan = {t: points(t, cfg.batch_sizes, lengths, window, seconds, rate) for t in bundle.towers}
     out: dict = {}
     with bar("timing (interleaved with the teacher)", sum(map(len, plan.values())) * cfg.rounds) as update:
         done = 0

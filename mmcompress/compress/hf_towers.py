@@ -27,6 +27,8 @@ def rewrap(tower: nn.Module, model: nn.Module) -> nn.Module:
     """The same tower wrapper around another model (pooling and normalisation kept)."""
     if hasattr(tower, "pooling"):
         return type(tower)(model, tower.pooling, tower.normalize)
+    if hasattr(tower, "model_takes_mask"):  # models/audio.MeanPooledAudioTower (wav2vec2)
+        return type(tower)(model, tower.normalize, tower.model_takes_mask)
     if hasattr(tower, "normalize"):  # models/audio.PooledAudioTower
         return type(tower)(model, tower.normalize)
     return type(tower)(model)

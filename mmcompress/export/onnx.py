@@ -108,15 +108,24 @@ def stage(bundle, cfg, inputs, teacher_emb: dict[str, np.ndarray], folder: Path,
             got = run_batched(sess, feeds, trim=trim)  # each batch at its own longest row, as the teacher ran
             facts = parity(got, teacher_emb[tower][:parity_rows], max_abs=cfg.parity_max_abs,
                            min_cosine=cfg.parity_min_cosine, what=f"export-onnx {tower} tower")
-            if trim:  # and padded to the model's limit: the graph must hold at every length it may be sent
-                mask = feeds["attention_mask"]  # the lengths run_batched's batches were cut to
+            if trim:  # the lengths run_batched's batches were cut to (tokens; samples for audio)
+                mask = feeds["attention_mask"]
                 facts["lengths"] = sorted({int(mask[i:i + EVAL_BATCH].sum(1).max()) for i in range(0, len(mask), EVAL_BATCH)})
+            if trim and tower != "audio":  # and padded to the model's limit: the graph must hold at every length
                 long = feeds_at(feeds, min(32, len(mask)), bundle.text_preprocess.max_length,
                                 bundle.text_preprocess.pad_id)
                 ref = TorchSession(module, list(bundle.specs[tower].inputs)).run(long)
                 facts["padded_to_max"] = parity(sess.run(long), ref, max_abs=cfg.parity_max_abs,
                                                 min_cosine=cfg.parity_min_cosine,
                                                 what=f"export-onnx {tower} tower at {long['input_ids'].shape[1]} tokens")
+            elif trim:  # audio of any length: and each clip alone at its own length (no padding at all)
+                one = {k: v[:32] for k, v in feeds.items()}
+                ref = run_batched(TorchSession(module, list(bundle.specs[tower].inputs)), one, batch=1, trim=True)
+                facts["each_at_own_length"] = parity(run_batched(sess, one, batch=1, trim=True), ref,
+                                                     max_abs=cfg.parity_max_abs, min_cosine=cfg.parity_min_cosine,
+                                                     what=f"export-onnx {tower} tower, each clip at its own length")
+                facts["each_at_own_length"]["samples_range"] = [int(one["attention_mask"].sum(1).min()),
+                                                                int(one["attention_mask"].sum(1).max())]
         if tower == "audio" and inputs.clip_seconds is not None:
             facts["clips"] = bundle.audio_preprocess.clips(inputs.clip_seconds)
         if tower == "fusion":  # image and text in one graph: the text settings, with the image's under "image"

@@ -57,11 +57,17 @@ class AudioPreprocess:
         waves = [self.resample(np.asarray(w, np.float32), int(sr)) for w, sr in clips]
         state = np.random.get_state()
         np.random.seed(self.seed)
+        # no window: clips keep their lengths, padded to the longest of the call, with the mask saying which
+        # samples are real (int64, as text masks); runs then cut each batch to its own longest clip
+        extra = {} if self.window_s else {"padding": "longest", "return_attention_mask": True}
         try:
-            out = self.extractor(waves, sampling_rate=self.sampling_rate, return_tensors="np")
+            out = self.extractor(waves, sampling_rate=self.sampling_rate, return_tensors="np", **extra)
         finally:
             np.random.set_state(state)
-        return {self.input_name: np.ascontiguousarray(np.asarray(out[self.input_name], dtype=np.float32))}
+        feeds = {self.input_name: np.ascontiguousarray(np.asarray(out[self.input_name], dtype=np.float32))}
+        if not self.window_s:
+            feeds["attention_mask"] = np.ascontiguousarray(np.asarray(out["attention_mask"], dtype=np.int64))
+        return feeds
 
     def clips(self, seconds: np.ndarray) -> dict:
         """The clips' lengths against the window, and what the extractor did with them (report, manifests)."""
@@ -106,6 +112,6 @@ def for_extractor(extractor, seed: int = 0) -> AudioPreprocess:
                                f"zero-padded to {w:g} s", seed)
     if kind == "Wav2Vec2FeatureExtractor":
         return AudioPreprocess(extractor, "input_values", None, "taken whole: the model takes any length",
-                               "padded with zeros to the longest clip of the batch", seed)
+                               "padded with zeros to the longest clip of its batch (attention_mask 0 there)", seed)
     raise ValueError(f"{kind} is not an audio feature extractor mmcompress knows (ClapFeatureExtractor, "
                      f"ASTFeatureExtractor, WhisperFeatureExtractor, Wav2Vec2FeatureExtractor)")

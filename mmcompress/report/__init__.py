@@ -95,7 +95,7 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, eval
                                "preprocess": bundle.audio_preprocess.to_dict()}}
                     if inputs.clip_seconds is not None and bundle.audio_preprocess is not None else {})},
         "checks": {"runtime": recipe.checks.runtime, "batch_sizes": recipe.checks.batch_sizes,
-                   "text_lengths": _lengths(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
+                   "text_lengths": _lengths(timings), "audio_seconds": _audio_seconds(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
                    "ort_spinning": False, "pause_after_pytorch_ms": round(CPU_SETTLE_S * 1e3)},
         "stages": run.stages,
         "models": models(run, pruning_latency(recipe, rows)),
@@ -145,6 +145,13 @@ def _lengths(timings: dict) -> list[dict]:
         if row.get("seq_len"):
             seen[row["seq_len"]] = row["seq_len_from"]
     return [{"seq_len": n, "from": src} for n, src in sorted(seen.items())]
+
+
+def _audio_seconds(timings: dict) -> list[dict]:
+    """The clip lengths the audio tower was timed at (its window, or the eval durations and the recipe's)."""
+    seen = {row["clip_s"]: row["seq_len_from"] for point in timings.get("audio", {}).values()
+            for row in [point["teacher"]] if row.get("clip_s")}
+    return [{"seconds": s, "from": src} for s, src in sorted(seen.items())]
 
 
 def models(run, pruned_latency: dict | None = None) -> dict:

@@ -159,7 +159,9 @@ def _budget_row(name: str, r: dict) -> str:
 
 def _lengths(report: dict) -> str:
     lengths = report["checks"].get("text_lengths") or []
-    return "; text at " + ", ".join(f"{x['seq_len']} tokens ({x['from']})" for x in lengths) if lengths else ""
+    seconds = report["checks"].get("audio_seconds") or []
+    return ("; text at " + ", ".join(f"{x['seq_len']} tokens ({x['from']})" for x in lengths) if lengths else "") + \
+        ("; audio at " + ", ".join(f"{x['seconds']:g} s ({x['from']})" for x in seconds) if seconds else "")
 
 
 def _int8(report: dict) -> str:
@@ -269,7 +271,7 @@ Latency: median over {_e(report['checks']['rounds'])} rounds interleaved with th
 <table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>
 {_models(report)}
 {_plans(report)}
-<h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>tokens</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
+<h2>Budgets</h2>{'<table><tr><th>artifact</th><th>budget</th><th>tower</th><th>batch</th><th>length</th><th>value</th><th>limit</th><th></th></tr>' + ''.join(budgets) + '</table>' if budgets else '<p>none set</p>'}
 <h2>Charts</h2>{''.join(charts)}
 </body></html>
 """

@@ -20,6 +20,7 @@ def render(report: dict) -> Table:
         title = title.replace(" | latency", f" | GPU {gpu} | latency")
     lengths = report["checks"].get("text_lengths") or []
     notes = [f"text L{x['seq_len']}: {x['from']}" for x in lengths]
+    notes += [f"audio {x['seconds']:g} s: {x['from']}" for x in report["checks"].get("audio_seconds") or []]
     notes += [f"{n}: {e['int8']['note']}" for n, e in report["artifacts"].items() if e.get("int8", {}).get("note")]
     if any(not t.get("gated", True) for e in report["artifacts"].values() for t in e["towers"].values()):
         notes.append("(cos) in brackets: a tower the variant leaves as the fp32 export, not gated by it")

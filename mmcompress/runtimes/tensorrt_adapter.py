@@ -250,7 +250,8 @@ def build_engines(precisions: dict, graphs: dict, profile_ranges: tuple, folder:
 
 def profile_ranges(recipe, bundle, inputs, batch=None, seq_len=None) -> tuple:
     """(batch (min, opt, max), text length (min, opt, max) or None): given, else [1, the largest checked batch,
-    the same] and [1, the eval texts' p90 length, the teacher's max_length]."""
+    the same] and [1, the eval texts' p90 length, the teacher's max_length]; for raw audio of any length, in
+    samples [the shortest eval clip, the p90, the longest clip evaluated or listed in checks.audio_seconds]."""
     import numpy as np
 
     text = bundle.text_preprocess
@@ -259,6 +260,12 @@ def profile_ranges(recipe, bundle, inputs, batch=None, seq_len=None) -> tuple:
         lengths = inputs.text_lengths()
         p90 = int(min(text.max_length, max(1, np.ceil(np.percentile(lengths, 90))))) if len(lengths) else text.max_length
         seq = (1, p90, text.max_length)
+    audio = bundle.audio_preprocess
+    if seq is None and audio is not None and not audio.window_s and inputs.clip_seconds is not None:
+        # raw audio of any length (wav2vec2): samples from the shortest eval clip to the longest clip timed
+        rate, secs = audio.sampling_rate, inputs.clip_seconds
+        longest = max([float(secs.max()), *recipe.checks.audio_seconds])
+        seq = (int(secs.min() * rate), int(np.percentile(secs, 90) * rate), int(np.ceil(longest * rate)))
     top = max(recipe.checks.batch_sizes)
     return (tuple(batch) if batch else (1, top, top)), seq
 
