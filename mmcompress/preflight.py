@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 
 from mmcompress.errors import BackendMissing, RecipeError
+from mmcompress.models.bundle import QUERY_TOWERS
 from mmcompress.recipe import Recipe
 
 # import name -> (pip name, what needs it)
@@ -224,7 +225,7 @@ def check_stages(recipe: Recipe, model_towers: tuple[str, ...] | None) -> None:
                     students.check(config, t, s.layers, s.width)
                 except ValueError as e:
                     raise RecipeError(f"{at('towers', t)}: {e}") from None
-        if towers is not None and not ({"image", "text"} <= set(towers) or {"audio", "text"} <= set(towers)):
+        if towers is not None and not ("text" in towers and set(QUERY_TOWERS) & set(towers)):
             for key in ("contrastive", "contrastive_kd"):
                 if getattr(c.losses, key):
                     raise RecipeError(f"{at('losses', key)}: {key} compares images (or clips) with texts and the "

@@ -309,7 +309,8 @@ def test_dual_encoder_without_labels_gates_on_retrieval(recipes_dir, broken_data
     (broken_data / "data.jsonl").write_text("".join(json.dumps({k: v for k, v in x.items() if k != "label"}) + "\n"
                                                     for x in lines))
     result, report = run(recipes_dir, "hf-clip.yaml", "--set", f"data.path={broken_data / 'data.jsonl'}",
-                         "--set", "checks.budgets.max_accuracy_drop=5", run_dir=tmp_path / "run")
+                         "--set", "checks.budgets.max_accuracy_drop=5", "--set", "checks.batch_sizes=[1]",
+                         "--set", "export.variants=[{name: int8-dynamic, quantize: dynamic}]", run_dir=tmp_path / "run")
     assert result.exit_code == 0, result.output
     acc = report["artifacts"]["int8-dynamic"]["accuracy"]
     assert acc["primary"]["metric"] == "image_to_text@1" and "zero_shot" not in acc

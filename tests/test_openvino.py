@@ -22,16 +22,17 @@ def _recipe(tmp_path, variants: str):
     return path
 
 
-def test_openvino_runs_fp32_int8_and_bf16_where_the_cpu_has_it(tmp_path):
+def test_openvino_runs_fp32_int8_and_bf16_where_the_cpu_has_it(tiny_copy, tmp_path):
     bf16 = ov_runtime.bf16_here()
     variants = ("    - {name: ov-fp32, quantize: none, runtime: openvino}\n"
                 "    - {name: ov-dynamic, quantize: dynamic, runtime: openvino}\n"
                 "    - {name: ov-static, quantize: static, runtime: openvino}\n"
                 "    - {name: ort-static, quantize: static}\n"
                 + ("    - {name: ov-bf16, quantize: bf16, runtime: openvino}\n" if bf16 else ""))
-    result = invoke("run", str(_recipe(tmp_path, variants)), "--run-dir", str(tmp_path / "run"))
+    # in a copy of the tiny run: its teacher outputs and ONNX export are reused (the recipe differs in variants)
+    result = invoke("run", str(_recipe(tmp_path, variants)), "--run-dir", str(tiny_copy))
     assert result.exit_code == 0, result.output
-    arts = json.loads((tmp_path / "run" / "report.json").read_text())["artifacts"]
+    arts = json.loads((tiny_copy / "report.json").read_text())["artifacts"]
     for name in ("ov-fp32", "ov-dynamic", "ov-static") + (("ov-bf16",) if bf16 else ()):
         row = arts[name]
         assert row["runtime"]["runtime"] == "openvino" and row["runtime"]["openvino"]
@@ -62,13 +63,14 @@ def test_a_missing_openvino_is_exit_4_naming_the_install(tmp_path, monkeypatch):
     assert result.exit_code == 4 and "mmcompress[openvino]" in result.output and "runtime" in result.output
 
 
-def test_runtime_auto_plans_on_every_runtime_here_and_the_artifact_runs_on_the_one_chosen(tmp_path):
+def test_runtime_auto_plans_on_every_runtime_here_and_the_artifact_runs_on_the_one_chosen(tiny_run, tmp_path):
     """quantize: auto + runtime: auto: candidates judged and timed on ONNX Runtime and OpenVINO (bf16 where the
     CPU has it; NNCF's quantizer among the methods), the variant run and reported on the runtime its plan chose;
     the plan reused with `plan:` keeps that runtime."""
     pytest.importorskip("nncf", reason="nncf is in the openvino extra and the test extra")
     fast = "calibration: [minmax], top_blocks: 0, top_nodes: 2, max_float_nodes: 2, max_seconds: 20"
     path = _recipe(tmp_path, f"    - {{name: planned, quantize: auto, runtime: auto, methods: [dynamic, nncf], {fast}}}\n")
+    shutil.copytree(tiny_run[1], tmp_path / "run")  # the tiny run's teacher outputs and export are reused
     result = invoke("run", str(path), "--run-dir", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())

@@ -281,12 +281,12 @@ def test_an_explicit_target_of_another_kind_is_reported_as_such(tiny_copy):
     assert f"int8 for {other} CPUs" in (tiny_copy / "report.html").read_text()
 
 
-def test_identical_graphs_are_timed_once_and_share_their_row(tmp_path):
+def test_identical_graphs_are_timed_once_and_share_their_row(tiny_copy):
     """Two variants that produce the same bytes are one session in the timing (two sessions of one graph can
     measure apart): their latency rows are the same row."""
-    result = invoke("run", str(TINY), "--run-dir", str(tmp_path), "--set",
+    result = invoke("run", str(TINY), "--run-dir", str(tiny_copy), "--set",
                     "export.variants=[{name: a, quantize: dynamic}, {name: b, quantize: dynamic}]")
     assert result.exit_code == 0, result.output
-    arts = json.loads((tmp_path / "report.json").read_text())["artifacts"]
+    arts = json.loads((tiny_copy / "report.json").read_text())["artifacts"]
     assert arts["a"]["towers"]["image"]["sha256"] == arts["b"]["towers"]["image"]["sha256"]
     assert arts["a"]["latency"] == arts["b"]["latency"] and arts["a"]["latency"]["image"]["1"]["speedup"] > 0

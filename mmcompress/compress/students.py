@@ -17,6 +17,8 @@ import re
 import torch
 from torch import nn
 
+from mmcompress.models.bundle import QUERY_TOWERS
+
 # tower -> (sub-config attribute, sub-model attribute, projection attribute) of a CLIP-layout model
 TOWERS = {"image": ("vision_config", "vision_model", "visual_projection"),
           "audio": ("audio_config", "audio_model", "audio_projection"),
@@ -29,7 +31,7 @@ _LAYERS = re.compile(r"^((?:\w+\.)*?layers?)\.(\d+)\.")  # 'vision_model.encoder
 def dual(config) -> bool:
     """A dual encoder in CLIP's layout (one sub-config per tower: vision or audio, and text) rather than a
     single-tower model (ViT, BERT, AST)."""
-    return hasattr(config, "text_config") and any(hasattr(config, TOWERS[t][0]) for t in ("image", "audio"))
+    return hasattr(config, "text_config") and any(hasattr(config, TOWERS[t][0]) for t in QUERY_TOWERS)
 
 
 def _sub_config(config, tower: str):

@@ -25,7 +25,7 @@ from mmcompress import distributed
 from mmcompress.compress import losses
 from mmcompress.compress.hf_towers import hf_model
 from mmcompress.errors import RecipeError
-from mmcompress.models.bundle import Bundle
+from mmcompress.models.bundle import QUERY_TOWERS, Bundle
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -163,7 +163,7 @@ def total_loss(cfg, student_out: dict, targets: dict, rows: np.ndarray, scale: f
         total = total + w.hidden * value
     teacher = {t: torch.from_numpy(targets[t][rows]).to(device) for t in ("image", "audio", "text") if t in targets}
     anchors = torch.from_numpy(targets["anchors"]).to(device) if "anchors" in targets else None
-    query = next((t for t in ("image", "audio") if t in teacher), None)  # what a dual encoder's text is matched to
+    query = next((t for t in QUERY_TOWERS if t in teacher), None)  # what a dual encoder's text is matched to
     for t, s in student_out.items():
         s = s.float()
         terms = {"cosine": (w.cosine, lambda: losses.cosine(s, teacher[t])),

@@ -9,6 +9,10 @@ import numpy as np
 from mmcompress.models.audio_preprocess import AudioPreprocess
 
 
+# the towers a dual encoder's text tower is matched against (CLIP-style: image; CLAP-style: audio)
+QUERY_TOWERS = ("image", "audio")
+
+
 @dataclass
 class ImagePreprocess:
     """uint8 RGB images -> float32 (N, 3, H, W), as the teacher's image processor does it.
@@ -137,7 +141,7 @@ class Bundle:
     @property
     def query_tower(self) -> str | None:
         """The tower a dual encoder's text is matched against ('image' or 'audio'), or None."""
-        return next((t for t in ("image", "audio") if t in self.towers), None)
+        return next((t for t in QUERY_TOWERS if t in self.towers), None)
 
 
 # the fusion tower's inputs: an image and a question in one call
