@@ -1,6 +1,8 @@
 """Console output: stage lines and progress bars with ETA, on stderr so that stdout stays machine-readable.
 
-On a terminal a live bar; in a log (CI, a pipe) one line per 20% with the ETA, so long work still shows.
+On a terminal a live bar; in a log (CI, a pipe) one line per 20% with the ETA, and a line with the latest
+news at least every HEARTBEAT_SECONDS while updates keep coming (the planner judges and times candidates for
+minutes after its sensitivity step reached 100%), so long work still shows.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console(stderr=True, highlight=False)
 QUIET_SECONDS = 3.0  # in a log, work shorter than this prints no progress lines
+HEARTBEAT_SECONDS = 30.0  # in a log, an update this long after the last line printed is printed
 
 
 @contextmanager
@@ -30,18 +33,21 @@ def _live_bar(description: str, total: int | None) -> Iterator[Callable[..., Non
 
 @contextmanager
 def _log_bar(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    state = {"total": total, "next": 0.2, "t0": time.perf_counter()}
+    t0 = time.perf_counter()
+    state = {"total": total, "next": 0.2, "printed": t0}
 
     def update(done: int, total: int | None = None, info: str = "") -> None:
         state["total"] = total or state["total"]
-        if not state["total"]:
-            return
-        frac = done / state["total"]
-        elapsed = time.perf_counter() - state["t0"]
-        if frac >= state["next"] and frac < 1 and elapsed >= QUIET_SECONDS:
+        now = time.perf_counter()
+        elapsed = now - t0
+        frac = done / state["total"] if state["total"] else None
+        if frac is not None and state["next"] <= frac < 1 and elapsed >= QUIET_SECONDS:
             eta = elapsed / frac - elapsed
             console.print(f"  {description}: {done}/{state['total']} {info}  {elapsed:.0f} s, eta {eta:.0f} s")
-            state["next"] = (int(frac * 5) + 1) / 5
+            state["next"], state["printed"] = (int(frac * 5) + 1) / 5, now
+        elif now - state["printed"] >= HEARTBEAT_SECONDS:  # past 100%, or no total: still say what is happening
+            console.print(f"  {description}: {info or done}  {elapsed:.0f} s")
+            state["printed"] = now
 
     yield update
 

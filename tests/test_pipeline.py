@@ -290,3 +290,24 @@ def test_identical_graphs_are_timed_once_and_share_their_row(tiny_copy):
     arts = json.loads((tiny_copy / "report.json").read_text())["artifacts"]
     assert arts["a"]["towers"]["image"]["sha256"] == arts["b"]["towers"]["image"]["sha256"]
     assert arts["a"]["latency"] == arts["b"]["latency"] and arts["a"]["latency"]["image"]["1"]["speedup"] > 0
+
+
+def test_progress_in_a_log_keeps_talking_past_its_total(monkeypatch):
+    """In a log (not a terminal): a line per 20% of the total, then, once past it or without one, a line with the
+    latest news when updates come 30 s or more after the last line (the planner judges and times candidates
+    for minutes after its sensitivity step is done)."""
+    from mmcompress import progress
+
+    clock = {"t": 0.0}
+    said = []
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(progress.console, "print", lambda text: said.append(text))
+    with progress._log_bar("planning", 10) as update:
+        for i in range(1, 11):  # sensitivity: 10 steps, 1 s apart
+            clock["t"] += 1.0
+            update(i)
+        for info in ("judge a", "judge b", "judge c"):  # past the total: news every 30 s at most
+            clock["t"] += 20.0
+            update(10, None, info)
+    assert len([x for x in said if "/10" in x]) == 4  # 20, 40, 60, 80% (100% is the stage line's)
+    assert [x.split(": ")[1].split("  ")[0] for x in said if "/10" not in x] == ["judge b"]

@@ -232,6 +232,8 @@ class Search:
         timed = [i for i, p in enumerate(self.tried) if id(p) in worth and "error" not in p]
         feeds = feeds_at(calib, batch, None)  # timed on calibration rows at the largest checked batch
         feeds = trim_padding(feeds) if self.trim else feeds
+        if self.update:
+            self.update(len(self.tried), None, f"timing {len(timed)} plans interleaved with the fp32 graph")
         sessions = {"fp32": first.open(self.src, self.threads, "fp32"),
                     **{f"p{i}": get(self.tried[i]["runtime"]).open(self.tried[i]["path"], self.threads,
                                                                     self.tried[i]["precision"]) for i in timed}}
