@@ -1,6 +1,7 @@
 """Tiny audio teachers and audio data written to disk (part of `mmcompress examples`): a ClapModel, an ASTModel
 and a Wav2Vec2Model directory from save_pretrained (safetensors) with their feature extractors, and synthesised
-clips as WAV files (data/sounds.py) in a JSONL file and an audio folder. Models are randomly initialised; nothing is downloaded."""
+clips as WAV files (data/sounds.py) in a JSONL file and an audio folder. Models are randomly initialised; nothing
+is downloaded."""
 from __future__ import annotations
 
 import json
@@ -112,4 +113,5 @@ def audiofolder(out: Path, per_class: int = 6, seed: int = 0) -> Path:
     return out
 
 
-MAKERS = {"tiny-clap": tiny_clap, "tiny-ast": tiny_ast, "tiny-wav2vec2": tiny_wav2vec2, "sounds-jsonl": sounds_jsonl, "sounds-folder": audiofolder}
+MAKERS = {"tiny-clap": tiny_clap, "tiny-ast": tiny_ast, "tiny-wav2vec2": tiny_wav2vec2, "sounds-jsonl": sounds_jsonl,
+          "sounds-folder": audiofolder}

@@ -1,14 +1,15 @@
 """Hugging Face audio models -> towers, offline from save_pretrained directories (safetensors only, no remote code).
 
 ClapModel (CLAP: an audio and a text tower in one space; zero-shot audio classification by prompts, audio<->text
-recall), ASTModel, Wav2Vec2Model and HubertModel (one audio tower; k-NN on labels, as image towers). The audio tower takes what
-the directory's own feature extractor (preprocessor_config.json) computes; that extractor runs on the host
-(models/audio_preprocess.py) and is recorded in the manifests.
+recall), ASTModel, Wav2Vec2Model and HubertModel (one audio tower; k-NN on labels, as image towers). The audio
+tower takes what the directory's own feature extractor (preprocessor_config.json) computes; that extractor runs on
+the host (models/audio_preprocess.py) and is recorded in the manifests.
 
 CLAP and AST see a fixed window (the extractor pads or cuts every clip to it): batch is the graph's only dynamic
-axis. wav2vec2 (and HuBERT, its layout) takes the raw samples at any length: its graph has dynamic batch and samples axes and an
-attention_mask beside input_values (1 on a clip's samples, 0 on the padding of a batch); batches are cut to their
-longest clip, as text batches are to their longest row, and latency is timed at the eval clips' lengths.
+axis. wav2vec2 (and HuBERT, its layout) takes the raw samples at any length: its graph has dynamic batch and
+samples axes and an attention_mask beside input_values (1 on a clip's samples, 0 on the padding of a batch);
+batches are cut to their longest clip, as text batches are to their longest row, and latency is timed at the eval
+clips' lengths.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from mmcompress.models.clip import TEXT_SPEC, TextTower, embedding
 
 # model_type -> the towers it gives
 ANY_LENGTH = {"wav2vec2", "hubert"}  # raw samples of any length, wav2vec2's conv feature encoder + transformer
-TOWERS = {"clap": ("audio", "text"), "audio-spectrogram-transformer": ("audio",), **dict.fromkeys(ANY_LENGTH, ("audio",))}
+TOWERS = {"clap": ("audio", "text"), "audio-spectrogram-transformer": ("audio",),
+          **dict.fromkeys(ANY_LENGTH, ("audio",))}
 INPUT = {"clap": "input_features", "audio-spectrogram-transformer": "input_values",
          **dict.fromkeys(ANY_LENGTH, "input_values")}
 EAGER = {"clap"}  # ClapModel refuses attn_implementation sdpa (transformers 5)
@@ -117,6 +119,10 @@ def split(model: nn.Module, config, path: Path, where: str):
         raise RecipeError(f"{where}: {path}/preprocessor_config.json holds a {type(audio_pre.extractor).__name__}, "
                           f"which computes {audio_pre.input_name}; a {config.model_type} model takes {name}")
     if config.model_type in ANY_LENGTH:  # any length: samples is a dynamic axis, with the padding's mask
+        if audio_pre.window_s:
+            raise RecipeError(f"{where}: {path}/preprocessor_config.json holds a "
+                              f"{type(audio_pre.extractor).__name__}; a {config.model_type} model takes the raw "
+                              f"samples (Wav2Vec2FeatureExtractor)")
         axes = {0: "batch", 1: "samples"}
         takes_mask = bool(getattr(audio_pre.extractor, "return_attention_mask", False))
         return {"audio": MeanPooledAudioTower(model, False, takes_mask).eval()}, \

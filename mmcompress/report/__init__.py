@@ -95,7 +95,8 @@ def build(run, bundle, dataset, inputs, teacher_emb: dict, artifacts: dict, eval
                                "preprocess": bundle.audio_preprocess.to_dict()}}
                     if inputs.clip_seconds is not None and bundle.audio_preprocess is not None else {})},
         "checks": {"runtime": recipe.checks.runtime, "batch_sizes": recipe.checks.batch_sizes,
-                   "text_lengths": _lengths(timings), "audio_seconds": _audio_seconds(timings), "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
+                   "text_lengths": _lengths(timings), "audio_seconds": _audio_seconds(timings),
+                   "rounds": recipe.checks.rounds, "warmup": recipe.checks.warmup,
                    "ort_spinning": False, "pause_after_pytorch_ms": round(CPU_SETTLE_S * 1e3)},
         "stages": run.stages,
         "models": models(run, pruning_latency(recipe, rows)),
