@@ -137,6 +137,23 @@ def test_wav2vec2_takes_clips_of_any_length_and_is_timed_at_their_lengths(wav2ve
     assert report["artifacts"]["int8-dynamic"]["accuracy"]["primary"]["metric"] == "knn_top1"
 
 
+def test_a_clip_shorter_than_the_conv_encoder_takes_exits_2_naming_file_and_line(audio_dir, tmp_path):
+    """The tiny wav2vec2's three convolutions see 105 samples per frame: a 60-sample clip would fail inside the
+    model when run alone; it is refused before any stage, naming its line."""
+    data = tmp_path / "data"
+    shutil.copytree(audio_dir / "examples" / "sounds-jsonl", data)
+    lines = (data / "sounds.jsonl").read_text().splitlines()
+    soundfile.write(data / json.loads(lines[4])["audio"], np.full(60, 0.1, np.float32), 16000)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((audio_dir / "hf-wav2vec2.yaml").read_text()
+                      .replace("examples/tiny-wav2vec2", str(audio_dir / "examples" / "tiny-wav2vec2"))
+                      .replace("examples/sounds-jsonl/sounds.jsonl", str(data / "sounds.jsonl")))
+    result, report = _run(recipe, tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert f"{data / 'sounds.jsonl'}:5:" in result.output and "at least 6.6 ms (105 samples" in result.output
+    assert report is None and not (tmp_path / "run" / "export-onnx").exists()
+
+
 def test_synthetic_feeds_for_a_raw_audio_graph(wav2vec2_run):
     """bench and the regression gate time a graph that takes any clip length at a length in samples."""
     from mmcompress.bench import feeds_for

@@ -69,6 +69,9 @@ def prepare_inputs(bundle: Bundle, data: Dataset, split: str = "eval") -> EvalIn
     precision planner its own rows to judge plans on, apart from the eval rows the checks report."""
     ev, cal = data.split(split), data.split("calibration")
     check_fits(bundle, data, (cal, ev))  # every row the checks use
+    if bundle.audio_preprocess is not None:  # and every clip any stage feeds the model (train rows too)
+        for rows in data.splits.values():
+            bundle.audio_preprocess.check_lengths(rows)
     labels = ev.labels
     if bundle.is_fusion and bundle.task != "itm":
         labels = answer_ids(bundle.outputs, data.class_names, ev.labels, ev.origin)

@@ -91,6 +91,14 @@ class MeanPooledAudioTower(nn.Module):
         return nn.functional.normalize(e, dim=-1) if self.normalize else e
 
 
+def receptive_field(kernels, strides) -> int:
+    """Samples one output frame of a stack of 1-D convolutions sees: the shortest input that gives a frame."""
+    field, jump = 1, 1
+    for k, st in zip(kernels, strides):
+        field, jump = field + (k - 1) * jump, jump * st
+    return field
+
+
 def feature_extractor(path: Path, where: str):
     from transformers import AutoFeatureExtractor
 
@@ -123,6 +131,7 @@ def split(model: nn.Module, config, path: Path, where: str):
             raise RecipeError(f"{where}: {path}/preprocessor_config.json holds a "
                               f"{type(audio_pre.extractor).__name__}; a {config.model_type} model takes the raw "
                               f"samples (Wav2Vec2FeatureExtractor)")
+        audio_pre.min_samples = receptive_field(config.conv_kernel, config.conv_stride)
         axes = {0: "batch", 1: "samples"}
         takes_mask = bool(getattr(audio_pre.extractor, "return_attention_mask", False))
         return {"audio": MeanPooledAudioTower(model, False, takes_mask).eval()}, \

@@ -41,6 +41,25 @@ class AudioPreprocess:
     long_clips: str
     short_clips: str
     seed: int = 0
+    min_samples: int | None = None  # models of any length: the fewest samples (at sampling_rate) they can take
+
+    def check_lengths(self, split) -> None:
+        """Clips shorter than the model can take (min_samples: a wav2vec2 conv encoder's receptive field) are
+        refused naming the first one's file:line (or split row): the model would fail on it alone."""
+        if not self.min_samples or not split.audio:
+            return
+        short = [i for i, (w, sr) in enumerate(split.audio) if len(w) * self.sampling_rate / sr < self.min_samples]
+        if short:
+            from mmcompress.errors import RecipeError
+
+            i = short[0]
+            w, sr = split.audio[i]
+            where = split.origin[i] if split.origin else f"data: row {i}"
+            need = self.min_samples / self.sampling_rate * 1e3
+            raise RecipeError(f"{where}: the clip is {len(w) / sr * 1e3:.1f} ms long ({len(w)} samples at {sr} Hz); "
+                              f"the teacher's convolutional feature encoder needs at least {need:.1f} ms "
+                              f"({self.min_samples} samples at {self.sampling_rate} Hz) ({len(short)} clip(s) "
+                              f"shorter); remove those lines or pad the clips")
 
     @property
     def sampling_rate(self) -> int:
