@@ -33,14 +33,19 @@ def _run(path, run_dir, *extra):
     return result, report
 
 
-@pytest.fixture(scope="module")
-def clap_run(audio_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("clap-run")
-    # torchscript here (3 s for the HTSAT tower against 27 s with dynamo on 2 busy cores); the AST test below and
-    # the demo export with dynamo, the default
-    result, report = _run(audio_dir / "hf-clap.yaml", run_dir, "--set", "export.onnx.exporter=torchscript")
+def _finished(audio_dir, tmp_path_factory, recipe: str, *extra):
+    """A module's shared run of one of the audio recipes, which must pass: (run_dir, report)."""
+    run_dir = tmp_path_factory.mktemp(recipe.removesuffix(".yaml"))
+    result, report = _run(audio_dir / recipe, run_dir, *extra)
     assert result.exit_code == 0, result.output
     return run_dir, report
+
+
+@pytest.fixture(scope="module")
+def clap_run(audio_dir, tmp_path_factory):
+    # torchscript here (3 s for the HTSAT tower against 27 s with dynamo on 2 busy cores); the AST test below and
+    # the demo export with dynamo, the default
+    return _finished(audio_dir, tmp_path_factory, "hf-clap.yaml", "--set", "export.onnx.exporter=torchscript")
 
 
 def test_clap_directory_runs_end_to_end(clap_run):
@@ -77,10 +82,7 @@ def test_clap_export_parity_and_the_preprocessing_in_the_manifest(clap_run):
 
 @pytest.fixture(scope="module")
 def ast_run(audio_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ast-run")
-    result, report = _run(audio_dir / "hf-ast-audiofolder.yaml", run_dir)
-    assert result.exit_code == 0, result.output
-    return run_dir, report
+    return _finished(audio_dir, tmp_path_factory, "hf-ast-audiofolder.yaml")
 
 
 def test_ast_directory_is_one_audio_tower_checked_by_knn(ast_run):
@@ -99,10 +101,7 @@ def test_ast_directory_is_one_audio_tower_checked_by_knn(ast_run):
 
 @pytest.fixture(scope="module")
 def wav2vec2_run(audio_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("wav2vec2-run")
-    result, report = _run(audio_dir / "hf-wav2vec2.yaml", run_dir, "--set", "export.onnx.exporter=torchscript")
-    assert result.exit_code == 0, result.output
-    return run_dir, report
+    return _finished(audio_dir, tmp_path_factory, "hf-wav2vec2.yaml", "--set", "export.onnx.exporter=torchscript")
 
 
 def test_wav2vec2_takes_clips_of_any_length_and_is_timed_at_their_lengths(wav2vec2_run):
